@@ -1,0 +1,104 @@
+//! `ApiError`: the one place that chooses status codes and error bodies.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::db::DbError;
+use crate::storage::StorageError;
+
+/// Every way a request can fail, with what the client needs to know.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{message}")]
+    BadRequest { code: &'static str, message: String },
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("reported size is {expected} bytes but the stored object has {actual} bytes")]
+    SizeMismatch { expected: i64, actual: u64 },
+    #[error("declared MD5 gives ETag {expected} but the stored object has ETag {actual}")]
+    ChecksumMismatch { expected: String, actual: String },
+    #[error("object is {size} bytes, over the limit of {max} bytes (max-file-size)")]
+    TooLarge { size: u64, max: u64 },
+    #[error("could not read the object's size from the hot bucket")]
+    ObjectSizeFetchFailed(#[source] StorageError),
+    #[error("object storage is unavailable")]
+    StorageUnavailable(#[source] StorageError),
+    #[error("database is unavailable")]
+    DbUnavailable(#[source] DbError),
+    #[error("internal error")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    code: &'a str,
+    message: String,
+}
+
+impl ApiError {
+    /// A 400 with a specific code.
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::BadRequest {
+            code,
+            message: message.into(),
+        }
+    }
+
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "UNAUTHORIZED"),
+            Self::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
+            Self::NotFound(_) => (StatusCode::NOT_FOUND, "NOT_FOUND"),
+            Self::Conflict(_) => (StatusCode::CONFLICT, "ALREADY_COMMITTED"),
+            Self::SizeMismatch { .. } => (StatusCode::BAD_REQUEST, "SIZE_MISMATCH"),
+            Self::ChecksumMismatch { .. } => (StatusCode::BAD_REQUEST, "CHECKSUM_MISMATCH"),
+            Self::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "FILE_TOO_LARGE"),
+            Self::ObjectSizeFetchFailed(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "OBJECT_SIZE_FETCH_FAILED")
+            }
+            Self::StorageUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "STORAGE_UNAVAILABLE"),
+            Self::DbUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "DB_UNAVAILABLE"),
+            Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL"),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        if status.is_server_error() {
+            tracing::error!(error.code = code, error.message = %self, error.cause_chain = ?self, "request failed");
+        } else {
+            tracing::info!(error.code = code, error.message = %self, "request refused");
+        }
+        let message = match &self {
+            Self::Internal(_) => "internal error; the server log has the details".to_owned(),
+            other => other.to_string(),
+        };
+        (status, Json(ErrorBody { code, message })).into_response()
+    }
+}
+
+impl From<DbError> for ApiError {
+    fn from(e: DbError) -> Self {
+        match e {
+            DbError::Unavailable { .. } => Self::DbUnavailable(e),
+            other => Self::Internal(Box::new(other)),
+        }
+    }
+}
+
+impl From<StorageError> for ApiError {
+    fn from(e: StorageError) -> Self {
+        match e {
+            StorageError::Unavailable { .. } => Self::StorageUnavailable(e),
+            other => Self::Internal(Box::new(other)),
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! Extractors whose rejections use museum's JSON error body, and the auth extractor.
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::error::ApiError;
+use super::state::AppState;
+use crate::db;
+
+/// JSON body extractor; a bad body is a 400 `INVALID_JSON` naming the problem.
+#[derive(Debug)]
+pub struct AppJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for AppJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(Self(v)),
+            Err(rejection) => Err(json_rejection(&rejection)),
+        }
+    }
+}
+
+fn json_rejection(rejection: &JsonRejection) -> ApiError {
+    let code = match rejection {
+        JsonRejection::MissingJsonContentType(_) => "INVALID_CONTENT_TYPE",
+        _ => "INVALID_JSON",
+    };
+    ApiError::bad_request(code, rejection.body_text())
+}
+
+/// Query-string extractor; a bad query is a 400 `INVALID_QUERY`.
+#[derive(Debug)]
+pub struct AppQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for AppQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(v)) => Ok(Self(v)),
+            Err(rejection) => Err(query_rejection(&rejection)),
+        }
+    }
+}
+
+fn query_rejection(rejection: &QueryRejection) -> ApiError {
+    ApiError::bad_request("INVALID_QUERY", rejection.body_text())
+}
+
+/// The authenticated user, from `X-Auth-Token` or `Authorization: Bearer`.
+#[derive(Debug, Clone, Copy)]
+pub struct AuthUser(pub i64);
+
+/// The SHA-256 hex digest under which a token is stored.
+pub fn hash_token(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+impl FromRequestParts<AppState> for AuthUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+        let token = header("x-auth-token")
+            .map(str::trim)
+            .or_else(|| {
+                header("authorization").and_then(|v| {
+                    v.strip_prefix("Bearer ")
+                        .or_else(|| v.strip_prefix("bearer "))
+                        .map(str::trim)
+                })
+            })
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                ApiError::Unauthorized(
+                    "missing token: send X-Auth-Token or Authorization: Bearer".to_owned(),
+                )
+            })?;
+        if token.len() > 512 {
+            return Err(ApiError::Unauthorized("unknown token".to_owned()));
+        }
+        let hash = hash_token(token);
+        match db::tokens::find_token(&state.db, &hash).await? {
+            Some((stored, user)) if bool::from(stored.as_bytes().ct_eq(hash.as_bytes())) => {
+                Ok(Self(user))
+            }
+            _ => Err(ApiError::Unauthorized("unknown token".to_owned())),
+        }
+    }
+}

@@ -1,0 +1,27 @@
+//! `AppState`: what every handler can reach.
+
+use std::time::Duration;
+
+use crate::db::Db;
+use crate::metrics::Metrics;
+use crate::storage::Buckets;
+
+/// Limits and lifetimes applied to uploads.
+#[derive(Debug, Clone, Copy)]
+pub struct UploadPolicy {
+    /// How long presigned URLs stay valid.
+    pub presign_ttl: Duration,
+    /// How long after its URL expires an unreported key is kept before cleanup.
+    pub temp_grace: Duration,
+    /// Largest object a report may commit, in bytes.
+    pub max_file_size: u64,
+}
+
+/// Shared handler state. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub db: Db,
+    pub buckets: Buckets,
+    pub metrics: Metrics,
+    pub policy: UploadPolicy,
+}

@@ -1,0 +1,582 @@
+//! Upload endpoints: presigned URLs for the hot primary, and the report that verifies
+//! an upload and records it.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+
+use super::error::ApiError;
+use super::extract::{AppJson, AppQuery, AuthUser};
+use super::state::AppState;
+use crate::db::now_millis;
+use crate::db::uploads::{self as repo, Committed, NewObject, StoredObject, TempObject};
+use crate::storage::presign::{
+    decode_md5, is_key_of_user, multipart_etag, new_object_key, single_part_etag,
+};
+use crate::storage::{ObjectMeta, StorageError};
+
+/// Most single-part URLs one request may ask for.
+pub const MAX_UPLOAD_URLS: u32 = 50;
+/// Most parts in one multipart upload (S3's limit).
+pub const MAX_PARTS: u32 = 10_000;
+/// Smallest part S3 accepts, except for the last one.
+pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
+/// Longest object key accepted in a report (S3's limit).
+const MAX_KEY_LEN: usize = 1024;
+/// Pauses between HEAD attempts while verifying a report.
+const HEAD_RETRY_DELAYS: [Duration; 2] = [Duration::from_millis(100), Duration::from_millis(400)];
+
+#[derive(Debug, Deserialize)]
+pub struct CountQuery {
+    count: Option<String>,
+}
+
+fn parse_count(raw: Option<&str>, max: u32) -> Result<u32, ApiError> {
+    let raw = raw.ok_or_else(|| {
+        ApiError::bad_request("INVALID_COUNT", format!("count is required (1..={max})"))
+    })?;
+    match raw.trim().parse::<u32>() {
+        Ok(n) if (1..=max).contains(&n) => Ok(n),
+        _ => Err(ApiError::bad_request(
+            "INVALID_COUNT",
+            format!(
+                "count must be an integer from 1 to {max}, got `{}`",
+                truncate(raw, 40)
+            ),
+        )),
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        s.to_owned()
+    } else {
+        let cut = (0..=max)
+            .rev()
+            .find(|i| s.is_char_boundary(*i))
+            .unwrap_or(0);
+        format!("{}…", &s[..cut])
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UploadUrl {
+    object_key: String,
+    url: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct UploadUrls {
+    urls: Vec<UploadUrl>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MultipartUrls {
+    object_key: String,
+    #[serde(rename = "partURLs")]
+    part_urls: Vec<String>,
+    #[serde(rename = "completeURL")]
+    complete_url: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct MultipartUrlsResponse {
+    urls: MultipartUrls,
+}
+
+fn temp_object(state: &AppState, user: i64, key: String) -> TempObject {
+    let now = now_millis();
+    let lifetime = state.policy.presign_ttl + state.policy.temp_grace;
+    TempObject {
+        object_key: key,
+        user_id: user,
+        bucket_id: state.buckets.primary().id().to_owned(),
+        declared_size: None,
+        declared_md5: None,
+        expected_etag: None,
+        upload_id: None,
+        created_at: now,
+        expires_at: now.saturating_add(i64::try_from(lifetime.as_millis()).unwrap_or(i64::MAX)),
+    }
+}
+
+/// `GET /files/upload-urls?count=N`: N presigned PUT URLs, each for a fresh key.
+pub async fn upload_urls(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    AppQuery(q): AppQuery<CountQuery>,
+) -> Result<Json<UploadUrls>, ApiError> {
+    let count = parse_count(q.count.as_deref(), MAX_UPLOAD_URLS)?;
+    let primary = state.buckets.primary();
+    let rows: Vec<TempObject> = (0..count)
+        .map(|_| temp_object(&state, user, new_object_key(user)))
+        .collect();
+    repo::insert_temp_objects(&state.db, &rows).await?;
+    let urls = rows
+        .into_iter()
+        .map(|t| UploadUrl {
+            url: primary
+                .presign_put(&t.object_key, None, None, state.policy.presign_ttl)
+                .to_string(),
+            object_key: t.object_key,
+        })
+        .collect();
+    state.metrics.upload_urls_issued("single", u64::from(count));
+    Ok(Json(UploadUrls { urls }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UploadUrlRequest {
+    content_length: i64,
+    #[serde(rename = "contentMD5")]
+    content_md5: String,
+}
+
+fn check_size(state: &AppState, field: &str, size: i64) -> Result<u64, ApiError> {
+    let size = u64::try_from(size).map_err(|_| {
+        ApiError::bad_request(
+            "INVALID_SIZE",
+            format!("{field} must not be negative, got {size}"),
+        )
+    })?;
+    if size > state.policy.max_file_size {
+        return Err(ApiError::TooLarge {
+            size,
+            max: state.policy.max_file_size,
+        });
+    }
+    Ok(size)
+}
+
+fn check_md5(field: &str, b64: &str) -> Result<[u8; 16], ApiError> {
+    decode_md5(b64).map_err(|why| {
+        ApiError::bad_request("INVALID_MD5", format!("{field}: {}", truncate(&why, 120)))
+    })
+}
+
+/// `POST /files/upload-url`: one presigned PUT with Content-Length and Content-MD5
+/// signed in, so the bucket itself refuses any other bytes.
+pub async fn upload_url(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    AppJson(req): AppJson<UploadUrlRequest>,
+) -> Result<Json<UploadUrl>, ApiError> {
+    let size = check_size(&state, "contentLength", req.content_length)?;
+    let md5 = check_md5("contentMD5", &req.content_md5)?;
+    let mut row = temp_object(&state, user, new_object_key(user));
+    row.declared_size = Some(req.content_length);
+    row.declared_md5 = Some(req.content_md5.clone());
+    row.expected_etag = Some(single_part_etag(&md5));
+    repo::insert_temp_objects(&state.db, std::slice::from_ref(&row)).await?;
+    let url = state.buckets.primary().presign_put(
+        &row.object_key,
+        Some(size),
+        Some(&req.content_md5),
+        state.policy.presign_ttl,
+    );
+    state.metrics.upload_urls_issued("single", 1);
+    Ok(Json(UploadUrl {
+        object_key: row.object_key,
+        url: url.to_string(),
+    }))
+}
+
+/// Starts a multipart upload on the primary and presigns its parts and completion.
+async fn issue_multipart(
+    state: &AppState,
+    mut row: TempObject,
+    parts: &[(Option<u64>, Option<String>)],
+) -> Result<MultipartUrls, ApiError> {
+    let primary = state.buckets.primary();
+    let upload_id = primary.create_multipart_upload(&row.object_key).await?;
+    row.upload_id = Some(upload_id.clone());
+    repo::insert_temp_objects(&state.db, std::slice::from_ref(&row)).await?;
+    let ttl = state.policy.presign_ttl;
+    let part_urls = parts
+        .iter()
+        .zip(1u16..)
+        .map(|((len, md5), n)| {
+            primary
+                .presign_upload_part(&row.object_key, &upload_id, n, *len, md5.as_deref(), ttl)
+                .to_string()
+        })
+        .collect();
+    let complete_url = primary
+        .presign_complete(&row.object_key, &upload_id, ttl)
+        .to_string();
+    state.metrics.upload_urls_issued("multipart", 1);
+    Ok(MultipartUrls {
+        object_key: row.object_key,
+        part_urls,
+        complete_url,
+    })
+}
+
+/// `GET /files/multipart-upload-urls?count=P`: a multipart upload of P parts.
+pub async fn multipart_upload_urls(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    AppQuery(q): AppQuery<CountQuery>,
+) -> Result<Json<MultipartUrlsResponse>, ApiError> {
+    let count = parse_count(q.count.as_deref(), MAX_PARTS)?;
+    let row = temp_object(&state, user, new_object_key(user));
+    let parts = vec![(None, None); count as usize];
+    let urls = issue_multipart(&state, row, &parts).await?;
+    Ok(Json(MultipartUrlsResponse { urls }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MultipartUploadUrlRequest {
+    content_length: i64,
+    part_length: i64,
+    part_md5s: Vec<String>,
+}
+
+/// `POST /files/multipart-upload-url`: a multipart upload whose every part has its
+/// length and MD5 signed in.
+pub async fn multipart_upload_url(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    AppJson(req): AppJson<MultipartUploadUrlRequest>,
+) -> Result<Json<MultipartUrlsResponse>, ApiError> {
+    let size = check_size(&state, "contentLength", req.content_length)?;
+    let part_count = req.part_md5s.len();
+    if part_count == 0 || part_count > MAX_PARTS as usize {
+        return Err(ApiError::bad_request(
+            "INVALID_PARTS",
+            format!("partMd5s must list 1 to {MAX_PARTS} parts, got {part_count}"),
+        ));
+    }
+    let part_length = u64::try_from(req.part_length)
+        .ok()
+        .filter(|l| *l > 0)
+        .ok_or_else(|| ApiError::bad_request("INVALID_PARTS", "partLength must be positive"))?;
+    if part_count > 1 && part_length < MIN_PART_SIZE {
+        return Err(ApiError::bad_request(
+            "INVALID_PARTS",
+            format!(
+                "partLength must be at least {MIN_PART_SIZE} bytes when there is more than one part"
+            ),
+        ));
+    }
+    let expected_parts = size.div_ceil(part_length).max(1);
+    if expected_parts != part_count as u64 {
+        return Err(ApiError::bad_request(
+            "INVALID_PARTS",
+            format!(
+                "contentLength {size} in parts of {part_length} makes {expected_parts} parts, but partMd5s lists {part_count}"
+            ),
+        ));
+    }
+    let mut digests = Vec::with_capacity(part_count);
+    for (i, md5) in req.part_md5s.iter().enumerate() {
+        digests.push(check_md5(&format!("partMd5s[{i}]"), md5)?);
+    }
+    let last_len = size - part_length * (part_count as u64 - 1);
+    let parts: Vec<(Option<u64>, Option<String>)> = req
+        .part_md5s
+        .into_iter()
+        .enumerate()
+        .map(|(i, md5)| {
+            let len = if i + 1 == part_count {
+                last_len
+            } else {
+                part_length
+            };
+            (Some(len), Some(md5))
+        })
+        .collect();
+    let mut row = temp_object(&state, user, new_object_key(user));
+    row.declared_size = Some(req.content_length);
+    row.expected_etag = Some(multipart_etag(&digests));
+    let urls = issue_multipart(&state, row, &parts).await?;
+    Ok(Json(MultipartUrlsResponse { urls }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReportedObject {
+    object_key: String,
+    size: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ReportRequest {
+    file: ReportedObject,
+    thumbnail: Option<ReportedObject>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CommittedObject {
+    id: i64,
+    object_key: String,
+    size: i64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ReportResponse {
+    file: CommittedObject,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    thumbnail: Option<CommittedObject>,
+}
+
+impl From<StoredObject> for CommittedObject {
+    fn from(o: StoredObject) -> Self {
+        Self {
+            id: o.id,
+            object_key: o.object_key,
+            size: o.size,
+        }
+    }
+}
+
+/// What checking one reported key found.
+enum Checked {
+    /// Verified and ready to record.
+    Fresh(NewObject),
+    /// Recorded earlier by an identical report.
+    Already(StoredObject),
+}
+
+/// `POST /files`: verifies each reported object with a HEAD (size, and MD5 where
+/// declared) and records them all in one transaction. Repeating an identical report
+/// returns the same answer and records nothing new.
+pub async fn report(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    AppJson(req): AppJson<ReportRequest>,
+) -> Result<Json<ReportResponse>, ApiError> {
+    let result = report_inner(&state, user, req).await;
+    let label = match &result {
+        Ok(_) => "ok",
+        Err(ApiError::SizeMismatch { .. }) => "size_mismatch",
+        Err(ApiError::ChecksumMismatch { .. }) => "checksum_mismatch",
+        Err(ApiError::NotFound(_)) => "not_found",
+        Err(_) => "error",
+    };
+    state.metrics.upload_committed(label);
+    result.map(Json)
+}
+
+async fn report_inner(
+    state: &AppState,
+    user: i64,
+    req: ReportRequest,
+) -> Result<ReportResponse, ApiError> {
+    if let Some(thumb) = &req.thumbnail
+        && thumb.object_key == req.file.object_key
+    {
+        return Err(ApiError::bad_request(
+            "INVALID_REPORT",
+            "file and thumbnail must be different objects",
+        ));
+    }
+    let reported: Vec<&ReportedObject> = std::iter::once(&req.file)
+        .chain(req.thumbnail.as_ref())
+        .collect();
+    let mut checked = Vec::with_capacity(reported.len());
+    for object in &reported {
+        checked.push(check_reported(state, user, object).await?);
+    }
+    let fresh: Vec<NewObject> = checked
+        .iter()
+        .filter_map(|c| match c {
+            Checked::Fresh(o) => Some(o.clone()),
+            Checked::Already(_) => None,
+        })
+        .collect();
+    let mut committed = if fresh.is_empty() {
+        Vec::new()
+    } else {
+        repo::commit_objects(&state.db, &fresh).await?
+    };
+    let mut stored = Vec::with_capacity(checked.len());
+    for c in checked {
+        let object = match c {
+            Checked::Already(o) => o,
+            Checked::Fresh(_) => match committed.remove(0) {
+                Committed::New(o) | Committed::Existing(o) => o,
+                Committed::Gone(key) => {
+                    return Err(ApiError::NotFound(format!(
+                        "upload key {key} expired and was cleaned up; ask for a new upload URL"
+                    )));
+                }
+            },
+        };
+        if object.user_id != user {
+            return Err(ApiError::NotFound(
+                "no upload URL was issued to you for this key".to_owned(),
+            ));
+        }
+        stored.push(CommittedObject::from(object));
+    }
+    let mut stored = stored.into_iter();
+    let file = stored
+        .next()
+        .ok_or_else(|| ApiError::Internal("report produced no object".into()))?;
+    Ok(ReportResponse {
+        file,
+        thumbnail: stored.next(),
+    })
+}
+
+async fn check_reported(
+    state: &AppState,
+    user: i64,
+    object: &ReportedObject,
+) -> Result<Checked, ApiError> {
+    let key = object.object_key.as_str();
+    if key.is_empty() || key.len() > MAX_KEY_LEN {
+        return Err(ApiError::bad_request(
+            "INVALID_OBJECT_KEY",
+            format!("objectKey must be 1 to {MAX_KEY_LEN} bytes"),
+        ));
+    }
+    if let Some(size) = object.size {
+        check_size(state, "size", size)?;
+    }
+    let not_issued =
+        || ApiError::NotFound("no upload URL was issued to you for this key".to_owned());
+    if !is_key_of_user(key, user) {
+        return Err(not_issued());
+    }
+    let Some(temp) = repo::find_temp_object(&state.db, key).await? else {
+        return match repo::find_object_by_key(&state.db, key).await? {
+            Some(o) if o.user_id == user => {
+                if object.size.is_none_or(|s| s == o.size) {
+                    Ok(Checked::Already(o))
+                } else {
+                    Err(ApiError::Conflict(format!(
+                        "this key was already reported with {} bytes",
+                        o.size
+                    )))
+                }
+            }
+            _ => Err(not_issued()),
+        };
+    };
+    if temp.user_id != user {
+        return Err(not_issued());
+    }
+    let bucket = state.buckets.get(&temp.bucket_id).ok_or_else(|| {
+        ApiError::Internal(format!("bucket {} is no longer configured", temp.bucket_id).into())
+    })?;
+    let meta = head_with_retries(bucket, key).await?;
+    if meta.size > state.policy.max_file_size {
+        return Err(ApiError::TooLarge {
+            size: meta.size,
+            max: state.policy.max_file_size,
+        });
+    }
+    for expected in [object.size, temp.declared_size].into_iter().flatten() {
+        if u64::try_from(expected) != Ok(meta.size) {
+            return Err(ApiError::SizeMismatch {
+                expected,
+                actual: meta.size,
+            });
+        }
+    }
+    if let Some(expected) = &temp.expected_etag {
+        let actual = meta.etag.clone().unwrap_or_default();
+        if !actual.eq_ignore_ascii_case(expected) {
+            if looks_like_md5_etag(&actual) {
+                return Err(ApiError::ChecksumMismatch {
+                    expected: expected.clone(),
+                    actual,
+                });
+            }
+            tracing::warn!(
+                bucket = bucket.id(),
+                "the bucket's ETag is not an MD5; the declared MD5 was enforced by the signed upload only"
+            );
+        }
+    }
+    let md5 = temp
+        .declared_md5
+        .as_deref()
+        .and_then(|b64| decode_md5(b64).ok())
+        .map(hex::encode);
+    Ok(Checked::Fresh(NewObject {
+        object_key: key.to_owned(),
+        user_id: user,
+        bucket_id: temp.bucket_id,
+        size: i64::try_from(meta.size).unwrap_or(i64::MAX),
+        md5,
+        etag: meta.etag,
+        created_at: now_millis(),
+    }))
+}
+
+/// Plain (`<32 hex>`) or multipart (`<32 hex>-<n>`) ETags, the forms S3 derives from MD5s.
+fn looks_like_md5_etag(etag: &str) -> bool {
+    let (digest, parts) = match etag.split_once('-') {
+        Some((d, n)) => (d, Some(n)),
+        None => (etag, None),
+    };
+    digest.len() == 32
+        && digest.chars().all(|c| c.is_ascii_hexdigit())
+        && parts.is_none_or(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
+}
+
+/// HEADs the object, retrying briefly: a just-finished upload may need a moment to
+/// show, and a flaky endpoint a second try.
+async fn head_with_retries(
+    bucket: &crate::storage::BucketClient,
+    key: &str,
+) -> Result<ObjectMeta, ApiError> {
+    let mut delays = HEAD_RETRY_DELAYS.iter();
+    loop {
+        match bucket.head(key).await {
+            Ok(meta) => return Ok(meta),
+            Err(e @ (StorageError::NotFound { .. } | StorageError::Unavailable { .. })) => {
+                match delays.next() {
+                    Some(delay) => tokio::time::sleep(*delay).await,
+                    None if matches!(e, StorageError::NotFound { .. }) => {
+                        return Err(ApiError::NotFound(
+                        "nothing was uploaded at this key; PUT the bytes to the upload URL first".to_owned(),
+                    ));
+                    }
+                    None => return Err(ApiError::ObjectSizeFetchFailed(e)),
+                }
+            }
+            Err(e) => return Err(ApiError::ObjectSizeFetchFailed(e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_must_be_within_bounds() {
+        assert_eq!(parse_count(Some("1"), 50).ok(), Some(1));
+        assert_eq!(parse_count(Some("50"), 50).ok(), Some(50));
+        for bad in ["0", "51", "-1", "abc", "", "1e3", "99999999999999999999"] {
+            assert!(parse_count(Some(bad), 50).is_err(), "{bad}");
+        }
+        assert!(parse_count(None, 50).is_err());
+    }
+
+    #[test]
+    fn recognises_md5_shaped_etags() {
+        assert!(looks_like_md5_etag("d41d8cd98f00b204e9800998ecf8427e"));
+        assert!(looks_like_md5_etag("d41d8cd98f00b204e9800998ecf8427e-3"));
+        assert!(!looks_like_md5_etag("d41d8cd98f00b204e9800998ecf8427e-"));
+        assert!(!looks_like_md5_etag("abc"));
+        assert!(!looks_like_md5_etag(""));
+    }
+
+    #[test]
+    fn truncation_respects_char_boundaries() {
+        assert_eq!(truncate("ééé", 3), "é…");
+        assert_eq!(truncate("abc", 3), "abc");
+    }
+}

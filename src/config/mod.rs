@@ -1,0 +1,519 @@
+//! Settings: the typed configuration tree, its layered loading (Ente's files and
+//! `ENTE_*` variables) and start-up validation.
+
+mod duration;
+mod env;
+mod validate;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Format, Serialized, Yaml};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+pub use duration::HumanDuration;
+pub use env::{ENV_PREFIX, EnteEnv, env_name_for};
+
+/// The three fixed bucket IDs, in the order Ente lists them.
+pub const BUCKET_IDS: [&str; 3] = ["b2-eu-cen", "wasabi-eu-central-2-v3", "scw-eu-fr-v3"];
+/// Bucket IDs that may serve as the hot primary.
+pub const HOT_BUCKET_IDS: [&str; 2] = ["b2-eu-cen", "wasabi-eu-central-2-v3"];
+/// The glacier tier's bucket ID.
+pub const GLACIER_BUCKET_ID: &str = "scw-eu-fr-v3";
+
+/// Every problem found while loading or validating the configuration, reported at once.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// `configurations/<ENVIRONMENT>.yaml` does not exist.
+    #[error(
+        "configuration file {path} not found: set ENVIRONMENT to a file that exists in configurations/ (default `local`)"
+    )]
+    MissingEnvironmentFile { path: PathBuf },
+    /// One or more keys are invalid; each line names the key, its source and the fix.
+    #[error("invalid configuration:\n  - {}", .problems.join("\n  - "))]
+    Invalid { problems: Vec<String> },
+}
+
+/// The whole configuration tree. Key names follow Ente's `museum.yaml`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    pub s3: S3Config,
+    pub db: DbConfig,
+    pub http: HttpConfig,
+    pub replication: ReplicationConfig,
+    pub log: LogConfig,
+    pub jobs: JobsConfig,
+    /// Largest object a report may commit, in bytes.
+    #[serde(rename = "max-file-size")]
+    pub max_file_size: u64,
+    /// Where `credentials.yaml` lives (Ente's `credentials-file`).
+    #[serde(rename = "credentials-file")]
+    pub credentials_file: Option<String>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            s3: S3Config::default(),
+            db: DbConfig::default(),
+            http: HttpConfig::default(),
+            replication: ReplicationConfig::default(),
+            log: LogConfig::default(),
+            jobs: JobsConfig::default(),
+            max_file_size: 10 * 1024 * 1024 * 1024,
+            credentials_file: None,
+        }
+    }
+}
+
+/// `s3.*`: the buckets and how museum addresses them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct S3Config {
+    /// Local buckets: path-style URLs, plain HTTP, no storage class.
+    pub are_local_buckets: bool,
+    /// Force path-style URLs for every bucket.
+    pub use_path_style_urls: bool,
+    pub hot_storage: HotStorageConfig,
+    #[serde(rename = "b2-eu-cen")]
+    pub b2_eu_cen: BucketConfig,
+    #[serde(rename = "wasabi-eu-central-2-v3")]
+    pub wasabi_eu_central_2_v3: BucketConfig,
+    #[serde(rename = "scw-eu-fr-v3")]
+    pub scw_eu_fr_v3: BucketConfig,
+    /// Start the in-process S3 server (the embedded default).
+    pub embedded: bool,
+    /// Address the embedded S3 server listens on.
+    #[serde(rename = "embedded-address")]
+    pub embedded_address: String,
+    /// Folder the embedded S3 server stores buckets in, one sub-folder per bucket.
+    #[serde(rename = "embedded-root")]
+    pub embedded_root: PathBuf,
+    /// How long presigned URLs stay valid.
+    #[serde(rename = "presign-expiry")]
+    pub presign_expiry: HumanDuration,
+    /// `redirect` (307 to a presigned GET) or `proxy` (stream through museum).
+    pub serve_mode: ServeMode,
+}
+
+impl Default for S3Config {
+    fn default() -> Self {
+        Self {
+            are_local_buckets: false,
+            use_path_style_urls: false,
+            hot_storage: HotStorageConfig::default(),
+            b2_eu_cen: BucketConfig::default(),
+            wasabi_eu_central_2_v3: BucketConfig::default(),
+            scw_eu_fr_v3: BucketConfig::default(),
+            embedded: false,
+            embedded_address: "127.0.0.1:3200".to_owned(),
+            embedded_root: PathBuf::from("data/s3"),
+            presign_expiry: HumanDuration(Duration::from_secs(7 * 24 * 3600)),
+            serve_mode: ServeMode::Redirect,
+        }
+    }
+}
+
+impl S3Config {
+    /// The configuration of bucket `id`, if `id` is one of [`BUCKET_IDS`].
+    pub fn bucket(&self, id: &str) -> Option<&BucketConfig> {
+        match id {
+            "b2-eu-cen" => Some(&self.b2_eu_cen),
+            "wasabi-eu-central-2-v3" => Some(&self.wasabi_eu_central_2_v3),
+            "scw-eu-fr-v3" => Some(&self.scw_eu_fr_v3),
+            _ => None,
+        }
+    }
+
+    /// Mutable access to the configuration of bucket `id`.
+    pub fn bucket_mut(&mut self, id: &str) -> Option<&mut BucketConfig> {
+        match id {
+            "b2-eu-cen" => Some(&mut self.b2_eu_cen),
+            "wasabi-eu-central-2-v3" => Some(&mut self.wasabi_eu_central_2_v3),
+            "scw-eu-fr-v3" => Some(&mut self.scw_eu_fr_v3),
+            _ => None,
+        }
+    }
+}
+
+/// How downloads are served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServeMode {
+    Redirect,
+    Proxy,
+}
+
+/// `s3.hot_storage.*`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HotStorageConfig {
+    pub primary: String,
+    pub secondary: Option<String>,
+}
+
+impl Default for HotStorageConfig {
+    fn default() -> Self {
+        Self {
+            primary: "b2-eu-cen".to_owned(),
+            secondary: Some("wasabi-eu-central-2-v3".to_owned()),
+        }
+    }
+}
+
+/// One bucket's connection settings. A bucket without a `bucket` name is absent.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BucketConfig {
+    pub key: Option<String>,
+    #[serde(serialize_with = "serialize_secret")]
+    pub secret: Option<SecretString>,
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub bucket: Option<String>,
+    pub use_path_style_urls: Option<bool>,
+    pub disable_ssl: Option<bool>,
+    pub storage_class: Option<String>,
+}
+
+impl BucketConfig {
+    /// Whether this bucket takes part (it has a `bucket` name).
+    pub fn is_present(&self) -> bool {
+        self.bucket.as_deref().is_some_and(|b| !b.is_empty())
+    }
+}
+
+/// `db.*`: a URL, or Ente's host/port/name/user/password/sslmode.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DbConfig {
+    #[serde(serialize_with = "serialize_secret")]
+    pub url: Option<SecretString>,
+    pub host: Option<String>,
+    pub port: u16,
+    pub name: Option<String>,
+    pub user: Option<String>,
+    #[serde(serialize_with = "serialize_secret")]
+    pub password: Option<SecretString>,
+    pub sslmode: Option<String>,
+    /// Largest number of pooled connections.
+    #[serde(rename = "max-connections")]
+    pub max_connections: u32,
+    /// How long a request waits for a pooled connection.
+    #[serde(rename = "acquire-timeout")]
+    pub acquire_timeout: HumanDuration,
+}
+
+impl Default for DbConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            host: None,
+            port: 5432,
+            name: None,
+            user: None,
+            password: None,
+            sslmode: None,
+            max_connections: 10,
+            acquire_timeout: HumanDuration(Duration::from_secs(5)),
+        }
+    }
+}
+
+/// The default database: a SQLite file under `data/`.
+pub const DEFAULT_DB_URL: &str = "sqlite://data/museum.db";
+
+impl DbConfig {
+    /// The connection URL: `db.url`, else one built from Ente's `db.host` keys, else
+    /// the SQLite default.
+    pub fn connection_url(&self) -> SecretString {
+        if let Some(url) = self.url.as_ref().filter(|u| !u.expose_secret().is_empty()) {
+            return url.clone();
+        }
+        let Some(host) = self.host.as_deref().filter(|h| !h.is_empty()) else {
+            return SecretString::from(DEFAULT_DB_URL);
+        };
+        let user = self.user.as_deref().unwrap_or("postgres");
+        let name = self.name.as_deref().unwrap_or("ente_db");
+        let password = self
+            .password
+            .as_ref()
+            .map(|p| format!(":{}", encode_userinfo(p.expose_secret())))
+            .unwrap_or_default();
+        let sslmode = self.sslmode.as_deref().unwrap_or("disable");
+        SecretString::from(format!(
+            "postgres://{}{password}@{host}:{}/{name}?sslmode={sslmode}",
+            encode_userinfo(user),
+            self.port
+        ))
+    }
+}
+
+fn encode_userinfo(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
+}
+
+/// `http.*`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HttpConfig {
+    /// Address the API binds to.
+    pub host: String,
+    pub port: u16,
+    #[serde(rename = "metrics-port")]
+    pub metrics_port: u16,
+    /// Longest time one API request may take.
+    #[serde(rename = "request-timeout")]
+    pub request_timeout: HumanDuration,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            host: "0.0.0.0".to_owned(),
+            port: 8080,
+            metrics_port: 2112,
+            request_timeout: HumanDuration(Duration::from_secs(60)),
+        }
+    }
+}
+
+/// `replication.*`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ReplicationConfig {
+    pub enabled: bool,
+    #[serde(rename = "worker-count")]
+    pub worker_count: u32,
+}
+
+impl Default for ReplicationConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            worker_count: 6,
+        }
+    }
+}
+
+/// `log.*`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LogConfig {
+    /// `json` or `pretty`; unset means pretty on a terminal and JSON otherwise.
+    pub format: Option<LogFormat>,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+/// `jobs.*`: background housekeeping.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct JobsConfig {
+    /// How often expired, unreported upload keys are cleaned up.
+    #[serde(rename = "cleanup-interval")]
+    pub cleanup_interval: HumanDuration,
+    /// How long after its presigned URL expires an unreported key is kept.
+    #[serde(rename = "temp-object-grace")]
+    pub temp_object_grace: HumanDuration,
+}
+
+impl Default for JobsConfig {
+    fn default() -> Self {
+        Self {
+            cleanup_interval: HumanDuration(Duration::from_secs(300)),
+            temp_object_grace: HumanDuration(Duration::from_secs(3600)),
+        }
+    }
+}
+
+fn serialize_secret<S: serde::Serializer>(
+    secret: &Option<SecretString>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match secret {
+        Some(s) => serializer.serialize_some(s.expose_secret()),
+        None => serializer.serialize_none(),
+    }
+}
+
+/// Where the configuration files are read from.
+#[derive(Debug, Clone)]
+pub struct Sources {
+    /// Folder holding `configurations/`, `credentials.yaml` and `museum.yaml`.
+    pub dir: PathBuf,
+    /// `ENVIRONMENT`, default `local`.
+    pub environment: String,
+}
+
+impl Sources {
+    /// Sources for the current directory and the `ENVIRONMENT` variable.
+    pub fn from_process() -> Self {
+        Self {
+            dir: PathBuf::from("."),
+            environment: std::env::var("ENVIRONMENT")
+                .ok()
+                .filter(|e| !e.is_empty())
+                .unwrap_or_else(|| "local".to_owned()),
+        }
+    }
+}
+
+/// A loaded configuration, with the warnings found while loading it.
+#[derive(Debug)]
+pub struct Loaded {
+    pub settings: Settings,
+    /// Keys that were set but that museum does not know, and other non-fatal findings.
+    pub warnings: Vec<String>,
+}
+
+/// Loads the configuration in Ente's order, later wins: defaults →
+/// `configurations/<ENVIRONMENT>.yaml` → `credentials.yaml` → `museum.yaml` → `ENTE_*`.
+/// Then validates it, reporting every problem at once.
+pub fn load(sources: &Sources) -> Result<Loaded, ConfigError> {
+    let env_file = sources
+        .dir
+        .join("configurations")
+        .join(format!("{}.yaml", sources.environment));
+    if !env_file.is_file() {
+        return Err(ConfigError::MissingEnvironmentFile { path: env_file });
+    }
+    let env = EnteEnv::from_process();
+    let base =
+        Figment::from(Serialized::defaults(Settings::default())).merge(Yaml::file(&env_file));
+    let credentials_path = credentials_path(&base, &sources.dir, &env);
+    let figment = base
+        .merge(Yaml::file(&credentials_path))
+        .merge(Yaml::file(sources.dir.join("museum.yaml")))
+        .merge(env.clone());
+
+    let mut warnings = env.unknown_warnings();
+    warnings.extend(validate::unknown_file_keys(&figment));
+
+    let settings: Settings = figment.extract().map_err(|e| ConfigError::Invalid {
+        problems: e
+            .into_iter()
+            .map(|e| validate::describe_figment_error(&e))
+            .collect(),
+    })?;
+    let problems = validate::validate(&settings, &figment);
+    if !problems.is_empty() {
+        return Err(ConfigError::Invalid { problems });
+    }
+    if sources.environment != "local" {
+        warnings.extend(validate::credentials_permissions(&credentials_path));
+    }
+    Ok(Loaded { settings, warnings })
+}
+
+fn credentials_path(base: &Figment, dir: &Path, env: &EnteEnv) -> PathBuf {
+    let from_env = env.get("credentials-file");
+    let from_file = base.extract_inner::<String>("credentials-file").ok();
+    match from_env.or(from_file).filter(|p| !p.is_empty()) {
+        Some(p) if Path::new(&p).is_absolute() => PathBuf::from(p),
+        Some(p) => dir.join(p),
+        None => dir.join("credentials.yaml"),
+    }
+}
+
+/// Every key path museum understands, dotted, as written in YAML.
+pub fn known_keys() -> Vec<String> {
+    let mut keys: Vec<String> = [
+        "s3.are_local_buckets",
+        "s3.use_path_style_urls",
+        "s3.hot_storage.primary",
+        "s3.hot_storage.secondary",
+        "s3.embedded",
+        "s3.embedded-address",
+        "s3.embedded-root",
+        "s3.presign-expiry",
+        "s3.serve_mode",
+        "db.url",
+        "db.host",
+        "db.port",
+        "db.name",
+        "db.user",
+        "db.password",
+        "db.sslmode",
+        "db.max-connections",
+        "db.acquire-timeout",
+        "http.host",
+        "http.port",
+        "http.metrics-port",
+        "http.request-timeout",
+        "replication.enabled",
+        "replication.worker-count",
+        "log.format",
+        "jobs.cleanup-interval",
+        "jobs.temp-object-grace",
+        "max-file-size",
+        "credentials-file",
+    ]
+    .iter()
+    .map(|k| (*k).to_owned())
+    .collect();
+    for id in BUCKET_IDS {
+        for field in [
+            "key",
+            "secret",
+            "endpoint",
+            "region",
+            "bucket",
+            "use_path_style_urls",
+            "disable_ssl",
+            "storage_class",
+        ] {
+            keys.push(format!("s3.{id}.{field}"));
+        }
+    }
+    keys
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_never_contains_secrets() {
+        let mut settings = Settings::default();
+        settings.s3.b2_eu_cen.secret = Some(SecretString::from("very-secret-value"));
+        settings.db.password = Some(SecretString::from("db-secret-value"));
+        let debug = format!("{settings:?}");
+        assert!(!debug.contains("very-secret-value"), "{debug}");
+        assert!(!debug.contains("db-secret-value"), "{debug}");
+    }
+
+    #[test]
+    fn ente_db_keys_build_a_postgres_url() {
+        let db = DbConfig {
+            host: Some("db.internal".into()),
+            user: Some("pguser".into()),
+            name: Some("ente_db".into()),
+            password: Some(SecretString::from("p@ss word")),
+            ..DbConfig::default()
+        };
+        assert_eq!(
+            db.connection_url().expose_secret(),
+            "postgres://pguser:p%40ss%20word@db.internal:5432/ente_db?sslmode=disable"
+        );
+    }
+
+    #[test]
+    fn no_db_keys_means_the_sqlite_default() {
+        assert_eq!(
+            DbConfig::default().connection_url().expose_secret(),
+            DEFAULT_DB_URL
+        );
+    }
+}

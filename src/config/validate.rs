@@ -1,0 +1,356 @@
+//! Start-up checks: every problem is collected, each naming its key, where the value
+//! came from, and how to fix it.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use figment::Figment;
+use figment::value::Value;
+use secrecy::ExposeSecret;
+
+use super::{BUCKET_IDS, BucketConfig, HOT_BUCKET_IDS, Settings, env_name_for, known_keys};
+
+/// Where the value of `key` came from: a file, an environment variable or the default.
+pub fn origin(figment: &Figment, key: &str) -> String {
+    match figment.find_metadata(key) {
+        Some(md) => match &md.source {
+            Some(figment::Source::File(path)) => path.display().to_string(),
+            _ if md.name == "environment variable" => env_name_for(key),
+            _ => "the built-in default".to_owned(),
+        },
+        None => "the built-in default".to_owned(),
+    }
+}
+
+/// Renders one extraction error as `key (from source): problem`.
+pub fn describe_figment_error(e: &figment::Error) -> String {
+    let key = e.path.join(".");
+    let source = match &e.metadata {
+        Some(md) => match &md.source {
+            Some(figment::Source::File(path)) => path.display().to_string(),
+            _ if md.name == "environment variable" => env_name_for(&key),
+            _ => md.name.to_string(),
+        },
+        None => "unknown source".to_owned(),
+    };
+    format!("`{key}` (from {source}): {}", e.kind)
+}
+
+/// Checks the whole tree and returns one message per problem; empty means valid.
+pub fn validate(s: &Settings, figment: &Figment) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut problem = |key: &str, msg: String| {
+        problems.push(format!("`{key}` (from {}): {msg}", origin(figment, key)));
+    };
+
+    let primary = s.s3.hot_storage.primary.as_str();
+    if !HOT_BUCKET_IDS.contains(&primary) {
+        problem(
+            "s3.hot_storage.primary",
+            format!(
+                "`{primary}` cannot be the hot primary; set it to b2-eu-cen or wasabi-eu-central-2-v3"
+            ),
+        );
+    } else if !s.s3.bucket(primary).is_some_and(BucketConfig::is_present) {
+        problem(
+            &format!("s3.{primary}.bucket"),
+            format!("the hot primary `{primary}` has no bucket name; set s3.{primary}.bucket"),
+        );
+    }
+    if let Some(secondary) =
+        s.s3.hot_storage
+            .secondary
+            .as_deref()
+            .filter(|v| !v.is_empty())
+    {
+        if !HOT_BUCKET_IDS.contains(&secondary) {
+            problem(
+                "s3.hot_storage.secondary",
+                format!(
+                    "`{secondary}` cannot be hot storage; use b2-eu-cen or wasabi-eu-central-2-v3"
+                ),
+            );
+        } else if secondary == primary {
+            problem(
+                "s3.hot_storage.secondary",
+                format!(
+                    "`{secondary}` is also the primary; the secondary must be the other hot bucket"
+                ),
+            );
+        }
+    }
+
+    for id in BUCKET_IDS {
+        let Some(b) = s.s3.bucket(id) else { continue };
+        if !b.is_present() {
+            continue;
+        }
+        let name = b.bucket.as_deref().unwrap_or_default();
+        if let Err(why) = check_bucket_name(name) {
+            problem(
+                &format!("s3.{id}.bucket"),
+                format!("`{name}` is not a valid S3 bucket name: {why}"),
+            );
+        }
+        if b.key.as_deref().is_none_or(str::is_empty) {
+            problem(
+                &format!("s3.{id}.key"),
+                format!("bucket {id} has no access key; set s3.{id}.key"),
+            );
+        }
+        if b.secret
+            .as_ref()
+            .is_none_or(|v| v.expose_secret().is_empty())
+        {
+            problem(
+                &format!("s3.{id}.secret"),
+                format!("bucket {id} has no secret key; set s3.{id}.secret"),
+            );
+        }
+        if b.region.as_deref().is_none_or(str::is_empty) {
+            problem(
+                &format!("s3.{id}.region"),
+                format!(
+                    "bucket {id} has no region; set s3.{id}.region (e.g. eu-central-2, or us-east-1 for MinIO)"
+                ),
+            );
+        }
+        if let Err(why) = b.endpoint_url(s.s3.are_local_buckets) {
+            problem(&format!("s3.{id}.endpoint"), why);
+        }
+        if let Some(class) = b.storage_class.as_deref()
+            && (class.is_empty() || !class.chars().all(|c| c.is_ascii_uppercase() || c == '_'))
+        {
+            problem(
+                &format!("s3.{id}.storage_class"),
+                format!("`{class}` is not a storage class; use e.g. STANDARD or GLACIER"),
+            );
+        }
+    }
+
+    let url = s.db.connection_url();
+    let url = url.expose_secret();
+    if !(url.starts_with("sqlite:")
+        || url.starts_with("postgres://")
+        || url.starts_with("postgresql://"))
+    {
+        problem(
+            "db.url",
+            "must start with sqlite:// or postgres://".to_owned(),
+        );
+    }
+    if s.db.max_connections == 0 {
+        problem("db.max-connections", "must be at least 1".to_owned());
+    }
+    let expiry = s.s3.presign_expiry.get();
+    if expiry < Duration::from_secs(1) || expiry > Duration::from_secs(7 * 24 * 3600) {
+        problem(
+            "s3.presign-expiry",
+            "must be between 1s and 7d (SigV4 presigned URLs cannot live longer)".to_owned(),
+        );
+    }
+    if s.max_file_size == 0 || s.max_file_size > 5 * 1024 * 1024 * 1024 * 1024 {
+        problem(
+            "max-file-size",
+            "must be between 1 byte and 5 TiB (S3's object limit)".to_owned(),
+        );
+    }
+    if !(1..=256).contains(&s.replication.worker_count) {
+        problem(
+            "replication.worker-count",
+            "must be between 1 and 256".to_owned(),
+        );
+    }
+    if s.http.port != 0 && s.http.port == s.http.metrics_port {
+        problem("http.metrics-port", "must differ from http.port".to_owned());
+    }
+    if s.jobs.cleanup_interval.get() < Duration::from_millis(100) {
+        problem("jobs.cleanup-interval", "must be at least 100ms".to_owned());
+    }
+    if s.s3.embedded && s.s3.embedded_address.parse::<SocketAddr>().is_err() {
+        problem(
+            "s3.embedded-address",
+            format!(
+                "`{}` is not an address; write it as 127.0.0.1:3200",
+                s.s3.embedded_address
+            ),
+        );
+    }
+    problems
+}
+
+/// S3's bucket naming rules.
+pub fn check_bucket_name(name: &str) -> Result<(), &'static str> {
+    if !(3..=63).contains(&name.len()) {
+        return Err("it must be 3 to 63 characters long");
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-')
+    {
+        return Err("only lowercase letters, digits, dots and hyphens are allowed");
+    }
+    let edge_ok = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    if !edge_ok(name.chars().next()) || !edge_ok(name.chars().last()) {
+        return Err("it must begin and end with a letter or digit");
+    }
+    if name.contains("..") {
+        return Err("it must not contain two adjacent dots");
+    }
+    if name.parse::<std::net::Ipv4Addr>().is_ok() {
+        return Err("it must not look like an IP address");
+    }
+    if name.starts_with("xn--") || name.ends_with("-s3alias") {
+        return Err("the prefix xn-- and the suffix -s3alias are reserved");
+    }
+    Ok(())
+}
+
+/// Warns about keys set in files that museum does not read (Ente's other keys, typos).
+pub fn unknown_file_keys(figment: &Figment) -> Vec<String> {
+    let Ok(value) = figment.extract::<Value>() else {
+        return Vec::new();
+    };
+    let known: BTreeSet<String> = known_keys().into_iter().collect();
+    let mut leaves = Vec::new();
+    collect_leaves(&value, String::new(), &mut leaves);
+    let unknown: Vec<String> = leaves
+        .into_iter()
+        .filter(|k| !known.contains(k))
+        .map(|k| format!("{k} (from {})", origin(figment, &k)))
+        .collect();
+    if unknown.is_empty() {
+        return Vec::new();
+    }
+    vec![format!(
+        "museum ignores these keys, which it does not know (other Ente keys are fine; check for typos): {}",
+        unknown.join(", ")
+    )]
+}
+
+fn collect_leaves(value: &Value, prefix: String, out: &mut Vec<String>) {
+    match value {
+        Value::Dict(_, dict) => {
+            for (k, v) in dict {
+                let path = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                collect_leaves(v, path, out);
+            }
+        }
+        _ if !prefix.is_empty() => out.push(prefix),
+        _ => {}
+    }
+}
+
+/// A warning when `credentials.yaml` can be read by group or others.
+pub fn credentials_permissions(path: &Path) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode();
+    (mode & 0o077 != 0).then(|| {
+        format!(
+            "{} is readable by group or others (mode {:o}); run `chmod 600 {}`",
+            path.display(),
+            mode & 0o777,
+            path.display()
+        )
+    })
+}
+
+impl BucketConfig {
+    /// The endpoint as a URL. A bare `host:port` gets `http://` when SSL is disabled or
+    /// buckets are local, and `https://` otherwise.
+    pub fn endpoint_url(&self, are_local_buckets: bool) -> Result<url::Url, String> {
+        let raw = self.endpoint.as_deref().unwrap_or_default().trim();
+        if raw.is_empty() {
+            return Err(
+                "no endpoint; set it to the provider's S3 host, e.g. s3.eu-central-2.wasabisys.com"
+                    .to_owned(),
+            );
+        }
+        let insecure = are_local_buckets || self.disable_ssl.unwrap_or(false);
+        let with_scheme = if raw.contains("://") {
+            raw.to_owned()
+        } else if insecure {
+            format!("http://{raw}")
+        } else {
+            format!("https://{raw}")
+        };
+        let url = url::Url::parse(&with_scheme).map_err(|e| {
+            format!(
+                "`{raw}` is not a valid URL ({e}); write it as host[:port] or https://host[:port]"
+            )
+        })?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(format!("`{raw}` must use http or https"));
+        }
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err(format!("`{raw}` has no host"));
+        }
+        if url.query().is_some() {
+            return Err(format!("`{raw}` must not carry a query string"));
+        }
+        Ok(url)
+    }
+
+    /// Whether requests use path-style URLs (`endpoint/bucket/key`).
+    pub fn path_style(&self, s3_path_style: bool, are_local_buckets: bool) -> bool {
+        self.use_path_style_urls
+            .unwrap_or(s3_path_style || are_local_buckets)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_names_follow_s3_rules() {
+        for ok in ["b2-eu-cen", "abc", "my.bucket-1", "wasabi-eu-central-2-v3"] {
+            assert_eq!(check_bucket_name(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "ab",
+            "Upper",
+            "-start",
+            "end-",
+            "a..b",
+            "192.168.1.1",
+            "xn--abc",
+            "under_score",
+            &"a".repeat(64),
+        ] {
+            assert!(check_bucket_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn endpoints_get_a_scheme_from_the_ssl_settings() {
+        let b = BucketConfig {
+            endpoint: Some("localhost:3200".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            b.endpoint_url(true).map(|u| u.to_string()),
+            Ok("http://localhost:3200/".into())
+        );
+        assert_eq!(
+            b.endpoint_url(false).map(|u| u.to_string()),
+            Ok("https://localhost:3200/".into())
+        );
+        let bad = BucketConfig {
+            endpoint: Some("ftp://x".into()),
+            ..Default::default()
+        };
+        assert!(bad.endpoint_url(false).is_err());
+        let bad = BucketConfig {
+            endpoint: Some("http://exa mple.com".into()),
+            ..Default::default()
+        };
+        assert!(bad.endpoint_url(false).is_err());
+    }
+}

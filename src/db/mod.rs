@@ -1,0 +1,179 @@
+//! Database access: one pool (SQLite or PostgreSQL), migrations, and every SQL
+//! string in the crate, one submodule per table.
+
+pub mod tokens;
+pub mod uploads;
+
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::{AnyPool, Executor};
+
+/// Errors from the database, by what a caller can do about them.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// The database cannot be reached or the pool is exhausted; retrying may help.
+    #[error("database unavailable")]
+    Unavailable {
+        #[source]
+        source: sqlx::Error,
+    },
+    /// Applying migrations failed.
+    #[error("database migration failed")]
+    Migrate {
+        #[source]
+        source: sqlx::migrate::MigrateError,
+    },
+    /// Any other database failure.
+    #[error("database error")]
+    Other {
+        #[source]
+        source: sqlx::Error,
+    },
+}
+
+impl From<sqlx::Error> for DbError {
+    fn from(source: sqlx::Error) -> Self {
+        match source {
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+                Self::Unavailable { source }
+            }
+            other => Self::Other { source: other },
+        }
+    }
+}
+
+/// Result alias for database functions.
+pub type Result<T, E = DbError> = std::result::Result<T, E>;
+
+/// Which engine the pool talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+/// A connection pool and the engine behind it. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Db {
+    pool: AnyPool,
+    engine: Engine,
+}
+
+/// Pool settings.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolConfig {
+    pub max_connections: u32,
+    pub acquire_timeout: Duration,
+}
+
+impl Db {
+    /// Connects to `url` (`sqlite://…` or `postgres://…`). For SQLite the file and its
+    /// folder are created if missing, and the database is put in WAL mode.
+    pub async fn connect(url: &SecretString, pool: PoolConfig) -> Result<Self> {
+        install_default_drivers();
+        let raw = url.expose_secret();
+        let (engine, url) = if raw.starts_with("sqlite:") {
+            (Engine::Sqlite, sqlite_url(raw))
+        } else {
+            (Engine::Postgres, raw.to_owned())
+        };
+        let options = AnyPoolOptions::new()
+            .max_connections(pool.max_connections)
+            .acquire_timeout(pool.acquire_timeout);
+        let options = if engine == Engine::Sqlite {
+            options.after_connect(|conn, _| {
+                Box::pin(async move {
+                    conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;")
+                        .await?;
+                    Ok(())
+                })
+            })
+        } else {
+            options
+        };
+        let pool = options.connect(&url).await?;
+        Ok(Self { pool, engine })
+    }
+
+    /// Applies the embedded migrations for this engine; a no-op when up to date.
+    pub async fn migrate(&self) -> Result<()> {
+        let migrator = match self.engine {
+            Engine::Sqlite => sqlx::migrate!("src/db/migrations/sqlite"),
+            Engine::Postgres => sqlx::migrate!("src/db/migrations/postgres"),
+        };
+        migrator
+            .run(&self.pool)
+            .await
+            .map_err(|source| DbError::Migrate { source })
+    }
+
+    /// One round trip to the database.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// The engine behind the pool.
+    pub fn engine(&self) -> Engine {
+        self.engine
+    }
+
+    /// The underlying pool, for pool-level gauges.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Closes every connection.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Adds `mode=rwc` so that a missing file is created, and creates its folder.
+fn sqlite_url(raw: &str) -> String {
+    let rest = raw
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
+    let path = rest.split('?').next().unwrap_or(rest);
+    if !path.is_empty()
+        && path != ":memory:"
+        && let Some(parent) = Path::new(path).parent()
+        && !parent.as_os_str().is_empty()
+    {
+        // A failure here surfaces as a clear connect error just after.
+        let _ = std::fs::create_dir_all(parent);
+    }
+    if raw.contains("mode=") {
+        raw.to_owned()
+    } else if raw.contains('?') {
+        format!("{raw}&mode=rwc")
+    } else {
+        format!("{raw}?mode=rwc")
+    }
+}
+
+/// Milliseconds since the Unix epoch, the unit of every timestamp column.
+pub fn now_millis() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_urls_gain_create_mode() {
+        assert_eq!(sqlite_url("sqlite::memory:"), "sqlite::memory:?mode=rwc");
+        assert_eq!(
+            sqlite_url("sqlite://x.db?cache=shared"),
+            "sqlite://x.db?cache=shared&mode=rwc"
+        );
+        assert_eq!(sqlite_url("sqlite://x.db?mode=ro"), "sqlite://x.db?mode=ro");
+    }
+}

@@ -1,0 +1,240 @@
+//! `temp_objects` (issued, unreported keys) and `objects` (verified, reported ones).
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::{Db, Result};
+
+/// A key handed out for upload, awaiting its report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TempObject {
+    pub object_key: String,
+    pub user_id: i64,
+    pub bucket_id: String,
+    /// Size the client declared when asking for the URL, if it did.
+    pub declared_size: Option<i64>,
+    /// Base64 MD5 the client declared, if any (single-part uploads).
+    pub declared_md5: Option<String>,
+    /// The ETag the finished object must carry, when known from declared MD5s.
+    pub expected_etag: Option<String>,
+    /// The multipart upload ID, for multipart keys.
+    pub upload_id: Option<String>,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+/// A verified object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredObject {
+    pub id: i64,
+    pub object_key: String,
+    pub user_id: i64,
+    pub bucket_id: String,
+    pub size: i64,
+    pub md5: Option<String>,
+    pub etag: Option<String>,
+    pub created_at: i64,
+}
+
+/// What a verified report records.
+#[derive(Debug, Clone)]
+pub struct NewObject {
+    pub object_key: String,
+    pub user_id: i64,
+    pub bucket_id: String,
+    pub size: i64,
+    pub md5: Option<String>,
+    pub etag: Option<String>,
+    pub created_at: i64,
+}
+
+/// Outcome of committing one object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Committed {
+    /// Newly recorded.
+    New(StoredObject),
+    /// Already recorded before this call (by an earlier or concurrent report).
+    Existing(StoredObject),
+    /// Neither issued nor recorded any more: expired and cleaned up.
+    Gone(String),
+}
+
+macro_rules! temp_columns {
+    () => {
+        "object_key, user_id, bucket_id, declared_size, declared_md5, expected_etag, upload_id, created_at, expires_at"
+    };
+}
+macro_rules! object_columns {
+    () => {
+        "id, object_key, user_id, bucket_id, size, md5, etag, created_at"
+    };
+}
+
+fn temp_from_row(r: &AnyRow) -> Result<TempObject> {
+    Ok(TempObject {
+        object_key: r.try_get(0)?,
+        user_id: r.try_get(1)?,
+        bucket_id: r.try_get(2)?,
+        declared_size: r.try_get(3)?,
+        declared_md5: r.try_get(4)?,
+        expected_etag: r.try_get(5)?,
+        upload_id: r.try_get(6)?,
+        created_at: r.try_get(7)?,
+        expires_at: r.try_get(8)?,
+    })
+}
+
+fn object_from_row(r: &AnyRow) -> Result<StoredObject> {
+    Ok(StoredObject {
+        id: r.try_get(0)?,
+        object_key: r.try_get(1)?,
+        user_id: r.try_get(2)?,
+        bucket_id: r.try_get(3)?,
+        size: r.try_get(4)?,
+        md5: r.try_get(5)?,
+        etag: r.try_get(6)?,
+        created_at: r.try_get(7)?,
+    })
+}
+
+/// Records issued keys, all or none.
+pub async fn insert_temp_objects(db: &Db, rows: &[TempObject]) -> Result<()> {
+    let mut tx = db.pool.begin().await?;
+    for t in rows {
+        sqlx::query(concat!(
+            "INSERT INTO temp_objects (",
+            temp_columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        ))
+        .bind(&t.object_key)
+        .bind(t.user_id)
+        .bind(&t.bucket_id)
+        .bind(t.declared_size)
+        .bind(&t.declared_md5)
+        .bind(&t.expected_etag)
+        .bind(&t.upload_id)
+        .bind(t.created_at)
+        .bind(t.expires_at)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The issued, unreported key `object_key`, if any.
+pub async fn find_temp_object(db: &Db, object_key: &str) -> Result<Option<TempObject>> {
+    sqlx::query(concat!(
+        "SELECT ",
+        temp_columns!(),
+        " FROM temp_objects WHERE object_key = $1"
+    ))
+    .bind(object_key)
+    .fetch_optional(&db.pool)
+    .await?
+    .as_ref()
+    .map(temp_from_row)
+    .transpose()
+}
+
+/// The recorded object `object_key`, deleted or not.
+pub async fn find_object_by_key(db: &Db, object_key: &str) -> Result<Option<StoredObject>> {
+    sqlx::query(concat!(
+        "SELECT ",
+        object_columns!(),
+        " FROM objects WHERE object_key = $1"
+    ))
+    .bind(object_key)
+    .fetch_optional(&db.pool)
+    .await?
+    .as_ref()
+    .map(object_from_row)
+    .transpose()
+}
+
+/// Records every object and removes its `temp_objects` row, in one transaction,
+/// all or none. A key already recorded is returned as [`Committed::Existing`] and
+/// left as it is, so a repeated report creates no second row. A key whose issued row
+/// is gone (cleaned up after expiry) is [`Committed::Gone`], and then nothing is
+/// recorded: the cleanup job may have deleted its bytes.
+pub async fn commit_objects(db: &Db, objects: &[NewObject]) -> Result<Vec<Committed>> {
+    let mut tx = db.pool.begin().await?;
+    let mut out = Vec::with_capacity(objects.len());
+    for o in objects {
+        let claimed =
+            sqlx::query("DELETE FROM temp_objects WHERE object_key = $1 AND user_id = $2")
+                .bind(&o.object_key)
+                .bind(o.user_id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        let inserted = if claimed == 1 {
+            sqlx::query(concat!("INSERT INTO objects (object_key, user_id, bucket_id, size, md5, etag, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (object_key) DO NOTHING RETURNING ", object_columns!()))
+            .bind(&o.object_key)
+            .bind(o.user_id)
+            .bind(&o.bucket_id)
+            .bind(o.size)
+            .bind(&o.md5)
+            .bind(&o.etag)
+            .bind(o.created_at)
+            .fetch_optional(&mut *tx)
+            .await?
+        } else {
+            None
+        };
+        let committed = match inserted {
+            Some(row) => Committed::New(object_from_row(&row)?),
+            None => {
+                let existing = sqlx::query(concat!(
+                    "SELECT ",
+                    object_columns!(),
+                    " FROM objects WHERE object_key = $1"
+                ))
+                .bind(&o.object_key)
+                .fetch_optional(&mut *tx)
+                .await?;
+                match existing {
+                    Some(row) => Committed::Existing(object_from_row(&row)?),
+                    None => Committed::Gone(o.object_key.clone()),
+                }
+            }
+        };
+        out.push(committed);
+    }
+    if out.iter().any(|c| matches!(c, Committed::Gone(_))) {
+        tx.rollback().await?;
+    } else {
+        tx.commit().await?;
+    }
+    Ok(out)
+}
+
+/// Removes an expired issued key's row if it is still there and still expired at
+/// `now`. Returns whether this call removed it; only then may its bytes be deleted,
+/// since a report that commits first removes the row itself.
+pub async fn claim_expired_temp_object(db: &Db, object_key: &str, now: i64) -> Result<bool> {
+    let n = sqlx::query("DELETE FROM temp_objects WHERE object_key = $1 AND expires_at < $2")
+        .bind(object_key)
+        .bind(now)
+        .execute(&db.pool)
+        .await?
+        .rows_affected();
+    Ok(n == 1)
+}
+
+/// Up to `limit` issued keys whose expiry is before `now`, oldest first.
+pub async fn list_expired_temp_objects(db: &Db, now: i64, limit: i64) -> Result<Vec<TempObject>> {
+    sqlx::query(concat!(
+        "SELECT ",
+        temp_columns!(),
+        " FROM temp_objects WHERE expires_at < $1 ORDER BY expires_at LIMIT $2"
+    ))
+    .bind(now)
+    .bind(limit)
+    .fetch_all(&db.pool)
+    .await?
+    .iter()
+    .map(temp_from_row)
+    .collect()
+}

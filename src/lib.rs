@@ -1,0 +1,12 @@
+//! museum keeps every uploaded object safe in three S3-compatible buckets.
+
+pub mod api;
+pub mod cleanup;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod metrics;
+pub mod replication;
+pub mod startup;
+pub mod storage;
+pub mod telemetry;

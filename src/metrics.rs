@@ -1,0 +1,155 @@
+//! Prometheus metrics: one registry per app, metric names, and the request-tracking
+//! middleware. Labels never carry keys, users, tokens or URLs.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+};
+
+pub const REQUESTS_TOTAL: &str = "museum_requests_total";
+pub const REQUEST_DURATION_SECONDS: &str = "museum_request_duration_seconds";
+pub const UPLOAD_URLS_ISSUED_TOTAL: &str = "museum_upload_urls_issued_total";
+pub const UPLOADS_COMMITTED_TOTAL: &str = "museum_uploads_committed_total";
+
+/// The app's metrics and the registry that holds them. Cheap to clone.
+#[derive(Clone)]
+pub struct Metrics {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    registry: Registry,
+    requests_total: IntCounterVec,
+    request_duration: HistogramVec,
+    upload_urls_issued: IntCounterVec,
+    uploads_committed: IntCounterVec,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Metrics {
+    /// Creates and registers every metric in a fresh registry.
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let requests_total = IntCounterVec::new(
+            Opts::new(
+                REQUESTS_TOTAL,
+                "API requests by method, matched route and status.",
+            ),
+            &["method", "route", "status"],
+        )?;
+        let request_duration = HistogramVec::new(
+            HistogramOpts::new(
+                REQUEST_DURATION_SECONDS,
+                "API request latency by matched route.",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
+            &["route"],
+        )?;
+        let upload_urls_issued = IntCounterVec::new(
+            Opts::new(
+                UPLOAD_URLS_ISSUED_TOTAL,
+                "Upload URLs issued, by kind (single, multipart).",
+            ),
+            &["kind"],
+        )?;
+        let uploads_committed = IntCounterVec::new(
+            Opts::new(
+                UPLOADS_COMMITTED_TOTAL,
+                "Upload reports by result (ok, size_mismatch, checksum_mismatch, not_found).",
+            ),
+            &["result"],
+        )?;
+        registry.register(Box::new(requests_total.clone()))?;
+        registry.register(Box::new(request_duration.clone()))?;
+        registry.register(Box::new(upload_urls_issued.clone()))?;
+        registry.register(Box::new(uploads_committed.clone()))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                registry,
+                requests_total,
+                request_duration,
+                upload_urls_issued,
+                uploads_committed,
+            }),
+        })
+    }
+
+    /// The registry, for modules that add their own metrics.
+    pub fn registry(&self) -> &Registry {
+        &self.inner.registry
+    }
+
+    /// Counts `n` issued upload URLs of `kind`.
+    pub fn upload_urls_issued(&self, kind: &str, n: u64) {
+        self.inner
+            .upload_urls_issued
+            .with_label_values(&[kind])
+            .inc_by(n);
+    }
+
+    /// Counts one report outcome.
+    pub fn upload_committed(&self, result: &str) {
+        self.inner
+            .uploads_committed
+            .with_label_values(&[result])
+            .inc();
+    }
+
+    /// The text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let encoder = TextEncoder::new();
+        if let Err(e) = encoder.encode(&self.inner.registry.gather(), &mut buf) {
+            tracing::error!(error.message = %e, "cannot encode metrics");
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+/// Middleware: counts and times every request by method, matched route and status.
+pub async fn track_requests(
+    State(metrics): State<Metrics>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |p| p.as_str())
+        .to_owned();
+    let method = request.method().as_str().to_owned();
+    let start = Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics
+        .inner
+        .requests_total
+        .with_label_values(&[method.as_str(), route.as_str(), status.as_str()])
+        .inc();
+    metrics
+        .inner
+        .request_duration
+        .with_label_values(&[route.as_str()])
+        .observe(start.elapsed().as_secs_f64());
+    response
+}
+
+/// `GET /metrics` on the metrics listener.
+pub async fn serve_metrics(State(metrics): State<Metrics>) -> impl IntoResponse {
+    (
+        [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        metrics.render(),
+    )
+}

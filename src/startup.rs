@@ -1,0 +1,199 @@
+//! Building and running the application: database, embedded S3, buckets, the API and
+//! metrics listeners, and the background jobs.
+
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use axum::Router;
+use axum::routing::get;
+use secrecy::ExposeSecret;
+use tokio::net::TcpListener;
+use tokio_util::sync::{CancellationToken, DropGuard};
+use tokio_util::task::TaskTracker;
+
+use crate::api::state::{AppState, UploadPolicy};
+use crate::cleanup::CleanupJob;
+use crate::config::{BUCKET_IDS, Settings};
+use crate::db::{Db, PoolConfig};
+use crate::metrics::{Metrics, serve_metrics};
+use crate::storage::{Buckets, embedded};
+
+/// How long shutdown waits for background work before giving up.
+const SHUTDOWN_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A built application, listening but not yet serving.
+pub struct Application {
+    api: TcpListener,
+    metrics_listener: TcpListener,
+    state: AppState,
+    settings: Settings,
+    embedded_s3: Option<(SocketAddr, DropGuard)>,
+}
+
+/// Connects to the configured database and applies migrations.
+pub async fn connect_db(settings: &Settings) -> anyhow::Result<Db> {
+    let url = settings.db.connection_url();
+    let engine = if url.expose_secret().starts_with("sqlite:") {
+        "sqlite"
+    } else {
+        "postgres"
+    };
+    let db = Db::connect(
+        &url,
+        PoolConfig {
+            max_connections: settings.db.max_connections,
+            acquire_timeout: settings.db.acquire_timeout.get(),
+        },
+    )
+    .await
+    .with_context(|| format!("connecting to the {engine} database from db.* settings"))?;
+    db.migrate().await.context("applying database migrations")?;
+    Ok(db)
+}
+
+impl Application {
+    /// Connects the database (running migrations), starts the embedded S3 server when
+    /// `s3.embedded` is on, and binds the API and metrics listeners.
+    pub async fn build(mut settings: Settings) -> anyhow::Result<Self> {
+        let db = connect_db(&settings).await?;
+        let embedded_s3 = if settings.s3.embedded {
+            Some(start_embedded(&mut settings).await?)
+        } else {
+            None
+        };
+        let buckets = Buckets::from_config(&settings.s3).context("building bucket clients")?;
+        let metrics = Metrics::new().context("registering metrics")?;
+        let api = TcpListener::bind((settings.http.host.as_str(), settings.http.port))
+            .await
+            .with_context(|| format!("binding http.port {}", settings.http.port))?;
+        let metrics_listener =
+            TcpListener::bind((settings.http.host.as_str(), settings.http.metrics_port))
+                .await
+                .with_context(|| {
+                    format!("binding http.metrics-port {}", settings.http.metrics_port)
+                })?;
+        let state = AppState {
+            db,
+            buckets,
+            metrics,
+            policy: UploadPolicy {
+                presign_ttl: settings.s3.presign_expiry.get(),
+                temp_grace: settings.jobs.temp_object_grace.get(),
+                max_file_size: settings.max_file_size,
+            },
+        };
+        Ok(Self {
+            api,
+            metrics_listener,
+            state,
+            settings,
+            embedded_s3,
+        })
+    }
+
+    /// The API port actually bound (useful with port 0).
+    pub fn port(&self) -> u16 {
+        self.api.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    /// The metrics port actually bound.
+    pub fn metrics_port(&self) -> u16 {
+        self.metrics_listener
+            .local_addr()
+            .map(|a| a.port())
+            .unwrap_or(0)
+    }
+
+    /// The embedded S3 server's address, when it runs.
+    pub fn embedded_s3_addr(&self) -> Option<SocketAddr> {
+        self.embedded_s3.as_ref().map(|(addr, _)| *addr)
+    }
+
+    /// The shared state, for tests and commands.
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `cancel` fires, then stops taking requests, lets background jobs
+    /// finish within a deadline, and stops the embedded S3 server.
+    pub async fn run(self, cancel: CancellationToken) -> anyhow::Result<()> {
+        let tracker = TaskTracker::new();
+        let cleanup = CleanupJob::new(self.state.db.clone(), self.state.buckets.clone());
+        tracker.spawn(cleanup.run(self.settings.jobs.cleanup_interval.get(), cancel.clone()));
+
+        let metrics_app = Router::new()
+            .route("/metrics", get(serve_metrics))
+            .with_state(self.state.metrics.clone());
+        let metrics_cancel = cancel.clone();
+        let metrics_listener = self.metrics_listener;
+        tracker.spawn(async move {
+            if let Err(e) = axum::serve(metrics_listener, metrics_app)
+                .with_graceful_shutdown(metrics_cancel.cancelled_owned())
+                .await
+            {
+                tracing::error!(error.message = %e, "metrics listener failed");
+            }
+        });
+
+        tracing::info!(
+            port = self.api.local_addr().map(|a| a.port()).unwrap_or(0),
+            primary = self.state.buckets.primary().id(),
+            "museum is serving"
+        );
+        let app = crate::api::router(self.state.clone(), self.settings.http.request_timeout.get());
+        axum::serve(self.api, app)
+            .with_graceful_shutdown(cancel.clone().cancelled_owned())
+            .await
+            .context("serving the API")?;
+
+        tracker.close();
+        if tokio::time::timeout(SHUTDOWN_DEADLINE, tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("background work did not stop within the shutdown deadline");
+        }
+        self.state.db.close().await;
+        drop(self.embedded_s3);
+        Ok(())
+    }
+}
+
+/// Starts the embedded S3 server for every present bucket. With port 0 in
+/// `s3.embedded-address`, the buckets' endpoints are pointed at the port bound.
+async fn start_embedded(settings: &mut Settings) -> anyhow::Result<(SocketAddr, DropGuard)> {
+    let address = settings.s3.embedded_address.clone();
+    let listener = TcpListener::bind(&address)
+        .await
+        .with_context(|| format!("binding the embedded S3 server to s3.embedded-address {address} (is another museum running?)"))?;
+    let mut names = Vec::new();
+    let mut credentials = Vec::new();
+    for id in BUCKET_IDS {
+        if let Some(b) = settings.s3.bucket(id).filter(|b| b.is_present()) {
+            names.push(b.bucket.clone().unwrap_or_default());
+            credentials.push((
+                b.key.clone().unwrap_or_default(),
+                b.secret
+                    .as_ref()
+                    .map(|s| s.expose_secret().to_owned())
+                    .unwrap_or_default(),
+            ));
+        }
+    }
+    let cancel = CancellationToken::new();
+    let root = settings.s3.embedded_root.clone();
+    std::fs::create_dir_all(&root)
+        .with_context(|| format!("creating s3.embedded-root {}", root.display()))?;
+    let addr = embedded::serve(&root, listener, &names, &credentials, cancel.clone())
+        .await
+        .context("starting the embedded S3 server")?;
+    if address.ends_with(":0") {
+        for id in BUCKET_IDS {
+            if let Some(b) = settings.s3.bucket_mut(id).filter(|b| b.is_present()) {
+                b.endpoint = Some(format!("http://{addr}"));
+            }
+        }
+    }
+    tracing::info!(%addr, root = %root.display(), "embedded S3 server started");
+    Ok((addr, cancel.drop_guard()))
+}

@@ -1,0 +1,84 @@
+//! The embedded S3 server: s3s-fs on a local folder, one sub-folder per bucket, so a
+//! fresh checkout runs with no other process.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder as ConnBuilder;
+use s3s::auth::SimpleAuth;
+use s3s::service::S3ServiceBuilder;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Errors starting the embedded server.
+#[derive(Debug, thiserror::Error)]
+pub enum EmbeddedError {
+    #[error("cannot prepare the embedded S3 folder {path}")]
+    Folder {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot start the embedded S3 server")]
+    Start {
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+/// Serves S3 from `root` on `listener` until `cancel` fires. Every bucket in
+/// `buckets` exists as `<root>/<bucket>` before this returns. Requests must be signed
+/// with one of `credentials` (access key, secret key).
+pub async fn serve(
+    root: &Path,
+    listener: TcpListener,
+    buckets: &[String],
+    credentials: &[(String, String)],
+    cancel: CancellationToken,
+) -> Result<SocketAddr, EmbeddedError> {
+    for bucket in buckets {
+        let path = root.join(bucket);
+        std::fs::create_dir_all(&path).map_err(|source| EmbeddedError::Folder {
+            path: path.display().to_string(),
+            source,
+        })?;
+    }
+    let fs = s3s_fs::FileSystem::new(root).map_err(|e| EmbeddedError::Start {
+        source: format!("{e:?}").into(),
+    })?;
+    let mut builder = S3ServiceBuilder::new(fs);
+    let mut auth = SimpleAuth::new();
+    for (key, secret) in credentials {
+        auth.register(key.clone(), secret.clone().into());
+    }
+    builder.set_auth(auth);
+    let service = builder.build();
+    let addr = listener.local_addr().map_err(|e| EmbeddedError::Start {
+        source: Box::new(e),
+    })?;
+
+    tokio::spawn(async move {
+        let http = ConnBuilder::new(TokioExecutor::new());
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        loop {
+            let socket = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((socket, _)) => socket,
+                    Err(e) => {
+                        tracing::warn!(error.message = %e, "embedded S3: accept failed");
+                        continue;
+                    }
+                },
+                () = cancel.cancelled() => break,
+            };
+            let conn = http.serve_connection(TokioIo::new(socket), service.clone());
+            let conn = graceful.watch(conn.into_owned());
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+        }
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), graceful.shutdown()).await;
+    });
+    Ok(addr)
+}

@@ -1,0 +1,357 @@
+//! Buckets: S3 requests (HEAD, DELETE, multipart set-up) and presigned URLs, one
+//! signer (rusty-s3) for all of them, and the embedded S3 server.
+
+pub mod embedded;
+pub mod presign;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rusty_s3::actions::CreateMultipartUpload;
+use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
+use secrecy::ExposeSecret;
+
+use crate::config::{BUCKET_IDS, GLACIER_BUCKET_ID, S3Config};
+
+/// How long a URL that museum signs for its own request stays valid.
+const INTERNAL_URL_TTL: Duration = Duration::from_secs(300);
+
+/// Storage failures, by what a caller can do about them.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The object does not exist.
+    #[error("object not found in bucket {bucket}")]
+    NotFound { bucket: String },
+    /// The request was refused (credentials, permissions, missing bucket): it will not
+    /// heal by retrying.
+    #[error("bucket {bucket} refused the request: HTTP {status} {code}")]
+    Refused {
+        bucket: String,
+        status: u16,
+        code: String,
+    },
+    /// The endpoint could not be reached, timed out, or failed on its side.
+    #[error("bucket {bucket} is unavailable")]
+    Unavailable {
+        bucket: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The bucket configuration could not be turned into a client.
+    #[error("bucket {bucket} is misconfigured: {message}")]
+    Config { bucket: String, message: String },
+    /// The endpoint answered something museum cannot read.
+    #[error("bucket {bucket} answered unexpectedly: {message}")]
+    Protocol { bucket: String, message: String },
+}
+
+/// Result alias for storage calls.
+pub type Result<T, E = StorageError> = std::result::Result<T, E>;
+
+/// What a HEAD tells about an object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectMeta {
+    pub size: u64,
+    /// The ETag without quotes.
+    pub etag: Option<String>,
+    pub storage_class: Option<String>,
+}
+
+/// One configured bucket: where it is, how to sign for it, and its storage class.
+#[derive(Debug)]
+pub struct BucketClient {
+    id: &'static str,
+    bucket: Bucket,
+    credentials: Credentials,
+    storage_class: Option<String>,
+    http: reqwest::Client,
+}
+
+impl BucketClient {
+    /// The fixed bucket ID (`b2-eu-cen`, …).
+    pub fn id(&self) -> &'static str {
+        self.id
+    }
+
+    /// The provider-side bucket name.
+    pub fn name(&self) -> &str {
+        self.bucket.name()
+    }
+
+    /// The storage class copies written here carry, if any.
+    pub fn storage_class(&self) -> Option<&str> {
+        self.storage_class.as_deref()
+    }
+
+    pub(crate) fn bucket(&self) -> &Bucket {
+        &self.bucket
+    }
+
+    pub(crate) fn credentials(&self) -> &Credentials {
+        &self.credentials
+    }
+
+    fn unavailable(&self, source: impl std::error::Error + Send + Sync + 'static) -> StorageError {
+        StorageError::Unavailable {
+            bucket: self.id.to_owned(),
+            source: Box::new(source),
+        }
+    }
+
+    /// Maps a non-success response to an error category.
+    async fn error_for(&self, response: reqwest::Response) -> StorageError {
+        let status = response.status();
+        let body = response.text().await.unwrap_or_default();
+        let code = xml_value(&body, "Code")
+            .unwrap_or_else(|| status.canonical_reason().unwrap_or("").to_owned());
+        if status == reqwest::StatusCode::NOT_FOUND && code != "NoSuchBucket" {
+            StorageError::NotFound {
+                bucket: self.id.to_owned(),
+            }
+        } else if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+            StorageError::Unavailable {
+                bucket: self.id.to_owned(),
+                source: format!("HTTP {status} {code}").into(),
+            }
+        } else {
+            StorageError::Refused {
+                bucket: self.id.to_owned(),
+                status: status.as_u16(),
+                code,
+            }
+        }
+    }
+
+    /// HEADs `key`. A missing object is [`StorageError::NotFound`].
+    pub async fn head(&self, key: &str) -> Result<ObjectMeta> {
+        let url = self
+            .bucket
+            .head_object(Some(&self.credentials), key)
+            .sign(INTERNAL_URL_TTL);
+        let response = self
+            .http
+            .head(url)
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .map_err(|e| self.unavailable(e))?;
+        if !response.status().is_success() {
+            return Err(self.error_for(response).await);
+        }
+        let headers = response.headers();
+        let size = headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| StorageError::Protocol {
+                bucket: self.id.to_owned(),
+                message: "HEAD returned no Content-Length".to_owned(),
+            })?;
+        let header = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(|v| v.trim_matches('"').to_owned())
+        };
+        Ok(ObjectMeta {
+            size,
+            etag: header("etag"),
+            storage_class: header("x-amz-storage-class"),
+        })
+    }
+
+    /// Deletes `key`; deleting a missing object succeeds.
+    pub async fn delete(&self, key: &str) -> Result<()> {
+        let url = self
+            .bucket
+            .delete_object(Some(&self.credentials), key)
+            .sign(INTERNAL_URL_TTL);
+        self.send_ok(self.http.delete(url)).await
+    }
+
+    /// Starts a multipart upload of `key` and returns its upload ID.
+    pub async fn create_multipart_upload(&self, key: &str) -> Result<String> {
+        let url = self
+            .bucket
+            .create_multipart_upload(Some(&self.credentials), key)
+            .sign(INTERNAL_URL_TTL);
+        let response = self
+            .http
+            .post(url)
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await
+            .map_err(|e| self.unavailable(e))?;
+        if !response.status().is_success() {
+            return Err(self.error_for(response).await);
+        }
+        let body = response.text().await.map_err(|e| self.unavailable(e))?;
+        let parsed =
+            CreateMultipartUpload::parse_response(&body).map_err(|e| StorageError::Protocol {
+                bucket: self.id.to_owned(),
+                message: format!("unreadable CreateMultipartUpload answer: {e}"),
+            })?;
+        Ok(parsed.upload_id().to_owned())
+    }
+
+    /// Aborts a multipart upload; an upload that is already gone counts as aborted.
+    pub async fn abort_multipart_upload(&self, key: &str, upload_id: &str) -> Result<()> {
+        let url = self
+            .bucket
+            .abort_multipart_upload(Some(&self.credentials), key, upload_id)
+            .sign(INTERNAL_URL_TTL);
+        match self.send_ok(self.http.delete(url)).await {
+            Err(StorageError::NotFound { .. }) => Ok(()),
+            Err(StorageError::Refused { code, .. }) if code == "NoSuchUpload" => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Creates the bucket; a bucket that already exists and is ours counts as created.
+    pub async fn create_bucket(&self) -> Result<()> {
+        let action = self.bucket.create_bucket(&self.credentials);
+        let url = action.sign(INTERNAL_URL_TTL);
+        let body = action.body();
+        match self.send_ok(self.http.put(url).body(body)).await {
+            Err(StorageError::Refused { code, .. })
+                if code == "BucketAlreadyOwnedByYou" || code == "BucketAlreadyExists" =>
+            {
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    async fn send_ok(&self, request: reqwest::RequestBuilder) -> Result<()> {
+        let response = request
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await
+            .map_err(|e| self.unavailable(e))?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(self.error_for(response).await)
+        }
+    }
+}
+
+/// The text of the first `<tag>…</tag>` in an S3 XML answer.
+fn xml_value(body: &str, tag: &str) -> Option<String> {
+    let open = format!("<{tag}>");
+    let close = format!("</{tag}>");
+    let start = body.find(&open)? + open.len();
+    let end = body[start..].find(&close)? + start;
+    Some(body[start..end].to_owned())
+}
+
+/// Every present bucket, and which one is the hot primary.
+#[derive(Debug, Clone)]
+pub struct Buckets {
+    clients: Arc<BTreeMap<&'static str, Arc<BucketClient>>>,
+    primary: &'static str,
+}
+
+impl Buckets {
+    /// Builds a client for every present bucket in `s3`. Assumes the configuration
+    /// has been validated; anything unusable is still reported, not panicked on.
+    pub fn from_config(s3: &S3Config) -> Result<Self> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| StorageError::Config {
+                bucket: "*".to_owned(),
+                message: e.to_string(),
+            })?;
+        let mut clients = BTreeMap::new();
+        for id in BUCKET_IDS {
+            let Some(cfg) = s3.bucket(id).filter(|b| b.is_present()) else {
+                continue;
+            };
+            let config_error = |message: String| StorageError::Config {
+                bucket: id.to_owned(),
+                message,
+            };
+            let endpoint = cfg
+                .endpoint_url(s3.are_local_buckets)
+                .map_err(config_error)?;
+            let style = if cfg.path_style(s3.use_path_style_urls, s3.are_local_buckets) {
+                UrlStyle::Path
+            } else {
+                UrlStyle::VirtualHost
+            };
+            let name = cfg.bucket.clone().unwrap_or_default();
+            let region = cfg.region.clone().unwrap_or_else(|| "us-east-1".to_owned());
+            let bucket = Bucket::new(endpoint, style, name, region)
+                .map_err(|e| config_error(format!("cannot address the bucket: {e}")))?;
+            let credentials = Credentials::new(
+                cfg.key.clone().unwrap_or_default(),
+                cfg.secret
+                    .as_ref()
+                    .map(|s| s.expose_secret().to_owned())
+                    .unwrap_or_default(),
+            );
+            let storage_class = match (&cfg.storage_class, id) {
+                (Some(class), _) => Some(class.clone()),
+                (None, GLACIER_BUCKET_ID) if !s3.are_local_buckets => Some("GLACIER".to_owned()),
+                _ => None,
+            };
+            clients.insert(
+                id,
+                Arc::new(BucketClient {
+                    id,
+                    bucket,
+                    credentials,
+                    storage_class,
+                    http: http.clone(),
+                }),
+            );
+        }
+        let primary = BUCKET_IDS
+            .into_iter()
+            .find(|id| *id == s3.hot_storage.primary)
+            .filter(|id| clients.contains_key(id))
+            .ok_or_else(|| StorageError::Config {
+                bucket: s3.hot_storage.primary.clone(),
+                message: "the hot primary is not a present bucket".to_owned(),
+            })?;
+        Ok(Self {
+            clients: Arc::new(clients),
+            primary,
+        })
+    }
+
+    /// The hot primary, where new uploads go.
+    pub fn primary(&self) -> &Arc<BucketClient> {
+        // `from_config` guarantees the primary is in the map.
+        #[allow(clippy::expect_used)]
+        self.clients
+            .get(self.primary)
+            .expect("the primary is checked to be present at construction")
+    }
+
+    /// The bucket with ID `id`, if present.
+    pub fn get(&self, id: &str) -> Option<&Arc<BucketClient>> {
+        self.clients.get(id)
+    }
+
+    /// Every present bucket.
+    pub fn all(&self) -> impl Iterator<Item = &Arc<BucketClient>> {
+        self.clients.values()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_error_codes_from_s3_xml() {
+        let body =
+            "<?xml version=\"1.0\"?><Error><Code>NoSuchBucket</Code><Message>x</Message></Error>";
+        assert_eq!(xml_value(body, "Code").as_deref(), Some("NoSuchBucket"));
+        assert_eq!(xml_value("", "Code"), None);
+    }
+}

@@ -1,0 +1,160 @@
+//! Presigned URLs (with Content-Length and Content-MD5 signed in), the object key
+//! layout, and the ETags that declared MD5s imply.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use md5::{Digest, Md5};
+use rusty_s3::S3Action;
+use rusty_s3::actions::{CompleteMultipartUpload, UploadPart};
+use url::Url;
+
+use super::BucketClient;
+
+/// A new object key for `user_id`: `<userID>/<uuid v4>`.
+pub fn new_object_key(user_id: i64) -> String {
+    format!("{user_id}/{}", uuid::Uuid::new_v4())
+}
+
+/// Whether `key` has the shape museum issues for `user_id`.
+pub fn is_key_of_user(key: &str, user_id: i64) -> bool {
+    key.split_once('/').is_some_and(|(user, rest)| {
+        user == user_id.to_string()
+            && uuid::Uuid::parse_str(rest).is_ok_and(|u| u.hyphenated().to_string() == rest)
+    })
+}
+
+/// Decodes a base64 Content-MD5 value, which must be exactly 16 bytes.
+pub fn decode_md5(b64: &str) -> Result<[u8; 16], String> {
+    let bytes = BASE64
+        .decode(b64)
+        .map_err(|_| format!("`{b64}` is not base64"))?;
+    <[u8; 16]>::try_from(bytes.as_slice())
+        .map_err(|_| format!("`{b64}` decodes to {} bytes; an MD5 is 16", bytes.len()))
+}
+
+/// The ETag S3 gives a single-part object with this MD5: its lowercase hex.
+pub fn single_part_etag(md5: &[u8; 16]) -> String {
+    hex::encode(md5)
+}
+
+/// The ETag S3 gives a multipart object: the hex MD5 of the concatenated part MD5s,
+/// then `-` and the part count.
+pub fn multipart_etag(part_md5s: &[[u8; 16]]) -> String {
+    let mut hasher = Md5::new();
+    for part in part_md5s {
+        hasher.update(part);
+    }
+    format!("{}-{}", hex::encode(hasher.finalize()), part_md5s.len())
+}
+
+impl BucketClient {
+    /// A presigned PUT of `key`. With a length and MD5, S3 refuses any other bytes.
+    pub fn presign_put(
+        &self,
+        key: &str,
+        content_length: Option<u64>,
+        content_md5: Option<&str>,
+        ttl: Duration,
+    ) -> Url {
+        let mut action = self.bucket().put_object(Some(self.credentials()), key);
+        if let Some(len) = content_length {
+            action
+                .headers_mut()
+                .insert("content-length", len.to_string());
+        }
+        if let Some(md5) = content_md5 {
+            action.headers_mut().insert("content-md5", md5.to_owned());
+        }
+        action.sign(ttl)
+    }
+
+    /// A presigned PUT of one part (numbered from 1) of a multipart upload.
+    pub fn presign_upload_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        part_number: u16,
+        content_length: Option<u64>,
+        content_md5: Option<&str>,
+        ttl: Duration,
+    ) -> Url {
+        let mut action = UploadPart::new(
+            self.bucket(),
+            Some(self.credentials()),
+            key,
+            part_number,
+            upload_id,
+        );
+        if let Some(len) = content_length {
+            action
+                .headers_mut()
+                .insert("content-length", len.to_string());
+        }
+        if let Some(md5) = content_md5 {
+            action.headers_mut().insert("content-md5", md5.to_owned());
+        }
+        action.sign(ttl)
+    }
+
+    /// A presigned POST that completes a multipart upload; the client sends the
+    /// `CompleteMultipartUpload` XML body.
+    pub fn presign_complete(&self, key: &str, upload_id: &str, ttl: Duration) -> Url {
+        CompleteMultipartUpload::new(
+            self.bucket(),
+            Some(self.credentials()),
+            key,
+            upload_id,
+            std::iter::empty::<&str>(),
+        )
+        .sign(ttl)
+    }
+
+    /// A presigned GET of `key`.
+    pub fn presign_get(&self, key: &str, ttl: Duration) -> Url {
+        self.bucket()
+            .get_object(Some(self.credentials()), key)
+            .sign(ttl)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_belong_to_their_user_only() {
+        let key = new_object_key(42);
+        assert!(is_key_of_user(&key, 42));
+        assert!(!is_key_of_user(&key, 4));
+        assert!(!is_key_of_user("42/../43/x", 42));
+        assert!(!is_key_of_user("42/not-a-uuid", 42));
+        assert!(!is_key_of_user(&key.to_uppercase(), 42));
+    }
+
+    #[test]
+    fn md5_must_be_sixteen_base64_bytes() {
+        assert_eq!(
+            decode_md5("1B2M2Y8AsgTpgAmY7PhCfg==")
+                .map(|m| single_part_etag(&m))
+                .as_deref(),
+            Ok("d41d8cd98f00b204e9800998ecf8427e")
+        );
+        assert!(decode_md5("not base64!").is_err());
+        assert!(decode_md5("AAAA").unwrap_err().contains("3 bytes"));
+    }
+
+    #[test]
+    fn multipart_etag_matches_s3s_formula() {
+        let a: [u8; 16] = Md5::digest(b"hello").into();
+        let b: [u8; 16] = Md5::digest(b"world").into();
+        let mut joined = Vec::new();
+        joined.extend_from_slice(&a);
+        joined.extend_from_slice(&b);
+        assert_eq!(
+            multipart_etag(&[a, b]),
+            format!("{}-2", hex::encode(Md5::digest(&joined)))
+        );
+    }
+}
