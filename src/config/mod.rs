@@ -382,6 +382,11 @@ pub struct Loaded {
 /// `configurations/<ENVIRONMENT>.yaml` → `credentials.yaml` → `museum.yaml` → `ENTE_*`.
 /// Then validates it, reporting every problem at once.
 pub fn load(sources: &Sources) -> Result<Loaded, ConfigError> {
+    load_with_env(sources, EnteEnv::from_process())
+}
+
+/// [`load`] with the given `ENTE_*` variables instead of the process environment.
+pub fn load_with_env(sources: &Sources, env: EnteEnv) -> Result<Loaded, ConfigError> {
     let env_file = sources
         .dir
         .join("configurations")
@@ -389,7 +394,6 @@ pub fn load(sources: &Sources) -> Result<Loaded, ConfigError> {
     if !env_file.is_file() {
         return Err(ConfigError::MissingEnvironmentFile { path: env_file });
     }
-    let env = EnteEnv::from_process();
     let base =
         Figment::from(Serialized::defaults(Settings::default())).merge(Yaml::file(&env_file));
     let credentials_path = credentials_path(&base, &sources.dir, &env);

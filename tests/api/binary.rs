@@ -1,0 +1,190 @@
+//! The real `museum` binary on the embedded default (SQLite and the in-process S3),
+//! configured only through files and `ENTE_*` variables, on random ports.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_museum");
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn museum(dir: &Path, api: u16, metrics: u16) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.current_dir(dir)
+        .env_remove("ENVIRONMENT")
+        .env("ENTE_HTTP_HOST", "127.0.0.1")
+        .env("ENTE_HTTP_PORT", api.to_string())
+        .env("ENTE_HTTP_METRICS_PORT", metrics.to_string())
+        .env("ENTE_S3_EMBEDDED_ADDRESS", "127.0.0.1:0")
+        .env("ENTE_LOG_FORMAT", "json");
+    cmd
+}
+
+fn checkout_copy() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::fs::create_dir_all(dir.path().join("configurations")).unwrap();
+    for file in [
+        "configurations/local.yaml",
+        "credentials.yaml",
+        "museum.yaml",
+    ] {
+        std::fs::copy(root.join(file), dir.path().join(file)).unwrap();
+    }
+    dir
+}
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn wait_for_ping(base: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(r) = reqwest::get(format!("{base}/ping")).await
+            && r.status() == 200
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "museum did not answer /ping within 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_binary_serves_the_embedded_default_end_to_end() {
+    let dir = checkout_copy();
+    let (api, metrics) = (free_port(), free_port());
+    let out = museum(dir.path(), api, metrics)
+        .args(["token", "create", "--user", "9"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let token = stdout.lines().last().unwrap().trim().to_owned();
+    assert!(token.len() >= 40, "{stdout}");
+
+    let child = museum(dir.path(), api, metrics)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = Killed(child);
+    let base = format!("http://127.0.0.1:{api}");
+    wait_for_ping(&base).await;
+
+    let client = reqwest::Client::new();
+    let urls: Value = client
+        .get(format!("{base}/files/upload-urls?count=1"))
+        .header("X-Auth-Token", &token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = urls["urls"][0]["objectKey"].as_str().unwrap().to_owned();
+    let url = urls["urls"][0]["url"].as_str().unwrap().to_owned();
+    let put = client.put(&url).body(vec![7u8; 2048]).send().await.unwrap();
+    assert_eq!(put.status(), 200);
+
+    let report = |size: u64| {
+        client
+            .post(format!("{base}/files"))
+            .header("X-Auth-Token", &token)
+            .json(&json!({"file": {"objectKey": key, "size": size}}))
+            .send()
+    };
+    let wrong = report(2047).await.unwrap();
+    assert_eq!(wrong.status(), 400);
+    let body: Value = wrong.json().await.unwrap();
+    assert_eq!(body["code"], "SIZE_MISMATCH");
+    let ok = report(2048).await.unwrap();
+    assert_eq!(ok.status(), 200);
+    let stored = std::fs::read(dir.path().join("data/s3/b2-eu-cen").join(&key)).unwrap();
+    assert!(
+        stored == vec![7u8; 2048],
+        "the object is on disk under data/s3/<bucket>/<key>"
+    );
+    assert!(dir.path().join("data/museum.db").is_file());
+
+    let metrics_text = reqwest::get(format!("http://127.0.0.1:{metrics}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics_text.contains(r#"museum_uploads_committed_total{result="ok"} 1"#),
+        "{metrics_text}"
+    );
+    assert!(metrics_text.contains(r#"museum_uploads_committed_total{result="size_mismatch"} 1"#));
+
+    let status = Command::new("kill")
+        .arg(child.0.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let exit = loop {
+        if let Some(exit) = child.0.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(Instant::now() < deadline, "museum did not stop on SIGTERM");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(exit.success(), "graceful shutdown exits 0, got {exit}");
+    let mut logs = String::new();
+    std::io::Read::read_to_string(child.0.stderr.as_mut().unwrap(), &mut logs).unwrap();
+    assert!(!logs.contains(&token), "the token never reaches the logs");
+    assert!(
+        !logs.contains("X-Amz-Signature"),
+        "presigned URLs never reach the logs"
+    );
+    assert!(
+        !logs.contains("museum-local-secret"),
+        "secrets never reach the logs"
+    );
+}
+
+#[test]
+fn an_invalid_configuration_stops_the_binary_with_every_problem() {
+    let dir = checkout_copy();
+    let out = museum(dir.path(), free_port(), free_port())
+        .env("ENTE_S3_HOT_STORAGE_PRIMARY", "scw-eu-fr-v3")
+        .env("ENTE_S3_B2_EU_CEN_BUCKET", "No_Such")
+        .arg("migrate")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("s3.hot_storage.primary") && stderr.contains("ENTE_S3_HOT_STORAGE_PRIMARY"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("s3.b2-eu-cen.bucket") && stderr.contains("ENTE_S3_B2_EU_CEN_BUCKET"),
+        "{stderr}"
+    );
+}

@@ -1,0 +1,325 @@
+//! Test harness: the real app on random ports, three separate s3s-fs servers (one per
+//! bucket, each with its own credentials), and a fresh SQLite or PostgreSQL database.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Once;
+
+use md5::{Digest, Md5};
+use museum::api::extract::hash_token;
+use museum::api::state::AppState;
+use museum::config::{BUCKET_IDS, BucketConfig, HumanDuration, Settings};
+use museum::startup::Application;
+use museum::storage::embedded;
+use secrecy::SecretString;
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Which database a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs each listed test body once on SQLite and once on PostgreSQL.
+#[macro_export]
+macro_rules! on_both_databases {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::helpers::Engine::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::helpers::Engine::Postgres).await
+                }
+            )*
+        }
+    };
+}
+
+static TRACING: Once = Once::new();
+
+fn init_tracing() {
+    TRACING.call_once(|| {
+        if std::env::var_os("TEST_LOG").is_some() {
+            museum::telemetry::init(Some(museum::config::LogFormat::Pretty));
+        }
+    });
+}
+
+/// The administrative PostgreSQL URL tests create their databases through.
+pub fn postgres_admin_url() -> String {
+    std::env::var("MUSEUM_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// A fresh, uniquely named PostgreSQL database; returns its URL.
+pub async fn fresh_postgres_db() -> String {
+    use sqlx::Connection;
+    let admin = postgres_admin_url();
+    let name = format!("museum_test_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = sqlx::PgConnection::connect(&admin)
+        .await
+        .expect("PostgreSQL must be running for the tests (.ci/run starts it)");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .expect("create test database");
+    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+    format!("{base}/{name}")
+}
+
+/// One s3s-fs server on its own port.
+pub struct S3Server {
+    pub addr: SocketAddr,
+    pub root: PathBuf,
+    pub key: String,
+    pub secret: String,
+    pub bucket: String,
+    cancel: CancellationToken,
+}
+
+impl S3Server {
+    /// Starts a server holding `bucket`, reachable with its own credentials.
+    pub async fn start(root: &Path, bucket: &str) -> Self {
+        Self::start_on(
+            root,
+            bucket,
+            TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        )
+        .await
+    }
+
+    async fn start_on(root: &Path, bucket: &str, listener: TcpListener) -> Self {
+        std::fs::create_dir_all(root).unwrap();
+        let key = format!("key-{}", uuid::Uuid::new_v4().simple());
+        let secret = format!("secret-{}", uuid::Uuid::new_v4().simple());
+        let cancel = CancellationToken::new();
+        let addr = embedded::serve(
+            root,
+            listener,
+            &[bucket.to_owned()],
+            &[(key.clone(), secret.clone())],
+            cancel.clone(),
+        )
+        .await
+        .unwrap();
+        Self {
+            addr,
+            root: root.to_owned(),
+            key,
+            secret,
+            bucket: bucket.to_owned(),
+            cancel,
+        }
+    }
+
+    /// Stops the server; its port refuses connections afterwards.
+    pub fn stop(&self) {
+        self.cancel.cancel();
+    }
+
+    /// The stored bytes of `key`, if the object exists.
+    pub fn object(&self, key: &str) -> Option<Vec<u8>> {
+        std::fs::read(self.root.join(&self.bucket).join(key)).ok()
+    }
+
+    /// This server as a bucket configuration.
+    pub fn bucket_config(&self) -> BucketConfig {
+        BucketConfig {
+            key: Some(self.key.clone()),
+            secret: Some(SecretString::from(self.secret.clone())),
+            endpoint: Some(format!("http://{}", self.addr)),
+            region: Some("eu-central-2".to_owned()),
+            bucket: Some(self.bucket.clone()),
+            ..BucketConfig::default()
+        }
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+/// A running museum with its servers.
+pub struct TestApp {
+    pub address: String,
+    pub metrics_address: String,
+    pub state: AppState,
+    pub client: reqwest::Client,
+    /// Servers by bucket ID, in `BUCKET_IDS` order.
+    pub s3: Vec<S3Server>,
+    cancel: CancellationToken,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+/// Starts museum on `engine` with the defaults tests use.
+pub async fn spawn_app(engine: Engine) -> TestApp {
+    spawn_app_with(engine, |_| {}).await
+}
+
+/// Starts museum on `engine`, letting `tweak` change the settings first.
+pub async fn spawn_app_with(engine: Engine, tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let mut s3 = Vec::new();
+    for id in BUCKET_IDS {
+        s3.push(S3Server::start(&dir.path().join(id), id).await);
+    }
+    let mut settings = Settings::default();
+    settings.http.host = "127.0.0.1".to_owned();
+    settings.http.port = 0;
+    settings.http.metrics_port = 0;
+    settings.s3.are_local_buckets = true;
+    for (id, server) in BUCKET_IDS.iter().zip(&s3) {
+        *settings.s3.bucket_mut(id).unwrap() = server.bucket_config();
+    }
+    settings.db.url = Some(SecretString::from(match engine {
+        Engine::Sqlite => format!("sqlite://{}", dir.path().join("museum.db").display()),
+        Engine::Postgres => fresh_postgres_db().await,
+    }));
+    settings.jobs.cleanup_interval = HumanDuration(std::time::Duration::from_secs(3600));
+    tweak(&mut settings);
+
+    let app = Application::build(settings).await.expect("app builds");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let metrics_address = format!("http://127.0.0.1:{}", app.metrics_port());
+    let state = app.state().clone();
+    let cancel = CancellationToken::new();
+    tokio::spawn(app.run(cancel.clone()));
+    TestApp {
+        address,
+        metrics_address,
+        state,
+        client: reqwest::Client::new(),
+        s3,
+        cancel,
+        _dir: dir,
+    }
+}
+
+/// A JSON answer: status and body.
+pub struct Answer {
+    pub status: u16,
+    pub body: Value,
+}
+
+impl TestApp {
+    /// A new token for `user`.
+    pub async fn token_for(&self, user: i64) -> String {
+        let token = format!("test-token-{}", uuid::Uuid::new_v4());
+        museum::db::tokens::insert_token(&self.state.db, &hash_token(&token), user)
+            .await
+            .unwrap();
+        token
+    }
+
+    /// The server for bucket `id`.
+    pub fn server(&self, id: &str) -> &S3Server {
+        let i = BUCKET_IDS.iter().position(|b| *b == id).unwrap();
+        &self.s3[i]
+    }
+
+    async fn answer(response: reqwest::Response) -> Answer {
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        let body = serde_json::from_str(&text)
+            .unwrap_or_else(|_| panic!("body is not JSON (status {status}): {text:?}"));
+        Answer { status, body }
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Answer {
+        let mut req = self.client.get(format!("{}{path}", self.address));
+        if let Some(t) = token {
+            req = req.header("X-Auth-Token", t);
+        }
+        Self::answer(req.send().await.unwrap()).await
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: &Value) -> Answer {
+        let req = self
+            .client
+            .post(format!("{}{path}", self.address))
+            .header("X-Auth-Token", token)
+            .json(body);
+        Self::answer(req.send().await.unwrap()).await
+    }
+
+    /// Asks for one plain upload URL; returns (key, url).
+    pub async fn upload_url(&self, token: &str) -> (String, String) {
+        let a = self.get("/files/upload-urls?count=1", Some(token)).await;
+        assert_eq!(a.status, 200, "{}", a.body);
+        let u = &a.body["urls"][0];
+        (
+            u["objectKey"].as_str().unwrap().to_owned(),
+            u["url"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    /// Asks for a URL with length and MD5 signed in; returns (key, url).
+    pub async fn signed_upload_url(&self, token: &str, bytes: &[u8]) -> (String, String) {
+        let a = self
+            .post(
+                "/files/upload-url",
+                token,
+                &serde_json::json!({"contentLength": bytes.len(), "contentMD5": md5_b64(bytes)}),
+            )
+            .await;
+        assert_eq!(a.status, 200, "{}", a.body);
+        (
+            a.body["objectKey"].as_str().unwrap().to_owned(),
+            a.body["url"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    /// Reports `key` with `size`.
+    pub async fn report(&self, token: &str, key: &str, size: u64) -> Answer {
+        self.post(
+            "/files",
+            token,
+            &serde_json::json!({"file": {"objectKey": key, "size": size}}),
+        )
+        .await
+    }
+}
+
+/// PUTs `bytes` to a presigned URL, optionally with a Content-MD5 header; returns the status.
+pub async fn put(url: &str, bytes: Vec<u8>, content_md5: Option<&str>) -> u16 {
+    let mut req = reqwest::Client::new()
+        .put(url)
+        .header("content-length", bytes.len());
+    if let Some(md5) = content_md5 {
+        req = req.header("content-md5", md5);
+    }
+    req.body(bytes).send().await.unwrap().status().as_u16()
+}
+
+/// Base64 MD5, as a Content-MD5 header carries it.
+pub fn md5_b64(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(Md5::digest(bytes))
+}
+
+/// Deterministic test bytes.
+pub fn bytes_of(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}

@@ -1,0 +1,9 @@
+//! Integration tests: the real app on random ports against real S3 servers and real
+//! databases.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod binary;
+mod config;
+mod helpers;
+mod uploads;
