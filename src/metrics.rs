@@ -15,6 +15,11 @@ pub const REQUESTS_TOTAL: &str = "museum_requests_total";
 pub const REQUEST_DURATION_SECONDS: &str = "museum_request_duration_seconds";
 pub const UPLOAD_URLS_ISSUED_TOTAL: &str = "museum_upload_urls_issued_total";
 pub const UPLOADS_COMMITTED_TOTAL: &str = "museum_uploads_committed_total";
+pub const REPLICATION_COPIES_TOTAL: &str = "museum_replication_copies_total";
+pub const REPLICATION_BYTES_TOTAL: &str = "museum_replication_bytes_total";
+pub const REPLICATION_LAG_SECONDS: &str = "museum_replication_lag_seconds";
+pub const REPLICATION_UPLOAD_SUCCESS_TOTAL: &str = "museum_replication_upload_success_total";
+pub const REPLICATION_UPLOAD_FAILURE_TOTAL: &str = "museum_replication_upload_failure_total";
 
 /// The app's metrics and the registry that holds them. Cheap to clone.
 #[derive(Clone)]
@@ -28,6 +33,11 @@ struct Inner {
     request_duration: HistogramVec,
     upload_urls_issued: IntCounterVec,
     uploads_committed: IntCounterVec,
+    copies_total: IntCounterVec,
+    copy_bytes: IntCounterVec,
+    copy_lag: HistogramVec,
+    upload_success: IntCounterVec,
+    upload_failure: IntCounterVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -71,6 +81,50 @@ impl Metrics {
             ),
             &["result"],
         )?;
+        let copies_total = IntCounterVec::new(
+            Opts::new(
+                REPLICATION_COPIES_TOTAL,
+                "Copy attempts by destination bucket and result (done, retry, failed).",
+            ),
+            &["destination", "result"],
+        )?;
+        let copy_bytes = IntCounterVec::new(
+            Opts::new(
+                REPLICATION_BYTES_TOTAL,
+                "Bytes of verified copies, by destination bucket.",
+            ),
+            &["destination"],
+        )?;
+        let copy_lag = HistogramVec::new(
+            HistogramOpts::new(
+                REPLICATION_LAG_SECONDS,
+                "Time from a report being recorded to its copy being verified, by destination.",
+            )
+            .buckets(vec![
+                0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0,
+                21600.0, 86400.0,
+            ]),
+            &["destination"],
+        )?;
+        let upload_success = IntCounterVec::new(
+            Opts::new(
+                REPLICATION_UPLOAD_SUCCESS_TOTAL,
+                "Verified copies (Ente's name), by destination.",
+            ),
+            &["destination"],
+        )?;
+        let upload_failure = IntCounterVec::new(
+            Opts::new(
+                REPLICATION_UPLOAD_FAILURE_TOTAL,
+                "Failed copy attempts (Ente's name), by destination.",
+            ),
+            &["destination"],
+        )?;
+        registry.register(Box::new(copies_total.clone()))?;
+        registry.register(Box::new(copy_bytes.clone()))?;
+        registry.register(Box::new(copy_lag.clone()))?;
+        registry.register(Box::new(upload_success.clone()))?;
+        registry.register(Box::new(upload_failure.clone()))?;
         registry.register(Box::new(requests_total.clone()))?;
         registry.register(Box::new(request_duration.clone()))?;
         registry.register(Box::new(upload_urls_issued.clone()))?;
@@ -82,6 +136,11 @@ impl Metrics {
                 request_duration,
                 upload_urls_issued,
                 uploads_committed,
+                copies_total,
+                copy_bytes,
+                copy_lag,
+                upload_success,
+                upload_failure,
             }),
         })
     }
@@ -104,6 +163,32 @@ impl Metrics {
         self.inner
             .uploads_committed
             .with_label_values(&[result])
+            .inc();
+    }
+
+    /// Counts a verified copy of `bytes` to `destination`, `lag_seconds` after its report.
+    pub fn copy_done(&self, destination: &str, bytes: u64, lag_seconds: f64) {
+        let i = &self.inner;
+        i.copies_total
+            .with_label_values(&[destination, "done"])
+            .inc();
+        i.copy_bytes.with_label_values(&[destination]).inc_by(bytes);
+        i.copy_lag
+            .with_label_values(&[destination])
+            .observe(lag_seconds);
+        i.upload_success.with_label_values(&[destination]).inc();
+    }
+
+    /// Counts a failed copy attempt; `permanent` ones are marked failed, others retried.
+    pub fn copy_failed(&self, destination: &str, permanent: bool) {
+        let result = if permanent { "failed" } else { "retry" };
+        self.inner
+            .copies_total
+            .with_label_values(&[destination, result])
+            .inc();
+        self.inner
+            .upload_failure
+            .with_label_values(&[destination])
             .inc();
     }
 

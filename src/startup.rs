@@ -2,24 +2,31 @@
 //! metrics listeners, and the background jobs.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use anyhow::Context;
 use axum::Router;
 use axum::routing::get;
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tokio_util::task::TaskTracker;
 
 use crate::api::state::{AppState, UploadPolicy};
 use crate::cleanup::CleanupJob;
 use crate::config::{BUCKET_IDS, Settings};
-use crate::db::{Db, PoolConfig};
+use crate::db::replication::release_leases;
+use crate::db::{Db, PoolConfig, now_millis};
 use crate::metrics::{Metrics, serve_metrics};
+use crate::replication::purge::Purger;
+use crate::replication::{ReplicationWorker, WorkerConfig};
 use crate::storage::{Buckets, embedded};
 
 /// How long shutdown waits for background work before giving up.
 const SHUTDOWN_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+/// Longest pause between purge passes.
+const PURGE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// A built application, listening but not yet serving.
 pub struct Application {
@@ -80,7 +87,9 @@ impl Application {
                 presign_ttl: settings.s3.presign_expiry.get(),
                 temp_grace: settings.jobs.temp_object_grace.get(),
                 max_file_size: settings.max_file_size,
+                serve_mode: settings.s3.serve_mode,
             },
+            replication_wakeup: Arc::new(Notify::new()),
         };
         Ok(Self {
             api,
@@ -109,6 +118,30 @@ impl Application {
         self.embedded_s3.as_ref().map(|(addr, _)| *addr)
     }
 
+    /// One replication worker per `replication.worker-count`, each with its own
+    /// lease owner under `owner_prefix`.
+    pub fn replication_workers(&self, owner_prefix: &str) -> Vec<ReplicationWorker> {
+        let r = &self.settings.replication;
+        let config = WorkerConfig {
+            part_size: r.part_size,
+            retry_initial: r.retry.initial.get(),
+            retry_max: r.retry.max.get(),
+            lease: r.lease.get(),
+            poll_interval: r.poll_interval.get(),
+        };
+        (0..r.worker_count)
+            .map(|i| {
+                ReplicationWorker::new(
+                    self.state.db.clone(),
+                    self.state.buckets.clone(),
+                    self.state.metrics.clone(),
+                    config,
+                    format!("{owner_prefix}{i}"),
+                )
+            })
+            .collect()
+    }
+
     /// The shared state, for tests and commands.
     pub fn state(&self) -> &AppState {
         &self.state
@@ -120,6 +153,25 @@ impl Application {
         let tracker = TaskTracker::new();
         let cleanup = CleanupJob::new(self.state.db.clone(), self.state.buckets.clone());
         tracker.spawn(cleanup.run(self.settings.jobs.cleanup_interval.get(), cancel.clone()));
+        let r = &self.settings.replication;
+        let purger = Purger::new(
+            self.state.db.clone(),
+            self.state.buckets.clone(),
+            r.delete_delay.get(),
+        );
+        tracker.spawn(purger.run(
+            PURGE_INTERVAL.min(r.delete_delay.get().max(r.poll_interval.get())),
+            cancel.clone(),
+        ));
+        let owner_prefix = format!("{}/", uuid::Uuid::new_v4());
+        if r.enabled {
+            for worker in self.replication_workers(&owner_prefix) {
+                tracker
+                    .spawn(worker.run(Arc::clone(&self.state.replication_wakeup), cancel.clone()));
+            }
+        } else {
+            tracing::info!("replication.enabled is false: copies queue up until it is turned on");
+        }
 
         let metrics_app = Router::new()
             .route("/metrics", get(serve_metrics))
@@ -151,7 +203,15 @@ impl Application {
             .await
             .is_err()
         {
-            tracing::warn!("background work did not stop within the shutdown deadline");
+            tracing::warn!(
+                "background work did not stop within the shutdown deadline; releasing its copies"
+            );
+            match release_leases(&self.state.db, &owner_prefix, now_millis()).await {
+                Ok(n) => tracing::info!(released = n, "copies in hand returned to the queue"),
+                Err(e) => {
+                    tracing::warn!(error.message = %e, "could not release copies; their leases will lapse")
+                }
+            }
         }
         self.state.db.close().await;
         drop(self.embedded_s3);

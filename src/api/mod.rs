@@ -2,6 +2,7 @@
 
 pub mod error;
 pub mod extract;
+pub mod files;
 pub mod health;
 pub mod state;
 pub mod uploads;
@@ -12,7 +13,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use tower_http::request_id::{
     MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
@@ -41,6 +42,8 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
             post(uploads::multipart_upload_url),
         )
         .route("/files", post(uploads::report))
+        .route("/files/{id}", delete(files::delete))
+        .route("/files/{id}/download", get(files::download))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(request_timeout, timeout))

@@ -1,7 +1,11 @@
 //! `AppState`: what every handler can reach.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::Notify;
+
+use crate::config::ServeMode;
 use crate::db::Db;
 use crate::metrics::Metrics;
 use crate::storage::Buckets;
@@ -15,6 +19,8 @@ pub struct UploadPolicy {
     pub temp_grace: Duration,
     /// Largest object a report may commit, in bytes.
     pub max_file_size: u64,
+    /// How downloads are served.
+    pub serve_mode: ServeMode,
 }
 
 /// Shared handler state. Cheap to clone.
@@ -24,4 +30,6 @@ pub struct AppState {
     pub buckets: Buckets,
     pub metrics: Metrics,
     pub policy: UploadPolicy,
+    /// Signalled when new copies are queued, so replication starts at once.
+    pub replication_wakeup: Arc<Notify>,
 }

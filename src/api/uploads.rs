@@ -13,7 +13,8 @@ use super::state::AppState;
 use crate::db::now_millis;
 use crate::db::uploads::{self as repo, Committed, NewObject, StoredObject, TempObject};
 use crate::storage::presign::{
-    decode_md5, is_key_of_user, multipart_etag, new_object_key, single_part_etag,
+    decode_md5, is_key_of_user, looks_like_md5_etag, multipart_etag, new_object_key,
+    single_part_etag,
 };
 use crate::storage::{ObjectMeta, StorageError};
 
@@ -397,6 +398,10 @@ async fn report_inner(
     } else {
         repo::commit_objects(&state.db, &fresh).await?
     };
+    if committed.iter().any(|c| matches!(c, Committed::New(_))) {
+        // Copies are queued; let an idle replication worker start now.
+        state.replication_wakeup.notify_one();
+    }
     let mut stored = Vec::with_capacity(checked.len());
     for c in checked {
         let object = match c {
@@ -503,7 +508,14 @@ async fn check_reported(
         .as_deref()
         .and_then(|b64| decode_md5(b64).ok())
         .map(hex::encode);
+    let copy_targets = state
+        .buckets
+        .all()
+        .map(|b| b.id().to_owned())
+        .filter(|id| *id != temp.bucket_id)
+        .collect();
     Ok(Checked::Fresh(NewObject {
+        copy_targets,
         object_key: key.to_owned(),
         user_id: user,
         bucket_id: temp.bucket_id,
@@ -512,17 +524,6 @@ async fn check_reported(
         etag: meta.etag,
         created_at: now_millis(),
     }))
-}
-
-/// Plain (`<32 hex>`) or multipart (`<32 hex>-<n>`) ETags, the forms S3 derives from MD5s.
-fn looks_like_md5_etag(etag: &str) -> bool {
-    let (digest, parts) = match etag.split_once('-') {
-        Some((d, n)) => (d, Some(n)),
-        None => (etag, None),
-    };
-    digest.len() == 32
-        && digest.chars().all(|c| c.is_ascii_hexdigit())
-        && parts.is_none_or(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
 }
 
 /// HEADs the object, retrying briefly: a just-finished upload may need a moment to
@@ -563,15 +564,6 @@ mod tests {
             assert!(parse_count(Some(bad), 50).is_err(), "{bad}");
         }
         assert!(parse_count(None, 50).is_err());
-    }
-
-    #[test]
-    fn recognises_md5_shaped_etags() {
-        assert!(looks_like_md5_etag("d41d8cd98f00b204e9800998ecf8427e"));
-        assert!(looks_like_md5_etag("d41d8cd98f00b204e9800998ecf8427e-3"));
-        assert!(!looks_like_md5_etag("d41d8cd98f00b204e9800998ecf8427e-"));
-        assert!(!looks_like_md5_etag("abc"));
-        assert!(!looks_like_md5_etag(""));
     }
 
     #[test]

@@ -287,9 +287,24 @@ impl Default for HttpConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ReplicationConfig {
+    /// Run the copy workers. When off, copies still queue, to drain once it is on.
     pub enabled: bool,
+    /// Copy workers per process.
     #[serde(rename = "worker-count")]
     pub worker_count: u32,
+    /// Objects larger than this are copied with multipart uploads of this part size.
+    #[serde(rename = "part-size")]
+    pub part_size: u64,
+    pub retry: RetryConfig,
+    /// How long a claimed copy stays reserved without a heartbeat before another
+    /// worker may take it over (after a crash).
+    pub lease: HumanDuration,
+    /// How often idle workers look for due copies (a report also wakes them at once).
+    #[serde(rename = "poll-interval")]
+    pub poll_interval: HumanDuration,
+    /// How long after `DELETE /files/{id}` the copies are removed from every bucket.
+    #[serde(rename = "delete-delay")]
+    pub delete_delay: HumanDuration,
 }
 
 impl Default for ReplicationConfig {
@@ -297,6 +312,28 @@ impl Default for ReplicationConfig {
         Self {
             enabled: true,
             worker_count: 6,
+            part_size: 16 * 1024 * 1024,
+            retry: RetryConfig::default(),
+            lease: HumanDuration(Duration::from_secs(60)),
+            poll_interval: HumanDuration(Duration::from_secs(1)),
+            delete_delay: HumanDuration(Duration::from_secs(45 * 24 * 3600)),
+        }
+    }
+}
+
+/// `replication.retry.*`: exponential backoff between failed attempts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RetryConfig {
+    pub initial: HumanDuration,
+    pub max: HumanDuration,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            initial: HumanDuration(Duration::from_secs(5)),
+            max: HumanDuration(Duration::from_secs(3600)),
         }
     }
 }
@@ -458,6 +495,12 @@ pub fn known_keys() -> Vec<String> {
         "http.request-timeout",
         "replication.enabled",
         "replication.worker-count",
+        "replication.part-size",
+        "replication.retry.initial",
+        "replication.retry.max",
+        "replication.lease",
+        "replication.poll-interval",
+        "replication.delete-delay",
         "log.format",
         "jobs.cleanup-interval",
         "jobs.temp-object-grace",

@@ -163,6 +163,31 @@ pub fn validate(s: &Settings, figment: &Figment) -> Vec<String> {
             "must be between 1 and 256".to_owned(),
         );
     }
+    let r = &s.replication;
+    if r.part_size < 5 * 1024 * 1024 || r.part_size > 5 * 1024 * 1024 * 1024 {
+        problem(
+            "replication.part-size",
+            "must be between 5 MiB and 5 GiB (S3's part limits); 16 MiB is a good default"
+                .to_owned(),
+        );
+    }
+    if r.retry.initial.get() < Duration::from_millis(10)
+        || r.retry.initial.get() > r.retry.max.get()
+    {
+        problem(
+            "replication.retry.initial",
+            "must be at least 10ms and no more than replication.retry.max".to_owned(),
+        );
+    }
+    if r.lease.get() < Duration::from_millis(300) {
+        problem("replication.lease", "must be at least 300ms".to_owned());
+    }
+    if r.poll_interval.get() < Duration::from_millis(10) {
+        problem(
+            "replication.poll-interval",
+            "must be at least 10ms".to_owned(),
+        );
+    }
     if s.http.port != 0 && s.http.port == s.http.metrics_port {
         problem("http.metrics-port", "must differ from http.port".to_owned());
     }

@@ -34,6 +34,8 @@ pub struct StoredObject {
     pub md5: Option<String>,
     pub etag: Option<String>,
     pub created_at: i64,
+    /// When `DELETE /files/{id}` marked it, if it did.
+    pub deleted_at: Option<i64>,
 }
 
 /// What a verified report records.
@@ -46,6 +48,8 @@ pub struct NewObject {
     pub md5: Option<String>,
     pub etag: Option<String>,
     pub created_at: i64,
+    /// Buckets a copy is queued for, in the same transaction.
+    pub copy_targets: Vec<String>,
 }
 
 /// Outcome of committing one object.
@@ -66,7 +70,7 @@ macro_rules! temp_columns {
 }
 macro_rules! object_columns {
     () => {
-        "id, object_key, user_id, bucket_id, size, md5, etag, created_at"
+        "id, object_key, user_id, bucket_id, size, md5, etag, created_at, deleted_at"
     };
 }
 
@@ -94,6 +98,7 @@ fn object_from_row(r: &AnyRow) -> Result<StoredObject> {
         md5: r.try_get(5)?,
         etag: r.try_get(6)?,
         created_at: r.try_get(7)?,
+        deleted_at: r.try_get(8)?,
     })
 }
 
@@ -184,7 +189,17 @@ pub async fn commit_objects(db: &Db, objects: &[NewObject]) -> Result<Vec<Commit
             None
         };
         let committed = match inserted {
-            Some(row) => Committed::New(object_from_row(&row)?),
+            Some(row) => {
+                let object = object_from_row(&row)?;
+                super::replication::insert_copies(
+                    &mut tx,
+                    object.id,
+                    &o.copy_targets,
+                    o.created_at,
+                )
+                .await?;
+                Committed::New(object)
+            }
             None => {
                 let existing = sqlx::query(concat!(
                     "SELECT ",
@@ -237,4 +252,72 @@ pub async fn list_expired_temp_objects(db: &Db, now: i64, limit: i64) -> Result<
     .iter()
     .map(temp_from_row)
     .collect()
+}
+
+/// The recorded object with ID `id`, deleted or not.
+pub async fn find_object(db: &Db, id: i64) -> Result<Option<StoredObject>> {
+    sqlx::query(concat!(
+        "SELECT ",
+        object_columns!(),
+        " FROM objects WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(&db.pool)
+    .await?
+    .as_ref()
+    .map(object_from_row)
+    .transpose()
+}
+
+/// Marks `user`'s object `id` deleted at `now`, unless it already is. Returns the
+/// object as it now stands, or `None` if `user` has no such object.
+pub async fn mark_deleted(db: &Db, id: i64, user: i64, now: i64) -> Result<Option<StoredObject>> {
+    sqlx::query(
+        "UPDATE objects SET deleted_at = $1 WHERE id = $2 AND user_id = $3 AND deleted_at IS NULL",
+    )
+    .bind(now)
+    .bind(id)
+    .bind(user)
+    .execute(&db.pool)
+    .await?;
+    Ok(find_object(db, id).await?.filter(|o| o.user_id == user))
+}
+
+/// Up to `limit` objects deleted before `before` whose copies nobody is writing at `now`.
+pub async fn list_purgeable(
+    db: &Db,
+    before: i64,
+    now: i64,
+    limit: i64,
+) -> Result<Vec<StoredObject>> {
+    sqlx::query(concat!(
+        "SELECT ",
+        object_columns!(),
+        " FROM objects o WHERE deleted_at IS NOT NULL AND deleted_at <= $1 AND NOT EXISTS \
+         (SELECT 1 FROM object_copies c WHERE c.object_id = o.id AND c.state = 'copying' AND c.lease_until >= $2) \
+         ORDER BY deleted_at LIMIT $3"
+    ))
+    .bind(before)
+    .bind(now)
+    .bind(limit)
+    .fetch_all(&db.pool)
+    .await?
+    .iter()
+    .map(object_from_row)
+    .collect()
+}
+
+/// Forgets a purged object and its copies.
+pub async fn delete_object_rows(db: &Db, id: i64) -> Result<()> {
+    let mut tx = db.pool.begin().await?;
+    sqlx::query("DELETE FROM object_copies WHERE object_id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("DELETE FROM objects WHERE id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(())
 }

@@ -237,6 +237,151 @@ impl BucketClient {
     }
 }
 
+/// A byte stream read from a bucket.
+pub type ByteStream = std::pin::Pin<
+    Box<dyn futures_util::Stream<Item = Result<bytes::Bytes, reqwest::Error>> + Send>,
+>;
+
+impl BucketClient {
+    /// Starts a GET of `key`; returns its length and the body as a stream.
+    pub async fn get_stream(&self, key: &str) -> Result<(u64, ByteStream)> {
+        let url = self.presign_get(key, INTERNAL_URL_TTL);
+        let response = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| self.unavailable(e))?;
+        if !response.status().is_success() {
+            return Err(self.error_for(response).await);
+        }
+        let len = response.content_length().unwrap_or(0);
+        Ok((len, Box::pin(response.bytes_stream())))
+    }
+
+    /// PUTs `len` bytes from `body` to `key`, with this bucket's storage class.
+    /// Returns the ETag the bucket answered, without quotes.
+    pub async fn put_stream(
+        &self,
+        key: &str,
+        len: u64,
+        body: reqwest::Body,
+    ) -> Result<Option<String>> {
+        let mut action = self.bucket.put_object(Some(&self.credentials), key);
+        if let Some(class) = &self.storage_class {
+            action
+                .headers_mut()
+                .insert("x-amz-storage-class", class.clone());
+        }
+        let url = action.sign(INTERNAL_URL_TTL);
+        let mut request = self.http.put(url).header(http::header::CONTENT_LENGTH, len);
+        if let Some(class) = &self.storage_class {
+            request = request.header("x-amz-storage-class", class);
+        }
+        self.send_for_etag(request.body(body)).await
+    }
+
+    /// Starts a multipart upload of `key` with this bucket's storage class.
+    pub async fn create_multipart_upload_with_class(&self, key: &str) -> Result<String> {
+        let mut action = self
+            .bucket
+            .create_multipart_upload(Some(&self.credentials), key);
+        if let Some(class) = &self.storage_class {
+            action
+                .headers_mut()
+                .insert("x-amz-storage-class", class.clone());
+        }
+        let url = action.sign(INTERNAL_URL_TTL);
+        let mut request = self.http.post(url).timeout(Duration::from_secs(30));
+        if let Some(class) = &self.storage_class {
+            request = request.header("x-amz-storage-class", class);
+        }
+        let response = request.send().await.map_err(|e| self.unavailable(e))?;
+        if !response.status().is_success() {
+            return Err(self.error_for(response).await);
+        }
+        let body = response.text().await.map_err(|e| self.unavailable(e))?;
+        let parsed =
+            CreateMultipartUpload::parse_response(&body).map_err(|e| StorageError::Protocol {
+                bucket: self.id.to_owned(),
+                message: format!("unreadable CreateMultipartUpload answer: {e}"),
+            })?;
+        Ok(parsed.upload_id().to_owned())
+    }
+
+    /// PUTs one part of `len` bytes; returns its ETag.
+    pub async fn upload_part_stream(
+        &self,
+        key: &str,
+        upload_id: &str,
+        part_number: u16,
+        len: u64,
+        body: reqwest::Body,
+    ) -> Result<Option<String>> {
+        let url =
+            self.presign_upload_part(key, upload_id, part_number, None, None, INTERNAL_URL_TTL);
+        let request = self
+            .http
+            .put(url)
+            .header(http::header::CONTENT_LENGTH, len)
+            .body(body);
+        self.send_for_etag(request).await
+    }
+
+    /// Completes a multipart upload from its parts' ETags, in order.
+    pub async fn complete_multipart_upload(
+        &self,
+        key: &str,
+        upload_id: &str,
+        etags: &[String],
+    ) -> Result<()> {
+        let action = self.bucket.complete_multipart_upload(
+            Some(&self.credentials),
+            key,
+            upload_id,
+            etags.iter().map(String::as_str),
+        );
+        let url = action.sign(INTERNAL_URL_TTL);
+        let body = action.body();
+        let response = self
+            .http
+            .post(url)
+            .body(body)
+            .timeout(Duration::from_secs(300))
+            .send()
+            .await
+            .map_err(|e| self.unavailable(e))?;
+        if !response.status().is_success() {
+            return Err(self.error_for(response).await);
+        }
+        // S3 may answer 200 with an error document after a long completion.
+        let text = response.text().await.map_err(|e| self.unavailable(e))?;
+        if text.contains("<Error>") {
+            return Err(StorageError::Unavailable {
+                bucket: self.id.to_owned(),
+                source: format!(
+                    "CompleteMultipartUpload failed: {}",
+                    xml_value(&text, "Code").unwrap_or_default()
+                )
+                .into(),
+            });
+        }
+        Ok(())
+    }
+
+    async fn send_for_etag(&self, request: reqwest::RequestBuilder) -> Result<Option<String>> {
+        let response = request.send().await.map_err(|e| self.unavailable(e))?;
+        if !response.status().is_success() {
+            return Err(self.error_for(response).await);
+        }
+        Ok(response
+            .headers()
+            .get("etag")
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.trim_matches('"').to_owned()))
+    }
+}
+
 /// The text of the first `<tag>…</tag>` in an S3 XML answer.
 fn xml_value(body: &str, tag: &str) -> Option<String> {
     let open = format!("<{tag}>");

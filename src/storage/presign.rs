@@ -49,6 +49,17 @@ pub fn multipart_etag(part_md5s: &[[u8; 16]]) -> String {
     format!("{}-{}", hex::encode(hasher.finalize()), part_md5s.len())
 }
 
+/// Plain (`<32 hex>`) or multipart (`<32 hex>-<n>`) ETags, the forms S3 derives from MD5s.
+pub fn looks_like_md5_etag(etag: &str) -> bool {
+    let (digest, parts) = match etag.split_once('-') {
+        Some((d, n)) => (d, Some(n)),
+        None => (etag, None),
+    };
+    digest.len() == 32
+        && digest.chars().all(|c| c.is_ascii_hexdigit())
+        && parts.is_none_or(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
+}
+
 impl BucketClient {
     /// A presigned PUT of `key`. With a length and MD5, S3 refuses any other bytes.
     pub fn presign_put(
@@ -122,6 +133,15 @@ impl BucketClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recognises_md5_shaped_etags() {
+        assert!(looks_like_md5_etag("d41d8cd98f00b204e9800998ecf8427e"));
+        assert!(looks_like_md5_etag("d41d8cd98f00b204e9800998ecf8427e-3"));
+        assert!(!looks_like_md5_etag("d41d8cd98f00b204e9800998ecf8427e-"));
+        assert!(!looks_like_md5_etag("abc"));
+        assert!(!looks_like_md5_etag(""));
+    }
 
     #[test]
     fn keys_belong_to_their_user_only() {

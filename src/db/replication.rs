@@ -1,0 +1,329 @@
+//! `object_copies`: the replication queue. Claims are leases, so a crashed worker's
+//! copy is taken over once its lease runs out, and no copy is worked on by two
+//! workers at once while its lease is kept alive.
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::{Db, Engine, Result};
+
+/// Copy states, as stored.
+pub mod state {
+    pub const PENDING: &str = "pending";
+    pub const COPYING: &str = "copying";
+    pub const DONE: &str = "done";
+    pub const FAILED: &str = "failed";
+}
+
+/// A claimed copy: which object goes to which bucket, and what the object is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimedCopy {
+    pub object_id: i64,
+    /// The target bucket ID.
+    pub bucket_id: String,
+    /// Attempts so far, this one included.
+    pub attempts: i64,
+}
+
+/// What a copy needs to know about its object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopySource {
+    pub object_id: i64,
+    pub object_key: String,
+    /// The bucket that holds the source copy.
+    pub bucket_id: String,
+    pub size: i64,
+    /// Hex MD5 of the whole object, when known.
+    pub md5: Option<String>,
+    /// The source's ETag at report time.
+    pub etag: Option<String>,
+    /// When the report was recorded (milliseconds).
+    pub created_at: i64,
+}
+
+/// One row of `object_copies`, for status and reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopyRow {
+    pub object_id: i64,
+    pub bucket_id: String,
+    pub state: String,
+    pub attempts: i64,
+    pub next_attempt_at: i64,
+    pub lease_until: Option<i64>,
+    pub lease_owner: Option<String>,
+    pub copied_at: Option<i64>,
+    pub verified_size: Option<i64>,
+    pub verified_etag: Option<String>,
+    pub last_error: Option<String>,
+}
+
+macro_rules! due {
+    ($now:literal) => {
+        concat!(
+            "((c.state = 'pending' AND c.next_attempt_at <= ",
+            $now,
+            ") OR (c.state = 'copying' AND c.lease_until < ",
+            $now,
+            "))"
+        )
+    };
+}
+
+/// Queues a pending copy of `object_id` to each of `targets`, inside `tx`.
+pub(crate) async fn insert_copies(
+    tx: &mut sqlx::AnyConnection,
+    object_id: i64,
+    targets: &[String],
+    now: i64,
+) -> Result<()> {
+    for target in targets {
+        sqlx::query(
+            "INSERT INTO object_copies (object_id, bucket_id, state, attempts, next_attempt_at, created_at) \
+             VALUES ($1, $2, 'pending', 0, $3, $3) ON CONFLICT (object_id, bucket_id) DO NOTHING",
+        )
+        .bind(object_id)
+        .bind(target)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(())
+}
+
+fn claimed_from_row(r: &AnyRow) -> Result<ClaimedCopy> {
+    Ok(ClaimedCopy {
+        object_id: r.try_get(0)?,
+        bucket_id: r.try_get(1)?,
+        attempts: r.try_get(2)?,
+    })
+}
+
+/// Claims the copy that has been due longest, for `owner`, until `lease_until`.
+/// Copies of deleted objects are never claimed.
+pub async fn claim_next(
+    db: &Db,
+    owner: &str,
+    now: i64,
+    lease_until: i64,
+) -> Result<Option<ClaimedCopy>> {
+    let sql = match db.engine {
+        Engine::Sqlite => concat!(
+            "UPDATE object_copies SET state = 'copying', attempts = attempts + 1, lease_until = $1, lease_owner = $2 \
+             WHERE rowid = (SELECT c.rowid FROM object_copies c JOIN objects o ON o.id = c.object_id \
+             WHERE o.deleted_at IS NULL AND ",
+            due!("$3"),
+            " ORDER BY c.next_attempt_at LIMIT 1) RETURNING object_id, bucket_id, attempts"
+        ),
+        Engine::Postgres => concat!(
+            "WITH c AS (SELECT c.object_id, c.bucket_id FROM object_copies c JOIN objects o ON o.id = c.object_id \
+             WHERE o.deleted_at IS NULL AND ",
+            due!("$3"),
+            " ORDER BY c.next_attempt_at LIMIT 1 FOR UPDATE OF c SKIP LOCKED) \
+             UPDATE object_copies t SET state = 'copying', attempts = t.attempts + 1, lease_until = $1, lease_owner = $2 \
+             FROM c WHERE t.object_id = c.object_id AND t.bucket_id = c.bucket_id \
+             RETURNING t.object_id, t.bucket_id, t.attempts"
+        ),
+    };
+    sqlx::query(sql)
+        .bind(lease_until)
+        .bind(owner)
+        .bind(now)
+        .fetch_optional(&db.pool)
+        .await?
+        .as_ref()
+        .map(claimed_from_row)
+        .transpose()
+}
+
+/// Claims every other due copy of `object_id`, so one read of the source can feed
+/// them all. Each row is taken by a conditional update, so no two workers get it.
+pub async fn claim_siblings(
+    db: &Db,
+    object_id: i64,
+    owner: &str,
+    now: i64,
+    lease_until: i64,
+) -> Result<Vec<ClaimedCopy>> {
+    sqlx::query(
+        "UPDATE object_copies SET state = 'copying', attempts = attempts + 1, lease_until = $1, lease_owner = $2 \
+         WHERE object_id = $3 AND ((state = 'pending' AND next_attempt_at <= $4) OR (state = 'copying' AND lease_until < $4)) \
+         RETURNING object_id, bucket_id, attempts",
+    )
+    .bind(lease_until)
+    .bind(owner)
+    .bind(object_id)
+    .bind(now)
+    .fetch_all(&db.pool)
+    .await?
+    .iter()
+    .map(claimed_from_row)
+    .collect()
+}
+
+/// The object behind a copy.
+pub async fn find_source(db: &Db, object_id: i64) -> Result<Option<CopySource>> {
+    sqlx::query(
+        "SELECT id, object_key, bucket_id, size, md5, etag, created_at FROM objects WHERE id = $1",
+    )
+    .bind(object_id)
+    .fetch_optional(&db.pool)
+    .await?
+    .map(|r| {
+        Ok(CopySource {
+            object_id: r.try_get(0)?,
+            object_key: r.try_get(1)?,
+            bucket_id: r.try_get(2)?,
+            size: r.try_get(3)?,
+            md5: r.try_get(4)?,
+            etag: r.try_get(5)?,
+            created_at: r.try_get(6)?,
+        })
+    })
+    .transpose()
+}
+
+/// Extends the leases `owner` holds on `object_id`'s copies. Returns how many it kept.
+pub async fn renew_leases(db: &Db, object_id: i64, owner: &str, lease_until: i64) -> Result<u64> {
+    Ok(sqlx::query(
+        "UPDATE object_copies SET lease_until = $1 WHERE object_id = $2 AND lease_owner = $3 AND state = 'copying'",
+    )
+    .bind(lease_until)
+    .bind(object_id)
+    .bind(owner)
+    .execute(&db.pool)
+    .await?
+    .rows_affected())
+}
+
+/// Marks a copy verified and done. Returns false if `owner` no longer holds it.
+pub async fn mark_done(
+    db: &Db,
+    object_id: i64,
+    bucket_id: &str,
+    owner: &str,
+    now: i64,
+    size: i64,
+    etag: Option<&str>,
+) -> Result<bool> {
+    let n = sqlx::query(
+        "UPDATE object_copies SET state = 'done', copied_at = $1, verified_size = $2, verified_etag = $3, \
+         last_error = NULL, lease_until = NULL, lease_owner = NULL \
+         WHERE object_id = $4 AND bucket_id = $5 AND lease_owner = $6 AND state = 'copying'",
+    )
+    .bind(now)
+    .bind(size)
+    .bind(etag)
+    .bind(object_id)
+    .bind(bucket_id)
+    .bind(owner)
+    .execute(&db.pool)
+    .await?
+    .rows_affected();
+    Ok(n == 1)
+}
+
+/// Puts a copy back in the queue for `next_attempt_at`, recording why it failed.
+/// A `next_attempt_at` of `None` marks it `failed`: an error that will not heal.
+pub async fn mark_attempt_failed(
+    db: &Db,
+    object_id: i64,
+    bucket_id: &str,
+    owner: &str,
+    next_attempt_at: Option<i64>,
+    error: &str,
+) -> Result<bool> {
+    let (state, next) = match next_attempt_at {
+        Some(at) => (state::PENDING, at),
+        None => (state::FAILED, 0),
+    };
+    let n = sqlx::query(
+        "UPDATE object_copies SET state = $1, next_attempt_at = CASE WHEN $1 = 'failed' THEN next_attempt_at ELSE $2 END, \
+         last_error = $3, lease_until = NULL, lease_owner = NULL \
+         WHERE object_id = $4 AND bucket_id = $5 AND lease_owner = $6 AND state = 'copying'",
+    )
+    .bind(state)
+    .bind(next)
+    .bind(truncate_error(error))
+    .bind(object_id)
+    .bind(bucket_id)
+    .bind(owner)
+    .execute(&db.pool)
+    .await?
+    .rows_affected();
+    Ok(n == 1)
+}
+
+fn truncate_error(error: &str) -> String {
+    const MAX: usize = 1000;
+    if error.len() <= MAX {
+        return error.to_owned();
+    }
+    let cut = (0..=MAX)
+        .rev()
+        .find(|i| error.is_char_boundary(*i))
+        .unwrap_or(0);
+    error[..cut].to_owned()
+}
+
+/// Returns every copy whose lease belongs to an owner starting with `owner_prefix`
+/// to the queue, due at once, without counting the interrupted attempt.
+pub async fn release_leases(db: &Db, owner_prefix: &str, now: i64) -> Result<u64> {
+    Ok(sqlx::query(
+        "UPDATE object_copies SET state = 'pending', next_attempt_at = $1, attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, \
+         lease_until = NULL, lease_owner = NULL WHERE state = 'copying' AND lease_owner LIKE $2",
+    )
+    .bind(now)
+    .bind(format!("{owner_prefix}%"))
+    .execute(&db.pool)
+    .await?
+    .rows_affected())
+}
+
+/// Records the MD5 computed while copying, for objects reported without one.
+/// Returns false if the object already had one.
+pub async fn record_md5(db: &Db, object_id: i64, md5: &str) -> Result<bool> {
+    let n = sqlx::query("UPDATE objects SET md5 = $1 WHERE id = $2 AND md5 IS NULL")
+        .bind(md5)
+        .bind(object_id)
+        .execute(&db.pool)
+        .await?
+        .rows_affected();
+    Ok(n == 1)
+}
+
+fn copy_from_row(r: &AnyRow) -> Result<CopyRow> {
+    Ok(CopyRow {
+        object_id: r.try_get(0)?,
+        bucket_id: r.try_get(1)?,
+        state: r.try_get(2)?,
+        attempts: r.try_get(3)?,
+        next_attempt_at: r.try_get(4)?,
+        lease_until: r.try_get(5)?,
+        lease_owner: r.try_get(6)?,
+        copied_at: r.try_get(7)?,
+        verified_size: r.try_get(8)?,
+        verified_etag: r.try_get(9)?,
+        last_error: r.try_get(10)?,
+    })
+}
+
+macro_rules! copy_columns {
+    () => {
+        "object_id, bucket_id, state, attempts, next_attempt_at, lease_until, lease_owner, copied_at, verified_size, verified_etag, last_error"
+    };
+}
+
+/// Every copy row of `object_id`.
+pub async fn list_copies(db: &Db, object_id: i64) -> Result<Vec<CopyRow>> {
+    sqlx::query(concat!(
+        "SELECT ",
+        copy_columns!(),
+        " FROM object_copies WHERE object_id = $1 ORDER BY bucket_id"
+    ))
+    .bind(object_id)
+    .fetch_all(&db.pool)
+    .await?
+    .iter()
+    .map(copy_from_row)
+    .collect()
+}

@@ -1,0 +1,101 @@
+//! The purger: once `replication.delete-delay` has passed since `DELETE /files/{id}`,
+//! removes the object from every bucket that may hold it, then forgets it.
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::db::replication::list_copies;
+use crate::db::uploads::{delete_object_rows, list_purgeable};
+use crate::db::{Db, DbError, now_millis};
+use crate::storage::Buckets;
+
+/// Objects handled per database round trip.
+const BATCH: i64 = 100;
+
+/// What one pass did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PurgeReport {
+    /// Objects removed from every bucket and forgotten.
+    pub purged: u64,
+    /// Objects kept for a later pass because a bucket refused or was unreachable.
+    pub deferred: u64,
+}
+
+/// Removes deleted objects after the delay.
+#[derive(Debug, Clone)]
+pub struct Purger {
+    db: Db,
+    buckets: Buckets,
+    delay: Duration,
+}
+
+impl Purger {
+    pub fn new(db: Db, buckets: Buckets, delay: Duration) -> Self {
+        Self { db, buckets, delay }
+    }
+
+    /// One pass at time `now` (milliseconds). An object whose copy is being written
+    /// is left for a later pass, so no copy lands after its purge.
+    pub async fn run_once(&self, now: i64) -> Result<PurgeReport, DbError> {
+        let before = now.saturating_sub(i64::try_from(self.delay.as_millis()).unwrap_or(i64::MAX));
+        let mut report = PurgeReport::default();
+        let mut seen = std::collections::HashSet::new();
+        loop {
+            let batch = list_purgeable(&self.db, before, now, BATCH).await?;
+            let fresh: Vec<_> = batch.into_iter().filter(|o| seen.insert(o.id)).collect();
+            if fresh.is_empty() {
+                return Ok(report);
+            }
+            for object in fresh {
+                let mut buckets = vec![object.bucket_id.clone()];
+                buckets.extend(
+                    list_copies(&self.db, object.id)
+                        .await?
+                        .into_iter()
+                        .map(|c| c.bucket_id),
+                );
+                let mut complete = true;
+                for id in &buckets {
+                    let Some(bucket) = self.buckets.get(id) else {
+                        tracing::warn!(bucket = %id, object_id = object.id, "purge: bucket not configured; its copy stays");
+                        continue;
+                    };
+                    if let Err(e) = bucket.delete(&object.object_key).await {
+                        complete = false;
+                        tracing::warn!(bucket = %id, object_id = object.id, error.message = %e, "purge: delete failed; will retry");
+                    }
+                }
+                if complete {
+                    delete_object_rows(&self.db, object.id).await?;
+                    report.purged += 1;
+                } else {
+                    report.deferred += 1;
+                }
+            }
+        }
+    }
+
+    /// Runs a pass every `interval` until `cancel` fires.
+    pub async fn run(self, interval: Duration, cancel: CancellationToken) {
+        loop {
+            match self.run_once(now_millis()).await {
+                Ok(r) if r.purged + r.deferred > 0 => {
+                    tracing::info!(
+                        purged = r.purged,
+                        deferred = r.deferred,
+                        "purge: deleted objects removed"
+                    );
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error.message = %e, error.cause_chain = ?e, "purge pass failed")
+                }
+            }
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = tokio::time::sleep(interval) => {}
+            }
+        }
+    }
+}
