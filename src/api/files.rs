@@ -82,7 +82,7 @@ async fn readable_copy(
         }
     }
     let mut unavailable = None;
-    for id in candidates {
+    for id in state.buckets.read_order(candidates) {
         let Some(bucket) = state.buckets.get(&id) else {
             continue;
         };

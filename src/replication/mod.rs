@@ -60,6 +60,16 @@ fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
+/// Stops the lease heartbeat when the pass ends, however it ends (also when the
+/// pass itself is dropped mid-copy, so an abandoned copy's lease lapses).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// One copy worker. Cheap to clone; each clone should get its own `owner`.
 #[derive(Debug, Clone)]
 pub struct ReplicationWorker {
@@ -104,10 +114,8 @@ impl ReplicationWorker {
             queue::claim_siblings(&self.db, object_id, &self.owner, now, lease_until).await?,
         );
 
-        let heartbeat = self.spawn_heartbeat(object_id);
-        let result = self.copy_claimed(object_id, &claimed).await;
-        heartbeat.abort();
-        result
+        let _heartbeat = AbortOnDrop(self.spawn_heartbeat(object_id));
+        self.copy_claimed(object_id, &claimed).await
     }
 
     fn spawn_heartbeat(&self, object_id: i64) -> tokio::task::JoinHandle<()> {
@@ -240,20 +248,18 @@ impl ReplicationWorker {
         source: &CopySource,
         targets: &[Arc<BucketClient>],
     ) -> Result<Result<copy::CopyReport, CopyError>, ReplicationError> {
-        let mut candidates: Vec<Arc<BucketClient>> = self
-            .buckets
-            .get(&source.bucket_id)
-            .into_iter()
-            .cloned()
-            .collect();
+        let mut ids = vec![source.bucket_id.clone()];
         for row in queue::list_copies(&self.db, source.object_id).await? {
-            if row.state == queue::state::DONE
-                && let Some(b) = self.buckets.get(&row.bucket_id)
-                && !candidates.iter().any(|c| c.id() == b.id())
-            {
-                candidates.push(Arc::clone(b));
+            if row.state == queue::state::DONE && !ids.contains(&row.bucket_id) {
+                ids.push(row.bucket_id);
             }
         }
+        let candidates: Vec<Arc<BucketClient>> = self
+            .buckets
+            .read_order(ids)
+            .iter()
+            .filter_map(|id| self.buckets.get(id).cloned())
+            .collect();
         let expected_md5 = source.md5.clone().or_else(|| {
             source
                 .etag

@@ -213,7 +213,12 @@ impl BucketClient {
         let action = self.bucket.create_bucket(&self.credentials);
         let url = action.sign(INTERNAL_URL_TTL);
         let body = action.body();
-        match self.send_ok(self.http.put(url).body(body)).await {
+        let request = self
+            .http
+            .put(url)
+            .header(http::header::CONTENT_LENGTH, body.len())
+            .body(body);
+        match self.send_ok(request).await {
             Err(StorageError::Refused { code, .. })
                 if code == "BucketAlreadyOwnedByYou" || code == "BucketAlreadyExists" =>
             {
@@ -480,6 +485,13 @@ impl Buckets {
     /// The bucket with ID `id`, if present.
     pub fn get(&self, id: &str) -> Option<&Arc<BucketClient>> {
         self.clients.get(id)
+    }
+
+    /// `bucket_ids` in the order reads should try them: as given, but with the glacier
+    /// tier last, since its copies may need a restore before they can be read.
+    pub fn read_order(&self, mut bucket_ids: Vec<String>) -> Vec<String> {
+        bucket_ids.sort_by_key(|id| id == GLACIER_BUCKET_ID);
+        bucket_ids
     }
 
     /// Every present bucket.

@@ -9,6 +9,7 @@ use md5::{Digest, Md5};
 use museum::api::extract::hash_token;
 use museum::api::state::AppState;
 use museum::config::{BUCKET_IDS, BucketConfig, HumanDuration, Settings};
+use museum::replication::{Outcome, ReplicationWorker, WorkerConfig};
 use museum::startup::Application;
 use museum::storage::embedded;
 use secrecy::SecretString;
@@ -85,7 +86,7 @@ pub struct S3Server {
     pub key: String,
     pub secret: String,
     pub bucket: String,
-    cancel: CancellationToken,
+    cancel: std::sync::Mutex<CancellationToken>,
 }
 
 impl S3Server {
@@ -104,28 +105,66 @@ impl S3Server {
         let key = format!("key-{}", uuid::Uuid::new_v4().simple());
         let secret = format!("secret-{}", uuid::Uuid::new_v4().simple());
         let cancel = CancellationToken::new();
-        let addr = embedded::serve(
-            root,
-            listener,
-            &[bucket.to_owned()],
-            &[(key.clone(), secret.clone())],
-            cancel.clone(),
-        )
-        .await
-        .unwrap();
+        let addr = Self::serve(root, bucket, listener, &key, &secret, cancel.clone()).await;
         Self {
             addr,
             root: root.to_owned(),
             key,
             secret,
             bucket: bucket.to_owned(),
-            cancel,
+            cancel: std::sync::Mutex::new(cancel),
         }
+    }
+
+    async fn serve(
+        root: &Path,
+        bucket: &str,
+        listener: TcpListener,
+        key: &str,
+        secret: &str,
+        cancel: CancellationToken,
+    ) -> SocketAddr {
+        embedded::serve(
+            root,
+            listener,
+            &[bucket.to_owned()],
+            &[(key.to_owned(), secret.to_owned())],
+            cancel,
+        )
+        .await
+        .unwrap()
     }
 
     /// Stops the server; its port refuses connections afterwards.
     pub fn stop(&self) {
-        self.cancel.cancel();
+        self.cancel.lock().unwrap().cancel();
+    }
+
+    /// Starts the server again on the same port, with the same data and credentials.
+    pub async fn restart(&self) {
+        let mut attempts = 0;
+        let listener = loop {
+            match TcpListener::bind(self.addr).await {
+                Ok(l) => break l,
+                Err(e) if attempts < 100 => {
+                    attempts += 1;
+                    let _ = e;
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+                Err(e) => panic!("cannot rebind {}: {e}", self.addr),
+            }
+        };
+        let cancel = CancellationToken::new();
+        Self::serve(
+            &self.root,
+            &self.bucket,
+            listener,
+            &self.key,
+            &self.secret,
+            cancel.clone(),
+        )
+        .await;
+        *self.cancel.lock().unwrap() = cancel;
     }
 
     /// The stored bytes of `key`, if the object exists.
@@ -148,7 +187,7 @@ impl S3Server {
 
 impl Drop for S3Server {
     fn drop(&mut self) {
-        self.cancel.cancel();
+        self.stop();
     }
 }
 
@@ -160,6 +199,7 @@ pub struct TestApp {
     pub client: reqwest::Client,
     /// Servers by bucket ID, in `BUCKET_IDS` order.
     pub s3: Vec<S3Server>,
+    pub settings: Settings,
     cancel: CancellationToken,
     _dir: tempfile::TempDir,
 }
@@ -196,23 +236,39 @@ pub async fn spawn_app_with(engine: Engine, tweak: impl FnOnce(&mut Settings)) -
         Engine::Postgres => fresh_postgres_db().await,
     }));
     settings.jobs.cleanup_interval = HumanDuration(std::time::Duration::from_secs(3600));
+    // Tests drive the workers themselves with `run_once`, unless they turn them on.
+    settings.replication.enabled = false;
+    settings.replication.part_size = PART_SIZE;
+    settings.replication.retry.initial = HumanDuration(std::time::Duration::from_millis(100));
+    settings.replication.retry.max = HumanDuration(std::time::Duration::from_secs(1));
+    settings.replication.lease = HumanDuration(std::time::Duration::from_secs(2));
+    settings.replication.delete_delay = HumanDuration(std::time::Duration::ZERO);
     tweak(&mut settings);
 
-    let app = Application::build(settings).await.expect("app builds");
-    let address = format!("http://127.0.0.1:{}", app.port());
-    let metrics_address = format!("http://127.0.0.1:{}", app.metrics_port());
-    let state = app.state().clone();
-    let cancel = CancellationToken::new();
-    tokio::spawn(app.run(cancel.clone()));
+    let (address, metrics_address, state, cancel) = start(settings.clone()).await;
     TestApp {
         address,
         metrics_address,
         state,
         client: reqwest::Client::new(),
         s3,
+        settings,
         cancel,
         _dir: dir,
     }
+}
+
+/// The part size tests replicate with: S3's smallest.
+pub const PART_SIZE: u64 = 5 * 1024 * 1024;
+
+async fn start(settings: Settings) -> (String, String, AppState, CancellationToken) {
+    let app = Application::build(settings).await.expect("app builds");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let metrics_address = format!("http://127.0.0.1:{}", app.metrics_port());
+    let state = app.state().clone();
+    let cancel = CancellationToken::new();
+    tokio::spawn(app.run(cancel.clone()));
+    (address, metrics_address, state, cancel)
 }
 
 /// A JSON answer: status and body.
@@ -222,6 +278,70 @@ pub struct Answer {
 }
 
 impl TestApp {
+    /// Stops this museum and starts another on the same database and servers, with
+    /// `tweak` applied to its settings.
+    pub async fn restart_with(&mut self, tweak: impl FnOnce(&mut Settings)) {
+        self.cancel.cancel();
+        tweak(&mut self.settings);
+        let (address, metrics_address, state, cancel) = start(self.settings.clone()).await;
+        self.address = address;
+        self.metrics_address = metrics_address;
+        self.state = state;
+        self.cancel = cancel;
+    }
+
+    /// A replication worker of this app, claiming as `owner`.
+    pub fn worker(&self, owner: &str) -> ReplicationWorker {
+        self.worker_on(self.state.db.clone(), owner)
+    }
+
+    /// A replication worker on another pool (as another process would have).
+    pub fn worker_on(&self, db: museum::db::Db, owner: &str) -> ReplicationWorker {
+        let r = &self.settings.replication;
+        ReplicationWorker::new(
+            db,
+            self.state.buckets.clone(),
+            self.state.metrics.clone(),
+            WorkerConfig {
+                part_size: r.part_size,
+                retry_initial: r.retry.initial.get(),
+                retry_max: r.retry.max.get(),
+                lease: r.lease.get(),
+                poll_interval: r.poll_interval.get(),
+            },
+            owner.to_owned(),
+        )
+    }
+
+    /// Runs a worker until nothing is due; returns the outcomes.
+    pub async fn drain(&self) -> Vec<Outcome> {
+        let worker = self.worker("test-drain");
+        let mut outcomes = Vec::new();
+        for _ in 0..10_000 {
+            match worker.run_once().await.unwrap() {
+                Outcome::Idle => return outcomes,
+                o => outcomes.push(o),
+            }
+        }
+        panic!("the queue never drained");
+    }
+
+    /// Uploads `bytes` through a presigned URL and reports it; returns (id, key).
+    pub async fn upload(&self, token: &str, bytes: &[u8]) -> (i64, String) {
+        let (key, url) = self.upload_url(token).await;
+        assert_eq!(put(&url, bytes.to_vec(), None).await, 200);
+        let a = self.report(token, &key, bytes.len() as u64).await;
+        assert_eq!(a.status, 200, "{}", a.body);
+        (a.body["file"]["id"].as_i64().unwrap(), key)
+    }
+
+    /// The copy rows of object `id`.
+    pub async fn copies(&self, id: i64) -> Vec<museum::db::replication::CopyRow> {
+        museum::db::replication::list_copies(&self.state.db, id)
+            .await
+            .unwrap()
+    }
+
     /// A new token for `user`.
     pub async fn token_for(&self, user: i64) -> String {
         let token = format!("test-token-{}", uuid::Uuid::new_v4());

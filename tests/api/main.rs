@@ -5,5 +5,7 @@
 
 mod binary;
 mod config;
+mod faults;
 mod helpers;
+mod replication;
 mod uploads;
