@@ -188,3 +188,119 @@ fn an_invalid_configuration_stops_the_binary_with_every_problem() {
         "{stderr}"
     );
 }
+
+async fn count_done(dir: &Path) -> i64 {
+    use sqlx::Connection;
+    let url = format!("sqlite://{}", dir.join("data/museum.db").display());
+    let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    let done: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM object_copies WHERE state = 'done'")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+    done
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_during_replication_loses_nothing() {
+    const OBJECTS: usize = 40;
+    const KILLS: usize = 5;
+    let dir = checkout_copy();
+    let (api, metrics) = (free_port(), free_port());
+    let start = || {
+        let child = museum(dir.path(), api, metrics)
+            .env("ENTE_REPLICATION_LEASE", "1s")
+            .env("ENTE_REPLICATION_PART_SIZE", (5 * 1024 * 1024).to_string())
+            .env("ENTE_REPLICATION_WORKER_COUNT", "4")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        Killed(child)
+    };
+    let out = museum(dir.path(), api, metrics)
+        .args(["token", "create", "--user", "3"])
+        .output()
+        .unwrap();
+    let token = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .last()
+        .unwrap()
+        .trim()
+        .to_owned();
+    let base = format!("http://127.0.0.1:{api}");
+    let client = reqwest::Client::new();
+
+    let mut museum_process = start();
+    wait_for_ping(&base).await;
+    let urls: Value = client
+        .get(format!("{base}/files/upload-urls?count={OBJECTS}"))
+        .header("X-Auth-Token", &token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut objects = Vec::new();
+    for (i, u) in urls["urls"].as_array().unwrap().iter().enumerate() {
+        let bytes: Vec<u8> = (0..(6 * 1024 * 1024 + i))
+            .map(|j| (j * 7 + i) as u8)
+            .collect();
+        let put = client
+            .put(u["url"].as_str().unwrap())
+            .body(bytes.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(put.status(), 200);
+        objects.push((u["objectKey"].as_str().unwrap().to_owned(), bytes));
+    }
+    for (key, bytes) in &objects {
+        let r = client
+            .post(format!("{base}/files"))
+            .header("X-Auth-Token", &token)
+            .json(&json!({"file": {"objectKey": key, "size": bytes.len()}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+
+    let mut done_at_kills = Vec::new();
+    for kill in 0..KILLS {
+        tokio::time::sleep(Duration::from_millis(100 + 150 * kill as u64)).await;
+        drop(museum_process); // SIGKILL, then reap
+        done_at_kills.push(count_done(dir.path()).await);
+        museum_process = start();
+        wait_for_ping(&base).await;
+    }
+    assert!(
+        done_at_kills[0] < (2 * OBJECTS) as i64,
+        "the first kill must land mid-replication: {done_at_kills:?}"
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while count_done(dir.path()).await < (2 * OBJECTS) as i64 {
+        assert!(
+            Instant::now() < deadline,
+            "copies never all arrived after {KILLS} kills"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(museum_process);
+    for (key, bytes) in &objects {
+        for bucket in ["b2-eu-cen", "wasabi-eu-central-2-v3", "scw-eu-fr-v3"] {
+            let stored = std::fs::read(dir.path().join("data/s3").join(bucket).join(key)).unwrap();
+            assert!(
+                &stored == bytes,
+                "{bucket}/{key} differs from what was uploaded"
+            );
+        }
+    }
+    println!(
+        "sigkill: {KILLS} kills, verified copies at each kill {done_at_kills:?}, {} objects byte-identical in 3 buckets",
+        objects.len()
+    );
+}
