@@ -8,7 +8,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::extract::hash_token;
 use crate::config::{self, Settings, Sources};
+use crate::ops;
 use crate::startup::{Application, connect_db};
+use crate::storage::Buckets;
 
 /// museum keeps every uploaded object safe in hot, cold and glacier S3 buckets.
 #[derive(Debug, Parser)]
@@ -29,6 +31,29 @@ enum Command {
         #[command(subcommand)]
         action: TokenAction,
     },
+    /// Check the database and every configured bucket; exits 1 if a check fails.
+    Doctor,
+    /// Inspect and repair replication.
+    Replicate {
+        #[command(subcommand)]
+        action: ReplicateAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ReplicateAction {
+    /// Copies per bucket and state, the oldest waiting copy, and the last errors.
+    Status,
+    /// Queue copies for objects missing in a present bucket (after adding a tier).
+    Backfill,
+    /// HEAD done copies and re-queue those missing or of the wrong size.
+    Verify {
+        /// Check this many copies chosen at random instead of all of them.
+        #[arg(long)]
+        sample: Option<u32>,
+    },
+    /// Re-queue every copy marked failed (after fixing what made it fail).
+    Retry,
 }
 
 #[derive(Debug, Subcommand)]
@@ -67,6 +92,58 @@ impl Cli {
                 let settings = load_settings()?;
                 connect_db(&settings).await?.close().await;
                 println!("migrations applied");
+                Ok(())
+            }
+            Command::Doctor => {
+                let settings = load_settings()?;
+                let checks = crate::doctor::run(&settings).await;
+                for check in &checks {
+                    println!("{check}");
+                }
+                let failed: Vec<&str> = checks
+                    .iter()
+                    .filter(|c| c.failed())
+                    .map(|c| c.subject.as_str())
+                    .collect();
+                if failed.is_empty() {
+                    println!("all checks passed");
+                    Ok(())
+                } else {
+                    let mut subjects = failed;
+                    subjects.dedup();
+                    println!("checks failed for: {}", subjects.join(", "));
+                    std::process::exit(1);
+                }
+            }
+            Command::Replicate { action } => {
+                let settings = load_settings()?;
+                let db = connect_db(&settings).await?;
+                let buckets =
+                    Buckets::from_config(&settings.s3).context("building bucket clients")?;
+                match action {
+                    ReplicateAction::Status => print!("{}", ops::status(&db, &buckets).await?),
+                    ReplicateAction::Backfill => {
+                        let r = ops::backfill(&db, &buckets).await?;
+                        println!(
+                            "backfill: {} objects scanned, {} copies queued",
+                            r.objects, r.queued
+                        );
+                    }
+                    ReplicateAction::Verify { sample } => {
+                        let r = ops::verify(&db, &buckets, sample.map(i64::from)).await?;
+                        println!(
+                            "verify: {} copies checked, {} re-queued, {} could not be checked",
+                            r.checked, r.requeued, r.unreachable
+                        );
+                    }
+                    ReplicateAction::Retry => {
+                        println!(
+                            "retry: {} failed copies re-queued",
+                            ops::retry_failed(&db).await?
+                        );
+                    }
+                }
+                db.close().await;
                 Ok(())
             }
             Command::Token {

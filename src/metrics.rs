@@ -6,9 +6,10 @@ use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 pub const REQUESTS_TOTAL: &str = "museum_requests_total";
@@ -20,6 +21,10 @@ pub const REPLICATION_BYTES_TOTAL: &str = "museum_replication_bytes_total";
 pub const REPLICATION_LAG_SECONDS: &str = "museum_replication_lag_seconds";
 pub const REPLICATION_UPLOAD_SUCCESS_TOTAL: &str = "museum_replication_upload_success_total";
 pub const REPLICATION_UPLOAD_FAILURE_TOTAL: &str = "museum_replication_upload_failure_total";
+pub const REPLICATION_PENDING: &str = "museum_replication_pending";
+pub const DB_POOL_CONNECTIONS: &str = "museum_db_pool_connections";
+pub const DB_POOL_IDLE_CONNECTIONS: &str = "museum_db_pool_idle_connections";
+pub const DB_POOL_MAX_CONNECTIONS: &str = "museum_db_pool_max_connections";
 
 /// The app's metrics and the registry that holds them. Cheap to clone.
 #[derive(Clone)]
@@ -38,6 +43,10 @@ struct Inner {
     copy_lag: HistogramVec,
     upload_success: IntCounterVec,
     upload_failure: IntCounterVec,
+    pending: IntGaugeVec,
+    pool_connections: IntGauge,
+    pool_idle: IntGauge,
+    pool_max: IntGauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -120,6 +129,23 @@ impl Metrics {
             ),
             &["destination"],
         )?;
+        let pending = IntGaugeVec::new(
+            Opts::new(
+                REPLICATION_PENDING,
+                "Copies not yet verified (pending or in progress), by destination.",
+            ),
+            &["destination"],
+        )?;
+        let pool_connections = IntGauge::new(DB_POOL_CONNECTIONS, "Open database connections.")?;
+        let pool_idle = IntGauge::new(DB_POOL_IDLE_CONNECTIONS, "Idle database connections.")?;
+        let pool_max = IntGauge::new(
+            DB_POOL_MAX_CONNECTIONS,
+            "Most database connections the pool opens.",
+        )?;
+        registry.register(Box::new(pending.clone()))?;
+        registry.register(Box::new(pool_connections.clone()))?;
+        registry.register(Box::new(pool_idle.clone()))?;
+        registry.register(Box::new(pool_max.clone()))?;
         registry.register(Box::new(copies_total.clone()))?;
         registry.register(Box::new(copy_bytes.clone()))?;
         registry.register(Box::new(copy_lag.clone()))?;
@@ -141,6 +167,10 @@ impl Metrics {
                 copy_lag,
                 upload_success,
                 upload_failure,
+                pending,
+                pool_connections,
+                pool_idle,
+                pool_max,
             }),
         })
     }
@@ -192,6 +222,20 @@ impl Metrics {
             .inc();
     }
 
+    /// Sets the pending-copies gauge of `destination`.
+    pub fn set_pending(&self, destination: &str, n: i64) {
+        self.inner.pending.with_label_values(&[destination]).set(n);
+    }
+
+    /// Sets the database pool gauges.
+    pub fn set_pool(&self, open: u32, idle: usize, max: u32) {
+        self.inner.pool_connections.set(i64::from(open));
+        self.inner
+            .pool_idle
+            .set(i64::try_from(idle).unwrap_or(i64::MAX));
+        self.inner.pool_max.set(i64::from(max));
+    }
+
     /// The text exposition of every metric.
     pub fn render(&self) -> String {
         let mut buf = Vec::new();
@@ -229,12 +273,4 @@ pub async fn track_requests(
         .with_label_values(&[route.as_str()])
         .observe(start.elapsed().as_secs_f64());
     response
-}
-
-/// `GET /metrics` on the metrics listener.
-pub async fn serve_metrics(State(metrics): State<Metrics>) -> impl IntoResponse {
-    (
-        [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        metrics.render(),
-    )
 }

@@ -16,9 +16,9 @@ use tokio_util::task::TaskTracker;
 use crate::api::state::{AppState, UploadPolicy};
 use crate::cleanup::CleanupJob;
 use crate::config::{BUCKET_IDS, Settings};
-use crate::db::replication::release_leases;
+use crate::db::replication::{pending_counts, release_leases};
 use crate::db::{Db, PoolConfig, now_millis};
-use crate::metrics::{Metrics, serve_metrics};
+use crate::metrics::Metrics;
 use crate::replication::purge::Purger;
 use crate::replication::{ReplicationWorker, WorkerConfig};
 use crate::storage::{Buckets, embedded};
@@ -175,7 +175,7 @@ impl Application {
 
         let metrics_app = Router::new()
             .route("/metrics", get(serve_metrics))
-            .with_state(self.state.metrics.clone());
+            .with_state(self.state.clone());
         let metrics_cancel = cancel.clone();
         let metrics_listener = self.metrics_listener;
         tracker.spawn(async move {
@@ -256,4 +256,33 @@ async fn start_embedded(settings: &mut Settings) -> anyhow::Result<(SocketAddr, 
     }
     tracing::info!(%addr, root = %root.display(), "embedded S3 server started");
     Ok((addr, cancel.drop_guard()))
+}
+
+/// `GET /metrics`: refreshes the gauges read from the database, then renders every
+/// metric. A database error leaves the gauges at their last values.
+async fn serve_metrics(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> impl axum::response::IntoResponse {
+    let pool = state.db.pool();
+    state.metrics.set_pool(
+        pool.size(),
+        pool.num_idle(),
+        pool.options().get_max_connections(),
+    );
+    match pending_counts(&state.db).await {
+        Ok(counts) => {
+            for bucket in state.buckets.all() {
+                let n = counts
+                    .iter()
+                    .find(|(id, _)| id == bucket.id())
+                    .map_or(0, |(_, n)| *n);
+                state.metrics.set_pending(bucket.id(), n);
+            }
+        }
+        Err(e) => tracing::warn!(error.message = %e, "metrics: cannot read pending copies"),
+    }
+    (
+        [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
 }

@@ -99,13 +99,32 @@ impl Db {
         Ok(Self { pool, engine })
     }
 
-    /// Applies the embedded migrations for this engine; a no-op when up to date.
-    pub async fn migrate(&self) -> Result<()> {
-        let migrator = match self.engine {
+    fn migrator(&self) -> sqlx::migrate::Migrator {
+        match self.engine {
             Engine::Sqlite => sqlx::migrate!("src/db/migrations/sqlite"),
             Engine::Postgres => sqlx::migrate!("src/db/migrations/postgres"),
-        };
-        migrator
+        }
+    }
+
+    /// How many embedded migrations the database has not applied yet.
+    pub async fn pending_migrations(&self) -> Result<usize> {
+        let known = self.migrator().iter().count();
+        let applied: i64 =
+            match sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success")
+                .fetch_one(&self.pool)
+                .await
+            {
+                Ok(n) => n,
+                // No bookkeeping table yet: nothing is applied.
+                Err(sqlx::Error::Database(_)) => 0,
+                Err(e) => return Err(e.into()),
+            };
+        Ok(known.saturating_sub(usize::try_from(applied).unwrap_or(0)))
+    }
+
+    /// Applies the embedded migrations for this engine; a no-op when up to date.
+    pub async fn migrate(&self) -> Result<()> {
+        self.migrator()
             .run(&self.pool)
             .await
             .map_err(|source| DbError::Migrate { source })

@@ -327,3 +327,178 @@ pub async fn list_copies(db: &Db, object_id: i64) -> Result<Vec<CopyRow>> {
     .map(copy_from_row)
     .collect()
 }
+
+/// Copies not yet done (pending or in progress), per target bucket.
+pub async fn pending_counts(db: &Db) -> Result<Vec<(String, i64)>> {
+    sqlx::query(
+        "SELECT bucket_id, COUNT(*) FROM object_copies WHERE state IN ('pending', 'copying') GROUP BY bucket_id",
+    )
+    .fetch_all(&db.pool)
+    .await?
+    .iter()
+    .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+    .collect()
+}
+
+/// Copy counts per (target bucket, state).
+pub async fn state_counts(db: &Db) -> Result<Vec<(String, String, i64)>> {
+    sqlx::query("SELECT bucket_id, state, COUNT(*) FROM object_copies GROUP BY bucket_id, state ORDER BY bucket_id, state")
+        .fetch_all(&db.pool)
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+        .collect()
+}
+
+/// When the oldest copy still waiting was queued (milliseconds), if any waits.
+pub async fn oldest_waiting(db: &Db) -> Result<Option<i64>> {
+    let row = sqlx::query(
+        "SELECT MIN(created_at) FROM object_copies WHERE state IN ('pending', 'copying')",
+    )
+    .fetch_one(&db.pool)
+    .await?;
+    Ok(row.try_get::<Option<i64>, _>(0)?)
+}
+
+/// The `limit` most recently scheduled copies that carry an error.
+pub async fn recent_errors(db: &Db, limit: i64) -> Result<Vec<CopyRow>> {
+    sqlx::query(concat!(
+        "SELECT ",
+        copy_columns!(),
+        " FROM object_copies WHERE last_error IS NOT NULL ORDER BY next_attempt_at DESC LIMIT $1"
+    ))
+    .bind(limit)
+    .fetch_all(&db.pool)
+    .await?
+    .iter()
+    .map(copy_from_row)
+    .collect()
+}
+
+/// Live (not deleted) objects, for progress totals.
+pub async fn count_live_objects(db: &Db) -> Result<i64> {
+    let row = sqlx::query("SELECT COUNT(*) FROM objects WHERE deleted_at IS NULL")
+        .fetch_one(&db.pool)
+        .await?;
+    Ok(row.try_get(0)?)
+}
+
+/// Queues the copies missing for up to `limit` live objects with IDs above
+/// `after_id`: one per bucket in `buckets` other than the object's own. Returns the
+/// last object ID seen (to resume from) and how many copies were queued. Idempotent.
+pub async fn backfill_batch(
+    db: &Db,
+    after_id: i64,
+    limit: i64,
+    buckets: &[String],
+    now: i64,
+) -> Result<(Option<i64>, u64, usize)> {
+    let mut tx = db.pool.begin().await?;
+    let rows = sqlx::query("SELECT id, bucket_id FROM objects WHERE id > $1 AND deleted_at IS NULL ORDER BY id LIMIT $2")
+        .bind(after_id)
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await?;
+    let mut last = None;
+    let mut queued = 0;
+    for row in &rows {
+        let id: i64 = row.try_get(0)?;
+        let source: String = row.try_get(1)?;
+        for target in buckets.iter().filter(|b| **b != source) {
+            queued += sqlx::query(
+                "INSERT INTO object_copies (object_id, bucket_id, state, attempts, next_attempt_at, created_at) \
+                 VALUES ($1, $2, 'pending', 0, $3, $3) ON CONFLICT (object_id, bucket_id) DO NOTHING",
+            )
+            .bind(id)
+            .bind(target)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        }
+        last = Some(id);
+    }
+    tx.commit().await?;
+    Ok((last, queued, rows.len()))
+}
+
+/// Done copies after (`after_object`, `after_bucket`) in key order, with their keys.
+pub async fn done_copies_after(
+    db: &Db,
+    after_object: i64,
+    after_bucket: &str,
+    limit: i64,
+) -> Result<Vec<(CopyRow, String)>> {
+    sqlx::query(concat!(
+        "SELECT ",
+        copy_columns!(),
+        ", (SELECT object_key FROM objects o WHERE o.id = c.object_id) FROM object_copies c \
+         WHERE state = 'done' AND (object_id > $1 OR (object_id = $1 AND bucket_id > $2)) \
+         ORDER BY object_id, bucket_id LIMIT $3"
+    ))
+    .bind(after_object)
+    .bind(after_bucket)
+    .bind(limit)
+    .fetch_all(&db.pool)
+    .await?
+    .iter()
+    .map(|r| Ok((copy_from_row(r)?, r.try_get(11)?)))
+    .collect()
+}
+
+/// `n` done copies chosen at random, with their keys.
+pub async fn sample_done_copies(db: &Db, n: i64) -> Result<Vec<(CopyRow, String)>> {
+    sqlx::query(concat!(
+        "SELECT ",
+        copy_columns!(),
+        ", (SELECT object_key FROM objects o WHERE o.id = c.object_id) FROM object_copies c \
+         WHERE state = 'done' ORDER BY RANDOM() LIMIT $1"
+    ))
+    .bind(n)
+    .fetch_all(&db.pool)
+    .await?
+    .iter()
+    .map(|r| Ok((copy_from_row(r)?, r.try_get(11)?)))
+    .collect()
+}
+
+/// Done copies in total.
+pub async fn count_done(db: &Db) -> Result<i64> {
+    let row = sqlx::query("SELECT COUNT(*) FROM object_copies WHERE state = 'done'")
+        .fetch_one(&db.pool)
+        .await?;
+    Ok(row.try_get(0)?)
+}
+
+/// Puts a done copy back in the queue, due now, with the reason.
+pub async fn requeue_copy(
+    db: &Db,
+    object_id: i64,
+    bucket_id: &str,
+    reason: &str,
+    now: i64,
+) -> Result<bool> {
+    let n = sqlx::query(
+        "UPDATE object_copies SET state = 'pending', next_attempt_at = $1, last_error = $2 \
+         WHERE object_id = $3 AND bucket_id = $4 AND state = 'done'",
+    )
+    .bind(now)
+    .bind(reason)
+    .bind(object_id)
+    .bind(bucket_id)
+    .execute(&db.pool)
+    .await?
+    .rows_affected();
+    Ok(n == 1)
+}
+
+/// Puts every `failed` copy back in the queue, due now. Returns how many.
+pub async fn requeue_failed(db: &Db, now: i64) -> Result<u64> {
+    Ok(sqlx::query(
+        "UPDATE object_copies SET state = 'pending', next_attempt_at = $1 WHERE state = 'failed'",
+    )
+    .bind(now)
+    .execute(&db.pool)
+    .await?
+    .rows_affected())
+}

@@ -242,6 +242,138 @@ impl BucketClient {
     }
 }
 
+/// How a bucket's endpoint answered a plain request.
+#[derive(Debug)]
+pub enum Reachability {
+    /// Some HTTP answer came back (any status).
+    Answered,
+    /// No TCP connection could be made.
+    Refused(String),
+    /// The TLS handshake failed.
+    Tls(String),
+    /// No answer in time.
+    Timeout,
+    /// The host name does not resolve.
+    Dns(String),
+}
+
+impl BucketClient {
+    /// The bucket's base URL (endpoint plus, for path style, the bucket name).
+    pub fn base_url(&self) -> &url::Url {
+        self.bucket.base_url()
+    }
+
+    /// Sends an unsigned GET to the endpoint to see whether anything answers.
+    pub async fn probe(&self) -> Reachability {
+        let mut root = self.bucket.base_url().clone();
+        root.set_path("/");
+        match self
+            .http
+            .get(root)
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+        {
+            Ok(_) => Reachability::Answered,
+            Err(e) => {
+                let chain = error_chain(&e);
+                if e.is_timeout() {
+                    Reachability::Timeout
+                } else if chain.contains("dns")
+                    || chain.contains("failed to lookup")
+                    || chain.contains("Name or service")
+                {
+                    Reachability::Dns(chain)
+                } else if chain.contains("tls")
+                    || chain.contains("certificate")
+                    || chain.contains("handshake")
+                    || chain.contains("InvalidContentType")
+                    || chain.contains("corrupt message")
+                {
+                    Reachability::Tls(chain)
+                } else {
+                    Reachability::Refused(chain)
+                }
+            }
+        }
+    }
+
+    /// A signed HEAD of the bucket: do the credentials work, and does it exist?
+    pub async fn head_bucket(&self) -> Result<()> {
+        let url = self
+            .bucket
+            .head_bucket(Some(&self.credentials))
+            .sign(INTERNAL_URL_TTL);
+        let response = self
+            .http
+            .head(url)
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .map_err(|e| self.unavailable(e))?;
+        match response.status().as_u16() {
+            200..=299 => Ok(()),
+            // A HEAD has no body to carry the error code: name it from the status.
+            404 => Err(StorageError::Refused {
+                bucket: self.id.to_owned(),
+                status: 404,
+                code: "NoSuchBucket".to_owned(),
+            }),
+            301 | 307 => Err(StorageError::Refused {
+                bucket: self.id.to_owned(),
+                status: response.status().as_u16(),
+                code: "PermanentRedirect".to_owned(),
+            }),
+            _ => Err(self.error_for(response).await),
+        }
+    }
+
+    /// The bucket's CORS rules (XML), `None` if it has none.
+    pub async fn bucket_cors(&self) -> Result<Option<String>> {
+        let url = rusty_s3::signing::sign(
+            &jiff::Timestamp::now(),
+            rusty_s3::Method::Get,
+            self.bucket.base_url().clone(),
+            self.credentials.key(),
+            self.credentials.secret(),
+            self.credentials.token(),
+            self.bucket.region(),
+            INTERNAL_URL_TTL.as_secs(),
+            std::iter::once(("cors", "")),
+            std::iter::empty(),
+        );
+        let response = self
+            .http
+            .get(url)
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .map_err(|e| self.unavailable(e))?;
+        if response.status().is_success() {
+            return Ok(Some(
+                response.text().await.map_err(|e| self.unavailable(e))?,
+            ));
+        }
+        match self.error_for(response).await {
+            StorageError::Refused { code, .. } if code == "NoSuchCORSConfiguration" => Ok(None),
+            StorageError::NotFound { .. } => Ok(None),
+            other => Err(other),
+        }
+    }
+}
+
+/// An error and its sources, joined with `: `.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
 /// A byte stream read from a bucket.
 pub type ByteStream = std::pin::Pin<
     Box<dyn futures_util::Stream<Item = Result<bytes::Bytes, reqwest::Error>> + Send>,
@@ -494,9 +626,9 @@ impl Buckets {
         bucket_ids
     }
 
-    /// Every present bucket.
+    /// Every present bucket, in the fixed order of the bucket IDs.
     pub fn all(&self) -> impl Iterator<Item = &Arc<BucketClient>> {
-        self.clients.values()
+        BUCKET_IDS.iter().filter_map(|id| self.clients.get(id))
     }
 }
 

@@ -304,3 +304,56 @@ async fn sigkill_during_replication_loses_nothing() {
         objects.len()
     );
 }
+
+#[tokio::test]
+async fn doctor_passes_against_a_running_museum_and_names_a_closed_endpoint() {
+    let dir = checkout_copy();
+    let (api, metrics, s3) = (free_port(), free_port(), free_port());
+    let with_s3 = |mut cmd: Command| {
+        cmd.env("ENTE_S3_EMBEDDED_ADDRESS", format!("127.0.0.1:{s3}"));
+        for id in ["B2_EU_CEN", "WASABI_EU_CENTRAL_2_V3", "SCW_EU_FR_V3"] {
+            cmd.env(format!("ENTE_S3_{id}_ENDPOINT"), format!("127.0.0.1:{s3}"));
+        }
+        cmd
+    };
+    let out = with_s3(museum(dir.path(), api, metrics))
+        .arg("doctor")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "no museum serve yet");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("start it first"), "{stdout}");
+
+    let child = with_s3(museum(dir.path(), api, metrics))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _serve = Killed(child);
+    wait_for_ping(&format!("http://127.0.0.1:{api}")).await;
+
+    let out = with_s3(museum(dir.path(), api, metrics))
+        .arg("doctor")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("all checks passed"), "{stdout}");
+
+    let closed = free_port();
+    let out = with_s3(museum(dir.path(), api, metrics))
+        .env(
+            "ENTE_S3_SCW_EU_FR_V3_ENDPOINT",
+            format!("127.0.0.1:{closed}"),
+        )
+        .arg("doctor")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains(&format!("FAIL  scw-eu-fr-v3             endpoint reachable               nothing answers at 127.0.0.1:{closed}")), "{stdout}");
+    assert!(
+        stdout.contains("checks failed for: scw-eu-fr-v3"),
+        "{stdout}"
+    );
+}

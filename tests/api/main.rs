@@ -7,5 +7,6 @@ mod binary;
 mod config;
 mod faults;
 mod helpers;
+mod operations;
 mod replication;
 mod uploads;
