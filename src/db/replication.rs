@@ -57,18 +57,6 @@ pub struct CopyRow {
     pub last_error: Option<String>,
 }
 
-macro_rules! due {
-    ($now:literal) => {
-        concat!(
-            "((c.state = 'pending' AND c.next_attempt_at <= ",
-            $now,
-            ") OR (c.state = 'copying' AND c.lease_until < ",
-            $now,
-            "))"
-        )
-    };
-}
-
 /// Queues a pending copy of `object_id` to each of `targets`, inside `tx`.
 pub(crate) async fn insert_copies(
     tx: &mut sqlx::AnyConnection,
@@ -98,41 +86,81 @@ fn claimed_from_row(r: &AnyRow) -> Result<ClaimedCopy> {
     })
 }
 
-/// Claims the copy that has been due longest, for `owner`, until `lease_until`.
-/// Copies of deleted objects are never claimed.
+macro_rules! claim_sql {
+    (sqlite, $cond:literal, $order:literal) => {
+        concat!(
+            "UPDATE object_copies SET state = 'copying', attempts = attempts + 1, lease_until = $1, lease_owner = $2 \
+             WHERE rowid = (SELECT c.rowid FROM object_copies c JOIN objects o ON o.id = c.object_id \
+             WHERE o.deleted_at IS NULL AND ",
+            $cond,
+            " ORDER BY ",
+            $order,
+            " LIMIT 1) RETURNING object_id, bucket_id, attempts"
+        )
+    };
+    (postgres, $cond:literal, $order:literal) => {
+        concat!(
+            "WITH c AS (SELECT c.object_id, c.bucket_id FROM object_copies c JOIN objects o ON o.id = c.object_id \
+             WHERE o.deleted_at IS NULL AND ",
+            $cond,
+            " ORDER BY ",
+            $order,
+            " LIMIT 1 FOR UPDATE OF c SKIP LOCKED) \
+             UPDATE object_copies t SET state = 'copying', attempts = t.attempts + 1, lease_until = $1, lease_owner = $2 \
+             FROM c WHERE t.object_id = c.object_id AND t.bucket_id = c.bucket_id \
+             RETURNING t.object_id, t.bucket_id, t.attempts"
+        )
+    };
+}
+
+/// Claims a copy for `owner` until `lease_until`: first one whose lease lapsed (its
+/// worker died), else the pending copy that has been due longest. Each of the two
+/// looks is a range scan of its own index, so the cost does not grow with the
+/// backlog. Copies of deleted objects are never claimed.
 pub async fn claim_next(
     db: &Db,
     owner: &str,
     now: i64,
     lease_until: i64,
 ) -> Result<Option<ClaimedCopy>> {
-    let sql = match db.engine {
-        Engine::Sqlite => concat!(
-            "UPDATE object_copies SET state = 'copying', attempts = attempts + 1, lease_until = $1, lease_owner = $2 \
-             WHERE rowid = (SELECT c.rowid FROM object_copies c JOIN objects o ON o.id = c.object_id \
-             WHERE o.deleted_at IS NULL AND ",
-            due!("$3"),
-            " ORDER BY c.next_attempt_at LIMIT 1) RETURNING object_id, bucket_id, attempts"
+    let (lapsed, due) = match db.engine {
+        Engine::Sqlite => (
+            claim_sql!(
+                sqlite,
+                "c.state = 'copying' AND c.lease_until < $3",
+                "c.lease_until"
+            ),
+            claim_sql!(
+                sqlite,
+                "c.state = 'pending' AND c.next_attempt_at <= $3",
+                "c.next_attempt_at"
+            ),
         ),
-        Engine::Postgres => concat!(
-            "WITH c AS (SELECT c.object_id, c.bucket_id FROM object_copies c JOIN objects o ON o.id = c.object_id \
-             WHERE o.deleted_at IS NULL AND ",
-            due!("$3"),
-            " ORDER BY c.next_attempt_at LIMIT 1 FOR UPDATE OF c SKIP LOCKED) \
-             UPDATE object_copies t SET state = 'copying', attempts = t.attempts + 1, lease_until = $1, lease_owner = $2 \
-             FROM c WHERE t.object_id = c.object_id AND t.bucket_id = c.bucket_id \
-             RETURNING t.object_id, t.bucket_id, t.attempts"
+        Engine::Postgres => (
+            claim_sql!(
+                postgres,
+                "c.state = 'copying' AND c.lease_until < $3",
+                "c.lease_until"
+            ),
+            claim_sql!(
+                postgres,
+                "c.state = 'pending' AND c.next_attempt_at <= $3",
+                "c.next_attempt_at"
+            ),
         ),
     };
-    sqlx::query(sql)
-        .bind(lease_until)
-        .bind(owner)
-        .bind(now)
-        .fetch_optional(&db.pool)
-        .await?
-        .as_ref()
-        .map(claimed_from_row)
-        .transpose()
+    for sql in [lapsed, due] {
+        let row = sqlx::query(sql)
+            .bind(lease_until)
+            .bind(owner)
+            .bind(now)
+            .fetch_optional(&db.pool)
+            .await?;
+        if let Some(row) = row {
+            return claimed_from_row(&row).map(Some);
+        }
+    }
+    Ok(None)
 }
 
 /// Claims every other due copy of `object_id`, so one read of the source can feed

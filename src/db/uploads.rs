@@ -269,17 +269,29 @@ pub async fn find_object(db: &Db, id: i64) -> Result<Option<StoredObject>> {
     .transpose()
 }
 
-/// Marks `user`'s object `id` deleted at `now`, unless it already is. Returns the
-/// object as it now stands, or `None` if `user` has no such object.
+/// Marks `user`'s object `id` deleted at `now`, unless it already is, and drops its
+/// copies that were only queued (the purge later removes it from every bucket).
+/// Returns the object as it now stands, or `None` if `user` has no such object.
 pub async fn mark_deleted(db: &Db, id: i64, user: i64, now: i64) -> Result<Option<StoredObject>> {
-    sqlx::query(
+    let mut tx = db.pool.begin().await?;
+    let marked = sqlx::query(
         "UPDATE objects SET deleted_at = $1 WHERE id = $2 AND user_id = $3 AND deleted_at IS NULL",
     )
     .bind(now)
     .bind(id)
     .bind(user)
-    .execute(&db.pool)
-    .await?;
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if marked == 1 {
+        sqlx::query(
+            "DELETE FROM object_copies WHERE object_id = $1 AND state IN ('pending', 'failed')",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
     Ok(find_object(db, id).await?.filter(|o| o.user_id == user))
 }
 

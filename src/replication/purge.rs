@@ -48,22 +48,18 @@ impl Purger {
                 return Ok(report);
             }
             for object in fresh {
-                let mut buckets = vec![object.bucket_id.clone()];
-                buckets.extend(
-                    list_copies(&self.db, object.id)
-                        .await?
-                        .into_iter()
-                        .map(|c| c.bucket_id),
-                );
+                // Every present bucket, not only those with a copy row: an attempt
+                // that failed verification may still have left bytes behind.
                 let mut complete = true;
-                for id in &buckets {
-                    let Some(bucket) = self.buckets.get(id) else {
-                        tracing::warn!(bucket = %id, object_id = object.id, "purge: bucket not configured; its copy stays");
-                        continue;
-                    };
+                for bucket in self.buckets.all() {
                     if let Err(e) = bucket.delete(&object.object_key).await {
                         complete = false;
-                        tracing::warn!(bucket = %id, object_id = object.id, error.message = %e, "purge: delete failed; will retry");
+                        tracing::warn!(bucket = bucket.id(), object_id = object.id, error.message = %e, "purge: delete failed; will retry");
+                    }
+                }
+                for copy in list_copies(&self.db, object.id).await? {
+                    if self.buckets.get(&copy.bucket_id).is_none() {
+                        tracing::warn!(bucket = %copy.bucket_id, object_id = object.id, "purge: bucket not configured any more; its copy stays");
                     }
                 }
                 if complete {

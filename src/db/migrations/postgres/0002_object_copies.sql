@@ -16,4 +16,5 @@ CREATE TABLE object_copies (
     PRIMARY KEY (object_id, bucket_id)
 );
 CREATE INDEX object_copies_due ON object_copies (state, next_attempt_at);
+CREATE INDEX object_copies_leases ON object_copies (state, lease_until);
 CREATE INDEX objects_deleted_at ON objects (deleted_at);
