@@ -23,6 +23,11 @@ pub enum ApiError {
     SizeMismatch { expected: i64, actual: u64 },
     #[error("declared MD5 gives ETag {expected} but the stored object has ETag {actual}")]
     ChecksumMismatch { expected: String, actual: String },
+    #[error(
+        "the request body is over the limit of {} bytes",
+        crate::api::MAX_BODY_BYTES
+    )]
+    BodyTooLarge,
     #[error("object is {size} bytes, over the limit of {max} bytes (max-file-size)")]
     TooLarge { size: u64, max: u64 },
     #[error("could not read the object's size from the hot bucket")]
@@ -59,6 +64,7 @@ impl ApiError {
             Self::SizeMismatch { .. } => (StatusCode::BAD_REQUEST, "SIZE_MISMATCH"),
             Self::ChecksumMismatch { .. } => (StatusCode::BAD_REQUEST, "CHECKSUM_MISMATCH"),
             Self::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "FILE_TOO_LARGE"),
+            Self::BodyTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "BODY_TOO_LARGE"),
             Self::ObjectSizeFetchFailed(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "OBJECT_SIZE_FETCH_FAILED")
             }

@@ -27,6 +27,9 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for AppJson<T> {
 }
 
 fn json_rejection(rejection: &JsonRejection) -> ApiError {
+    if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        return ApiError::BodyTooLarge;
+    }
     let code = match rejection {
         JsonRejection::MissingJsonContentType(_) => "INVALID_CONTENT_TYPE",
         _ => "INVALID_JSON",

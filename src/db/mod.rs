@@ -37,10 +37,14 @@ pub enum DbError {
 
 impl From<sqlx::Error> for DbError {
     fn from(source: sqlx::Error) -> Self {
+        let busy = matches!(&source, sqlx::Error::Database(e)
+            if matches!(e.code().as_deref(), Some("5" | "6")));
         match source {
             sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
                 Self::Unavailable { source }
             }
+            // SQLite's "database is locked" / "table is locked": contention that passes.
+            _ if busy => Self::Unavailable { source },
             other => Self::Other { source: other },
         }
     }
@@ -85,10 +89,16 @@ impl Db {
             .max_connections(pool.max_connections)
             .acquire_timeout(pool.acquire_timeout);
         let options = if engine == Engine::Sqlite {
+            // WAL is a property of the database file: set it once, on a connection of
+            // its own, because switching needs a lock that busy_timeout cannot wait for.
+            let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&url).await?;
+            conn.execute("PRAGMA journal_mode = WAL").await?;
+            sqlx::Connection::close(conn).await?;
             options.after_connect(|conn, _| {
                 Box::pin(async move {
-                    conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;")
-                        .await?;
+                    conn.execute("PRAGMA synchronous = NORMAL").await?;
+                    conn.execute("PRAGMA busy_timeout = 10000").await?;
+                    conn.execute("PRAGMA foreign_keys = ON").await?;
                     Ok(())
                 })
             })

@@ -227,3 +227,34 @@ fn the_shipped_configuration_is_valid() {
     );
     assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
 }
+
+#[test]
+fn a_readable_credentials_file_draws_a_warning_outside_local() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "configurations/production.yaml", LOCAL);
+    write(dir.path(), "credentials.yaml", "http:\n  port: 8081\n");
+    let path = dir.path().join("credentials.yaml");
+    let load_env = |environment: &str| {
+        load_with_env(
+            &Sources {
+                dir: dir.path().to_owned(),
+                environment: environment.to_owned(),
+            },
+            EnteEnv::from_vars(Vec::new()),
+        )
+        .unwrap()
+        .warnings
+    };
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let warnings = load_env("production").join("\n");
+    assert!(warnings.contains("chmod 600"), "{warnings}");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert!(load_env("production").is_empty());
+    write(dir.path(), "configurations/local.yaml", LOCAL);
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    assert!(
+        load_env("local").is_empty(),
+        "the local environment is exempt"
+    );
+}

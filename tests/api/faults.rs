@@ -22,6 +22,8 @@ pub enum Mode {
     Corrupt = 1,
     /// Drop the last byte (and say so in Content-Length).
     Truncate = 2,
+    /// Answer every write 507 Insufficient Storage, as a full disk would.
+    Full = 3,
 }
 
 /// An HTTP proxy to one S3 server whose write path can be sabotaged.
@@ -72,6 +74,15 @@ async fn forward(State(state): State<ProxyState>, request: Request) -> Response 
     let (parts, body) = request.into_parts();
     let mut bytes = axum::body::to_bytes(body, 1 << 30).await.unwrap().to_vec();
     let mode = state.mode.load(Ordering::SeqCst);
+    let writes = parts.method == http::Method::PUT || parts.method == http::Method::POST;
+    if mode == Mode::Full as u8 && writes {
+        return Response::builder()
+            .status(507)
+            .body(Body::from(
+                "<?xml version=\"1.0\"?><Error><Code>InsufficientStorage</Code><Message>disk full</Message></Error>",
+            ))
+            .unwrap();
+    }
     if parts.method == http::Method::PUT && !bytes.is_empty() {
         if mode == Mode::Corrupt as u8 {
             let middle = bytes.len() / 2;
@@ -140,5 +151,76 @@ impl Drop for Moto {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A TCP proxy that can cut every connection through it and refuse new ones, to
+/// take a database away from museum and give it back.
+pub struct TcpCut {
+    pub addr: SocketAddr,
+    up: Arc<std::sync::atomic::AtomicBool>,
+    generation: Arc<AtomicU8>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TcpCut {
+    /// Starts a proxy to `upstream` on a random port, passing traffic.
+    pub async fn start(upstream: SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let up = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let generation = Arc::new(AtomicU8::new(0));
+        let (up2, generation2) = (Arc::clone(&up), Arc::clone(&generation));
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    continue;
+                };
+                if !up2.load(Ordering::SeqCst) {
+                    drop(inbound);
+                    continue;
+                }
+                let born = generation2.load(Ordering::SeqCst);
+                let generation = Arc::clone(&generation2);
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    let pump = tokio::io::copy_bidirectional(&mut inbound, &mut outbound);
+                    let cut = async {
+                        while generation.load(Ordering::SeqCst) == born {
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                    };
+                    tokio::select! {
+                        _ = pump => {},
+                        () = cut => {},
+                    }
+                });
+            }
+        });
+        Self {
+            addr,
+            up,
+            generation,
+            task,
+        }
+    }
+
+    /// Cuts every open connection and refuses new ones.
+    pub fn cut(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        self.generation.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Lets connections through again.
+    pub fn restore(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+}
+
+impl Drop for TcpCut {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }

@@ -443,3 +443,17 @@ pub fn bytes_of(len: usize, seed: u8) -> Vec<u8> {
         .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
         .collect()
 }
+
+/// Records one row of RELIABILITY.md's table (fault class, injections, objects
+/// checked, objects lost) where `.ci/test` collects them, and prints it.
+pub fn record_reliability(fault: &str, injections: usize, checked: usize, lost: usize) {
+    let row = format!("| {fault} | {injections} | {checked} | {lost} |");
+    println!("reliability: {row}");
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("reliability");
+    std::fs::create_dir_all(&dir).unwrap();
+    let slug: String = fault
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    std::fs::write(dir.join(format!("{slug}.row")), row + "\n").unwrap();
+}

@@ -605,3 +605,37 @@ async fn unknown_routes_and_methods_answer_json(engine: Engine) {
         "{metrics}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_refuses_an_expired_presigned_url() {
+    let app = spawn_app_with(Engine::Sqlite, |s| {
+        s.s3.presign_expiry = museum::config::HumanDuration(std::time::Duration::from_secs(1));
+    })
+    .await;
+    let token = app.token_for(1).await;
+    let (_, fresh) = app.upload_url(&token).await;
+    let (_, stale) = app.upload_url(&token).await;
+    assert_eq!(
+        put(&fresh, bytes_of(10, 1), None).await,
+        200,
+        "within its lifetime"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    assert_eq!(
+        put(&stale, bytes_of(10, 1), None).await,
+        403,
+        "past its lifetime"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_are_stored_only_as_hashes() {
+    let app = spawn_app(Engine::Sqlite).await;
+    let token = app.token_for(1).await;
+    let stored: Vec<String> = sqlx::query_scalar("SELECT token_hash FROM tokens")
+        .fetch_all(app.state.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(stored, vec![museum::api::extract::hash_token(&token)]);
+    assert!(!stored[0].contains(&token));
+}

@@ -1,0 +1,830 @@
+//! `cargo bench --bench museum`: museum against rclone, a raw GET→PUT stream and a
+//! bare axum handler, all measured in this run on loopback. Prints a table, then one
+//! `ratio NAME VALUE` line per figure, and rewrites BENCHMARKS.md.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use museum::config::{BUCKET_IDS, BucketConfig, S3Config};
+use museum::storage::{Buckets, embedded};
+use serde_json::{Value, json};
+use sqlx::{Connection, SqliteConnection};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+const MIB: usize = 1024 * 1024;
+const RUNS: usize = 3;
+const WORKERS: usize = 6;
+
+fn main() {
+    if let Ok(port) = std::env::var("MUSEUM_BENCH_BARE_AXUM") {
+        bare_axum(port.parse().unwrap());
+        return;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(run());
+}
+
+/// The baseline for request handling: the same route, a fixed answer, nothing else.
+fn bare_axum(port: u16) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async move {
+        let app = axum::Router::new().route(
+            "/files/upload-urls",
+            axum::routing::get(|| async {
+                axum::Json(json!({"urls": [{"objectKey": "1/00000000-0000-4000-8000-000000000000", "url": "http://127.0.0.1/x"}]}))
+            }),
+        );
+        let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+        axum::serve(listener, app).await.unwrap();
+    });
+}
+
+struct Server {
+    addr: SocketAddr,
+    root: PathBuf,
+    bucket: String,
+    key: String,
+    secret: String,
+}
+
+impl Server {
+    fn config(&self) -> BucketConfig {
+        BucketConfig {
+            key: Some(self.key.clone()),
+            secret: Some(secrecy::SecretString::from(self.secret.clone())),
+            endpoint: Some(format!("http://{}", self.addr)),
+            region: Some("eu-central-2".to_owned()),
+            bucket: Some(self.bucket.clone()),
+            ..BucketConfig::default()
+        }
+    }
+
+    fn wipe(&self) {
+        let dir = self.root.join(&self.bucket);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+    }
+}
+
+struct Env {
+    dir: PathBuf,
+    servers: Vec<Server>,
+    buckets: Buckets,
+    _cancel: CancellationToken,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn work_dir() -> PathBuf {
+    let shm = Path::new("/dev/shm");
+    let base = if shm.is_dir() {
+        shm.to_owned()
+    } else {
+        std::env::temp_dir()
+    };
+    let dir = base.join(format!("museum-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+async fn start_servers(dir: &Path) -> Env {
+    let cancel = CancellationToken::new();
+    let mut servers = Vec::new();
+    for id in BUCKET_IDS {
+        let root = dir.join("s3").join(id);
+        std::fs::create_dir_all(&root).unwrap();
+        let key = format!("bench-{id}");
+        let secret = format!("bench-secret-{id}");
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = embedded::serve(
+            &root,
+            listener,
+            &[id.to_owned()],
+            &[(key.clone(), secret.clone())],
+            cancel.clone(),
+        )
+        .await
+        .unwrap();
+        servers.push(Server {
+            addr,
+            root,
+            bucket: id.to_owned(),
+            key,
+            secret,
+        });
+    }
+    let mut s3 = S3Config {
+        are_local_buckets: true,
+        ..S3Config::default()
+    };
+    for (id, server) in BUCKET_IDS.iter().zip(&servers) {
+        *s3.bucket_mut(id).unwrap() = server.config();
+    }
+    let buckets = Buckets::from_config(&s3).unwrap();
+    Env {
+        dir: dir.to_owned(),
+        servers,
+        buckets,
+        _cancel: cancel,
+    }
+}
+
+/// A museum process on SQLite, configured for the three servers.
+struct Museum {
+    child: Child,
+    base: String,
+    db_path: PathBuf,
+}
+
+impl Museum {
+    fn start(env: &Env, name: &str) -> Self {
+        let dir = env.dir.join(name);
+        std::fs::create_dir_all(dir.join("configurations")).unwrap();
+        let (api, metrics) = (free_port(), free_port());
+        let mut yaml = format!(
+            "http:\n  host: 127.0.0.1\n  port: {api}\n  metrics-port: {metrics}\nlog:\n  format: json\n\
+             db:\n  url: sqlite://{}/museum.db\nreplication:\n  worker-count: {WORKERS}\n  poll-interval: 50ms\n\
+             s3:\n  are_local_buckets: true\n",
+            dir.display()
+        );
+        for s in &env.servers {
+            let _ = write!(
+                yaml,
+                "  {}:\n    key: {}\n    secret: {}\n    endpoint: http://{}\n    region: eu-central-2\n    bucket: {}\n",
+                s.bucket, s.key, s.secret, s.addr, s.bucket
+            );
+        }
+        std::fs::write(dir.join("configurations/bench.yaml"), yaml).unwrap();
+        let log = std::fs::File::create(dir.join("museum.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_museum"))
+            .current_dir(&dir)
+            .env("ENVIRONMENT", "bench")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        Self {
+            child,
+            base: format!("http://127.0.0.1:{api}"),
+            db_path: dir.join("museum.db"),
+        }
+    }
+
+    async fn ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !reqwest::get(format!("{}/ping", self.base))
+            .await
+            .is_ok_and(|r| r.status() == 200)
+        {
+            assert!(Instant::now() < deadline, "museum did not start");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn token(&self, env: &Env, name: &str) -> String {
+        let out = Command::new(env!("CARGO_BIN_EXE_museum"))
+            .current_dir(env.dir.join(name))
+            .env("ENVIRONMENT", "bench")
+            .args(["token", "create", "--user", "1"])
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .last()
+            .unwrap()
+            .trim()
+            .to_owned()
+    }
+
+    fn peak_rss_mib(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let kib: f64 = status
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap();
+        kib / 1024.0
+    }
+
+    async fn db(&self) -> SqliteConnection {
+        SqliteConnection::connect(&format!("sqlite://{}", self.db_path.display()))
+            .await
+            .unwrap()
+    }
+
+    async fn done_copies(&self, conn: &mut SqliteConnection) -> i64 {
+        sqlx::query_scalar("SELECT COUNT(*) FROM object_copies WHERE state = 'done'")
+            .fetch_one(conn)
+            .await
+            .unwrap()
+    }
+
+    async fn wait_done(&self, total: i64) {
+        let mut conn = self.db().await;
+        let deadline = Instant::now() + Duration::from_secs(600);
+        while self.done_copies(&mut conn).await < total {
+            assert!(Instant::now() < deadline, "replication did not finish");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+impl Drop for Museum {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn bytes_of(len: usize, seed: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i.wrapping_mul(31) ^ seed.wrapping_mul(7)) as u8)
+        .collect()
+}
+
+/// Uploads objects of the given sizes through museum's presigned URLs and reports
+/// them; returns (key, size, time the report returned 200).
+async fn upload_and_report(
+    m: &Museum,
+    token: &str,
+    sizes: &[usize],
+    report: bool,
+) -> Vec<(String, usize)> {
+    let client = reqwest::Client::new();
+    let mut keys = Vec::new();
+    for chunk in sizes.chunks(50) {
+        let urls: Value = client
+            .get(format!(
+                "{}/files/upload-urls?count={}",
+                m.base,
+                chunk.len()
+            ))
+            .header("X-Auth-Token", token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        for (u, size) in urls["urls"].as_array().unwrap().iter().zip(chunk) {
+            keys.push((
+                u["objectKey"].as_str().unwrap().to_owned(),
+                u["url"].as_str().unwrap().to_owned(),
+                *size,
+            ));
+        }
+    }
+    let uploads = futures_util::stream::iter(keys.iter().enumerate().map(|(i, (_, url, size))| {
+        let client = client.clone();
+        async move {
+            let r = client
+                .put(url)
+                .body(bytes_of(*size, i))
+                .send()
+                .await
+                .unwrap();
+            assert!(r.status().is_success(), "upload failed: {}", r.status());
+        }
+    }))
+    .buffer_unordered(4)
+    .collect::<Vec<_>>();
+    uploads.await;
+    if report {
+        for (key, _, size) in &keys {
+            let r = client
+                .post(format!("{}/files", m.base))
+                .header("X-Auth-Token", token)
+                .json(&json!({"file": {"objectKey": key, "size": size}}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+        }
+    }
+    keys.into_iter().map(|(k, _, s)| (k, s)).collect()
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn wipe_targets(env: &Env) {
+    env.servers[1].wipe();
+    env.servers[2].wipe();
+}
+
+/// Sets every copy back to pending and times museum re-making them all.
+async fn museum_run(env: &Env, m: &Museum, total: i64) -> f64 {
+    wipe_targets(env);
+    let mut conn = m.db().await;
+    let start = Instant::now();
+    sqlx::query(
+        "UPDATE object_copies SET state = 'pending', attempts = 0, next_attempt_at = 0, copied_at = NULL, \
+         verified_size = NULL, verified_etag = NULL, last_error = NULL, lease_until = NULL, lease_owner = NULL",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    m.wait_done(total).await;
+    start.elapsed().as_secs_f64()
+}
+
+fn rclone_remote(cmd: &mut Command, name: &str, s: &Server) {
+    let prefix = format!("RCLONE_CONFIG_{}_", name.to_uppercase());
+    for (k, v) in [
+        ("TYPE", "s3".to_owned()),
+        ("PROVIDER", "Other".to_owned()),
+        ("ACCESS_KEY_ID", s.key.clone()),
+        ("SECRET_ACCESS_KEY", s.secret.clone()),
+        ("ENDPOINT", format!("http://{}", s.addr)),
+        ("REGION", "eu-central-2".to_owned()),
+        ("FORCE_PATH_STYLE", "true".to_owned()),
+    ] {
+        cmd.env(format!("{prefix}{k}"), v);
+    }
+}
+
+/// Times `rclone copy` hot→cold and hot→glacier, run at the same time.
+fn rclone_run(env: &Env) -> f64 {
+    wipe_targets(env);
+    let start = Instant::now();
+    let mut children = Vec::new();
+    for (name, target) in [("cold", &env.servers[1]), ("glacier", &env.servers[2])] {
+        let mut cmd = Command::new("rclone");
+        cmd.env_remove("AWS_CA_BUNDLE");
+        rclone_remote(&mut cmd, "hot", &env.servers[0]);
+        rclone_remote(&mut cmd, name, target);
+        cmd.args([
+            "copy",
+            &format!("hot:{}", env.servers[0].bucket),
+            &format!("{name}:{}", target.bucket),
+            "--transfers",
+            &WORKERS.to_string(),
+            "--s3-no-check-bucket",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+        children.push(cmd.spawn().unwrap());
+    }
+    for mut c in children {
+        assert!(c.wait().unwrap().success(), "rclone failed");
+    }
+    start.elapsed().as_secs_f64()
+}
+
+/// The practical limit: each object streamed GET → PUT to each target, no database,
+/// no verification, the same concurrency as museum's workers.
+async fn raw_run(env: &Env, objects: &[(String, usize)]) -> f64 {
+    wipe_targets(env);
+    let start = Instant::now();
+    let source = env.buckets.get("b2-eu-cen").unwrap().clone();
+    let jobs = objects.iter().flat_map(|(key, size)| {
+        ["wasabi-eu-central-2-v3", "scw-eu-fr-v3"].map(|t| {
+            (
+                key.clone(),
+                *size as u64,
+                env.buckets.get(t).unwrap().clone(),
+            )
+        })
+    });
+    futures_util::stream::iter(jobs.map(|(key, size, target)| {
+        let source = source.clone();
+        async move {
+            let (_, stream) = source.get_stream(&key).await.unwrap();
+            target
+                .put_stream(&key, size, reqwest::Body::wrap_stream(stream))
+                .await
+                .unwrap();
+        }
+    }))
+    .buffer_unordered(2 * WORKERS)
+    .collect::<Vec<_>>()
+    .await;
+    start.elapsed().as_secs_f64()
+}
+
+/// Requests per second over `secs` seconds with `concurrency` keep-alive clients.
+async fn load(url: &str, token: Option<&str>, concurrency: usize, secs: u64) -> f64 {
+    let client = reqwest::Client::new();
+    let count = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (client, count, url, token) = (
+            client.clone(),
+            count.clone(),
+            url.to_owned(),
+            token.map(str::to_owned),
+        );
+        tasks.push(tokio::spawn(async move {
+            while Instant::now() < deadline {
+                let mut req = client.get(&url);
+                if let Some(t) = &token {
+                    req = req.header("X-Auth-Token", t);
+                }
+                let r = req.send().await.unwrap();
+                assert_eq!(r.status(), 200);
+                let _ = r.bytes().await.unwrap();
+                count.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    count.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Copies claimed and finished per second by in-process workers, with `backlog`
+/// other due rows queued behind `real` copies of tiny objects.
+async fn backlog_run(env: &Env, name: &str, backlog: i64, real: &[(String, usize)]) -> f64 {
+    use museum::db::uploads::{NewObject, TempObject, commit_objects, insert_temp_objects};
+    wipe_targets(env);
+    let path = env.dir.join(format!("{name}.db"));
+    let db = museum::db::Db::connect(
+        &secrecy::SecretString::from(format!("sqlite://{}", path.display())),
+        museum::db::PoolConfig {
+            max_connections: 8,
+            acquire_timeout: Duration::from_secs(30),
+        },
+    )
+    .await
+    .unwrap();
+    db.migrate().await.unwrap();
+    let now = museum::db::now_millis();
+    let temps: Vec<TempObject> = real
+        .iter()
+        .map(|(key, _)| TempObject {
+            object_key: key.clone(),
+            user_id: 1,
+            bucket_id: "b2-eu-cen".to_owned(),
+            declared_size: None,
+            declared_md5: None,
+            expected_etag: None,
+            upload_id: None,
+            created_at: now,
+            expires_at: now + 3_600_000,
+        })
+        .collect();
+    insert_temp_objects(&db, &temps).await.unwrap();
+    let objects: Vec<NewObject> = real
+        .iter()
+        .map(|(key, size)| NewObject {
+            object_key: key.clone(),
+            user_id: 1,
+            bucket_id: "b2-eu-cen".to_owned(),
+            size: *size as i64,
+            md5: None,
+            etag: None,
+            created_at: 0,
+            copy_targets: vec!["wasabi-eu-central-2-v3".to_owned()],
+        })
+        .collect();
+    commit_objects(&db, &objects).await.unwrap();
+    // The backlog: due rows for objects that come after the real ones in the queue.
+    sqlx::query(
+        "WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < $1) \
+         INSERT INTO objects (object_key, user_id, bucket_id, size, created_at) \
+         SELECT 'backlog/' || i, 1, 'b2-eu-cen', 1, 1 FROM s",
+    )
+    .bind(backlog)
+    .execute(db.pool())
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO object_copies (object_id, bucket_id, state, attempts, next_attempt_at, created_at) \
+         SELECT id, 'wasabi-eu-central-2-v3', 'pending', 0, 1, 1 FROM objects WHERE object_key LIKE 'backlog/%'",
+    )
+    .execute(db.pool())
+    .await
+    .unwrap();
+    let metrics = museum::metrics::Metrics::new().unwrap();
+    let config = museum::replication::WorkerConfig {
+        part_size: 16 * MIB as u64,
+        retry_initial: Duration::from_secs(5),
+        retry_max: Duration::from_secs(3600),
+        lease: Duration::from_secs(60),
+        poll_interval: Duration::from_millis(50),
+    };
+    let real_ids = real.len() as i64;
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..WORKERS {
+        let worker = museum::replication::ReplicationWorker::new(
+            db.clone(),
+            env.buckets.clone(),
+            metrics.clone(),
+            config,
+            format!("bench/{w}"),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut done = 0;
+            loop {
+                match worker.run_once().await.unwrap() {
+                    museum::replication::Outcome::Copied {
+                        object_id, done: d, ..
+                    } if object_id <= real_ids => {
+                        done += d;
+                    }
+                    _ => return done,
+                }
+            }
+        }));
+    }
+    let mut done = 0;
+    for t in tasks {
+        done += t.await.unwrap();
+    }
+    let secs = start.elapsed().as_secs_f64();
+    assert_eq!(done, real.len(), "every real copy was made");
+    db.close().await;
+    let _ = std::fs::remove_file(&path);
+    done as f64 / secs
+}
+
+struct Figure {
+    name: &'static str,
+    what: String,
+    value: f64,
+    target: &'static str,
+    ok: bool,
+}
+
+async fn run() {
+    let started = Instant::now();
+    let dir = work_dir();
+    let env = start_servers(&dir).await;
+    let mut figures = Vec::new();
+    let mut notes = Vec::new();
+
+    // Workload: 200 × 4 MiB + 2 × 256 MiB, reported to museum and replicated once to warm up.
+    let m = Museum::start(&env, "main");
+    m.ready().await;
+    let token = m.token(&env, "main");
+    let mut sizes = vec![4 * MIB; 200];
+    sizes.extend([256 * MIB, 256 * MIB]);
+    let total_bytes: usize = sizes.iter().sum();
+    eprintln!("bench: uploading the workload ({} MiB)", total_bytes / MIB);
+    let objects = upload_and_report(&m, &token, &sizes, true).await;
+    m.wait_done(2 * objects.len() as i64).await;
+
+    let have_rclone = Command::new("rclone")
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let (mut museum_t, mut rclone_t, mut raw_t) = (Vec::new(), Vec::new(), Vec::new());
+    for run in 0..RUNS {
+        eprintln!("bench: replication run {}/{RUNS}", run + 1);
+        if have_rclone {
+            rclone_t.push(rclone_run(&env));
+        }
+        raw_t.push(raw_run(&env, &objects).await);
+        museum_t.push(museum_run(&env, &m, 2 * objects.len() as i64).await);
+    }
+    let museum_s = median(museum_t.clone());
+    let raw_s = median(raw_t.clone());
+    let mib_s = |s: f64| 2.0 * total_bytes as f64 / MIB as f64 / s;
+    notes.push(format!(
+        "replication of {} MiB to both targets: museum {museum_s:.2} s ({:.0} MiB/s written), raw stream {raw_s:.2} s, runs museum {museum_t:.2?} raw {raw_t:.2?}",
+        total_bytes / MIB,
+        mib_s(museum_s)
+    ));
+    if have_rclone {
+        let rclone_s = median(rclone_t.clone());
+        notes.push(format!("rclone {rclone_s:.2} s, runs {rclone_t:.2?}"));
+        figures.push(Figure {
+            name: "replication_vs_rclone",
+            what: format!("rclone {rclone_s:.2} s / museum {museum_s:.2} s"),
+            value: rclone_s / museum_s,
+            target: "≥ 1.3",
+            ok: rclone_s / museum_s >= 1.3,
+        });
+    } else {
+        notes.push(
+            "rclone is not installed: replication_vs_rclone not measured (apt-get install rclone)"
+                .to_owned(),
+        );
+    }
+    figures.push(Figure {
+        name: "replication_vs_raw_stream",
+        what: format!("raw {raw_s:.2} s / museum {museum_s:.2} s"),
+        value: raw_s / museum_s,
+        target: "≥ 0.8",
+        ok: raw_s / museum_s >= 0.8,
+    });
+
+    // Report → verified copy lag at 10 reports/s of 1 MiB for 30 s.
+    eprintln!("bench: lag at 10 reports/s for 30 s");
+    for s in &env.servers {
+        s.wipe();
+    }
+    let lag_objects = upload_and_report(&m, &token, &vec![MIB; 300], false).await;
+    let client = reqwest::Client::new();
+    let mut reported = Vec::new();
+    let begin = Instant::now();
+    for (i, (key, size)) in lag_objects.iter().enumerate() {
+        let due = begin + Duration::from_millis(100 * i as u64);
+        tokio::time::sleep_until(due.into()).await;
+        let r = client
+            .post(format!("{}/files", m.base))
+            .header("X-Auth-Token", &token)
+            .json(&json!({"file": {"objectKey": key, "size": size}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let id = r.json::<Value>().await.unwrap()["file"]["id"]
+            .as_i64()
+            .unwrap();
+        reported.push((id, museum::db::now_millis()));
+    }
+    let total_copies = 2 * (objects.len() + lag_objects.len()) as i64;
+    m.wait_done(total_copies).await;
+    let mut conn = m.db().await;
+    let mut lags = Vec::new();
+    for (id, at) in &reported {
+        let copied: i64 =
+            sqlx::query_scalar("SELECT MAX(copied_at) FROM object_copies WHERE object_id = $1")
+                .bind(id)
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+        lags.push((copied - at).max(0) as f64);
+    }
+    lags.sort_by(f64::total_cmp);
+    let p = |q: f64| {
+        lags[((lags.len() as f64 * q).ceil() as usize)
+            .saturating_sub(1)
+            .min(lags.len() - 1)]
+    };
+    let (p50, p99) = (p(0.5), p(0.99));
+    figures.push(Figure {
+        name: "lag_p99_ms",
+        what: format!(
+            "p50 {p50:.0} ms, p99 {p99:.0} ms over {} reports",
+            lags.len()
+        ),
+        value: p99,
+        target: "≤ 500",
+        ok: p99 <= 500.0,
+    });
+
+    // Request handling against a bare axum handler.
+    eprintln!("bench: presign requests against a bare axum handler");
+    let bare_port = free_port();
+    let mut bare = Command::new(std::env::current_exe().unwrap())
+        .env("MUSEUM_BENCH_BARE_AXUM", bare_port.to_string())
+        .spawn()
+        .unwrap();
+    let bare_url = format!("http://127.0.0.1:{bare_port}/files/upload-urls?count=1");
+    while reqwest::get(&bare_url).await.is_err() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let museum_url = format!("{}/files/upload-urls?count=1", m.base);
+    let (mut museum_rps, mut bare_rps) = (Vec::new(), Vec::new());
+    for _ in 0..RUNS {
+        bare_rps.push(load(&bare_url, None, 16, 4).await);
+        museum_rps.push(load(&museum_url, Some(&token), 16, 4).await);
+    }
+    let _ = bare.kill();
+    let _ = bare.wait();
+    let (museum_r, bare_r) = (median(museum_rps), median(bare_rps));
+    figures.push(Figure {
+        name: "presign_vs_bare_axum",
+        what: format!("museum {museum_r:.0} req/s / bare axum {bare_r:.0} req/s"),
+        value: museum_r / bare_r,
+        target: "≥ 0.3",
+        ok: museum_r / bare_r >= 0.3,
+    });
+    drop(conn);
+    drop(m);
+    for s in &env.servers {
+        s.wipe();
+    }
+
+    // Claim throughput with a large backlog.
+    eprintln!("bench: claims with 1,000 and 1,000,000 queued rows");
+    let real: Vec<(String, usize)> = (0..2000).map(|i| (format!("tiny/{i}"), 64)).collect();
+    let hot = env.buckets.get("b2-eu-cen").unwrap();
+    futures_util::stream::iter(real.iter().enumerate().map(|(i, (key, size))| async move {
+        let body = bytes_of(*size, i);
+        hot.put_stream(key, *size as u64, reqwest::Body::from(body))
+            .await
+            .unwrap();
+    }))
+    .buffer_unordered(8)
+    .collect::<Vec<_>>()
+    .await;
+    let small = backlog_run(&env, "backlog-1k", 1_000, &real).await;
+    let large = backlog_run(&env, "backlog-1m", 1_000_000, &real).await;
+    figures.push(Figure {
+        name: "backlog_1m_vs_1k",
+        what: format!("{large:.0} copies/s with 1,000,000 queued / {small:.0} with 1,000"),
+        value: large / small,
+        target: "≥ 0.9",
+        ok: large / small >= 0.9,
+    });
+    for s in &env.servers {
+        s.wipe();
+    }
+
+    // Peak memory of a museum process replicating one 1 GiB object.
+    eprintln!("bench: peak memory while replicating 1 GiB");
+    let m = Museum::start(&env, "rss");
+    m.ready().await;
+    let token = m.token(&env, "rss");
+    let idle = m.peak_rss_mib();
+    upload_and_report(&m, &token, &[1024 * MIB], true).await;
+    m.wait_done(2).await;
+    let peak = m.peak_rss_mib();
+    figures.push(Figure {
+        name: "peak_rss_mib_1gib_object",
+        what: format!("VmHWM {peak:.1} MiB (idle {idle:.1} MiB)"),
+        value: peak,
+        target: "≤ 100",
+        ok: peak <= 100.0,
+    });
+    drop(m);
+    let _ = std::fs::remove_dir_all(&dir);
+
+    report(&figures, &notes, started.elapsed());
+}
+
+fn report(figures: &[Figure], notes: &[String], took: Duration) {
+    let mut table =
+        String::from("| figure | measured | value | target | met |\n|---|---|---|---|---|\n");
+    for f in figures {
+        let _ = writeln!(
+            table,
+            "| `{}` | {} | {:.2} | {} | {} |",
+            f.name,
+            f.what,
+            f.value,
+            f.target,
+            if f.ok { "yes" } else { "no" }
+        );
+    }
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .next()
+                .map(|l| l.split_whitespace().nth(1).unwrap_or("0").to_owned())
+        })
+        .and_then(|kib| kib.parse::<f64>().ok())
+        .map_or("?".to_owned(), |kib| {
+            format!("{:.1} GiB", kib / 1024.0 / 1024.0)
+        });
+    let date = jiff::Timestamp::now()
+        .strftime("%Y-%m-%d %H:%M UTC")
+        .to_string();
+    println!("{table}");
+    for n in notes {
+        println!("{n}");
+    }
+    for f in figures {
+        println!("ratio {} {:.3}", f.name, f.value);
+    }
+    let doc = format!(
+        "# Benchmarks\n\nWritten by `cargo bench --bench museum` on {date}, in {:.0} s.\n\
+         Machine: {cores} cores (nproc), {mem} memory. Every figure is measured against its baseline in the same \
+         run, on loopback, with three s3s-fs servers (one per bucket) in the bench process and museum as a \
+         separate process on SQLite.\n\n{table}\n{}\n",
+        took.as_secs_f64(),
+        notes.iter().map(|n| format!("- {n}\n")).collect::<String>()
+    );
+    std::fs::write(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("BENCHMARKS.md"),
+        doc,
+    )
+    .unwrap();
+}
