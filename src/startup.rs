@@ -13,10 +13,11 @@ use tokio::sync::Notify;
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tokio_util::task::TaskTracker;
 
-use crate::api::state::{AppState, UploadPolicy};
+use crate::api::state::{AppState, TokenCache, UploadPolicy};
 use crate::cleanup::CleanupJob;
 use crate::config::{BUCKET_IDS, Settings};
 use crate::db::replication::{pending_counts, release_leases};
+use crate::db::uploads::TempObjectWriter;
 use crate::db::{Db, PoolConfig, now_millis};
 use crate::metrics::Metrics;
 use crate::replication::purge::Purger;
@@ -80,7 +81,7 @@ impl Application {
                     format!("binding http.metrics-port {}", settings.http.metrics_port)
                 })?;
         let state = AppState {
-            db,
+            db: db.clone(),
             buckets,
             metrics,
             policy: UploadPolicy {
@@ -90,6 +91,8 @@ impl Application {
                 serve_mode: settings.s3.serve_mode,
             },
             replication_wakeup: Arc::new(Notify::new()),
+            temp_writer: TempObjectWriter::spawn(db.clone()),
+            tokens: TokenCache::default(),
         };
         Ok(Self {
             api,

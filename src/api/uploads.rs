@@ -116,7 +116,7 @@ pub async fn upload_urls(
     let rows: Vec<TempObject> = (0..count)
         .map(|_| temp_object(&state, user, new_object_key(user)))
         .collect();
-    repo::insert_temp_objects(&state.db, &rows).await?;
+    state.temp_writer.insert(rows.clone()).await?;
     let urls = rows
         .into_iter()
         .map(|t| UploadUrl {
@@ -173,7 +173,7 @@ pub async fn upload_url(
     row.declared_size = Some(req.content_length);
     row.declared_md5 = Some(req.content_md5.clone());
     row.expected_etag = Some(single_part_etag(&md5));
-    repo::insert_temp_objects(&state.db, std::slice::from_ref(&row)).await?;
+    state.temp_writer.insert(vec![row.clone()]).await?;
     let url = state.buckets.primary().presign_put(
         &row.object_key,
         Some(size),
@@ -196,7 +196,7 @@ async fn issue_multipart(
     let primary = state.buckets.primary();
     let upload_id = primary.create_multipart_upload(&row.object_key).await?;
     row.upload_id = Some(upload_id.clone());
-    repo::insert_temp_objects(&state.db, std::slice::from_ref(&row)).await?;
+    state.temp_writer.insert(vec![row.clone()]).await?;
     let ttl = state.policy.presign_ttl;
     let part_urls = parts
         .iter()

@@ -165,6 +165,8 @@ pub async fn claim_next(
 
 /// Claims every other due copy of `object_id`, so one read of the source can feed
 /// them all. Each row is taken by a conditional update, so no two workers get it.
+/// The due test is a CASE so that the planner looks the object up by its key
+/// instead of scanning the whole due index (an OR here made SQLite do that).
 pub async fn claim_siblings(
     db: &Db,
     object_id: i64,
@@ -174,7 +176,7 @@ pub async fn claim_siblings(
 ) -> Result<Vec<ClaimedCopy>> {
     sqlx::query(
         "UPDATE object_copies SET state = 'copying', attempts = attempts + 1, lease_until = $1, lease_owner = $2 \
-         WHERE object_id = $3 AND ((state = 'pending' AND next_attempt_at <= $4) OR (state = 'copying' AND lease_until < $4)) \
+         WHERE object_id = $3 AND CASE WHEN state = 'pending' THEN next_attempt_at <= $4 WHEN state = 'copying' THEN lease_until < $4 ELSE false END \
          RETURNING object_id, bucket_id, attempts",
     )
     .bind(lease_until)

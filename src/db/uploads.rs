@@ -102,29 +102,103 @@ fn object_from_row(r: &AnyRow) -> Result<StoredObject> {
     })
 }
 
-/// Records issued keys, all or none.
+/// Records issued keys, all or none, in one multi-row statement per 100 rows.
 pub async fn insert_temp_objects(db: &Db, rows: &[TempObject]) -> Result<()> {
-    let mut tx = db.pool.begin().await?;
-    for t in rows {
-        sqlx::query(concat!(
-            "INSERT INTO temp_objects (",
-            temp_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
-        ))
-        .bind(&t.object_key)
-        .bind(t.user_id)
-        .bind(&t.bucket_id)
-        .bind(t.declared_size)
-        .bind(&t.declared_md5)
-        .bind(&t.expected_etag)
-        .bind(&t.upload_id)
-        .bind(t.created_at)
-        .bind(t.expires_at)
-        .execute(&mut *tx)
-        .await?;
+    if rows.len() <= TEMP_ROWS_PER_STATEMENT {
+        // One statement is atomic on its own: no transaction round trips needed.
+        let mut conn = db.pool.acquire().await?;
+        return insert_temp_rows(&mut conn, rows).await;
     }
+    let mut tx = db.pool.begin().await?;
+    insert_temp_rows(&mut tx, rows).await?;
     tx.commit().await?;
     Ok(())
+}
+
+/// Rows per multi-row INSERT (9 parameters each, well under every engine's limit).
+const TEMP_ROWS_PER_STATEMENT: usize = 100;
+
+async fn insert_temp_rows(tx: &mut sqlx::AnyConnection, rows: &[TempObject]) -> Result<()> {
+    for chunk in rows.chunks(TEMP_ROWS_PER_STATEMENT) {
+        let placeholders: Vec<String> = (0..chunk.len())
+            .map(|i| {
+                let p: Vec<String> = (1..=9).map(|j| format!("${}", i * 9 + j)).collect();
+                format!("({})", p.join(", "))
+            })
+            .collect();
+        // Only numbered placeholders are formatted in; every value is bound.
+        let sql = format!(
+            concat!("INSERT INTO temp_objects (", temp_columns!(), ") VALUES {}"),
+            placeholders.join(", ")
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for t in chunk {
+            query = query
+                .bind(t.object_key.clone())
+                .bind(t.user_id)
+                .bind(t.bucket_id.clone())
+                .bind(t.declared_size)
+                .bind(t.declared_md5.clone())
+                .bind(t.expected_etag.clone())
+                .bind(t.upload_id.clone())
+                .bind(t.created_at)
+                .bind(t.expires_at);
+        }
+        query.execute(&mut *tx).await?;
+    }
+    Ok(())
+}
+
+type Pending = (Vec<TempObject>, tokio::sync::oneshot::Sender<Result<()>>);
+
+/// Records issued keys for many concurrent requests at once: each call waits for the
+/// transaction that holds its rows, and one transaction carries every call queued
+/// meanwhile (group commit), so the database sees one write instead of dozens.
+#[derive(Debug, Clone)]
+pub struct TempObjectWriter {
+    queue: tokio::sync::mpsc::Sender<Pending>,
+}
+
+/// Most calls folded into one transaction.
+const GROUP_MAX: usize = 128;
+
+impl TempObjectWriter {
+    /// Starts the writer task on `db`. It ends when every handle is dropped.
+    pub fn spawn(db: Db) -> Self {
+        let (queue, mut rx) = tokio::sync::mpsc::channel::<Pending>(4 * GROUP_MAX);
+        tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let mut group = vec![first];
+                while group.len() < GROUP_MAX {
+                    match rx.try_recv() {
+                        Ok(next) => group.push(next),
+                        Err(_) => break,
+                    }
+                }
+                let rows: Vec<TempObject> =
+                    group.iter().flat_map(|(r, _)| r.iter().cloned()).collect();
+                let result = insert_temp_objects(&db, &rows).await;
+                for (_, reply) in group {
+                    let answer = match &result {
+                        Ok(()) => Ok(()),
+                        Err(e) => Err(e.duplicate()),
+                    };
+                    let _ = reply.send(answer);
+                }
+            }
+        });
+        Self { queue }
+    }
+
+    /// Records `rows`, all or none, once the transaction carrying them commits.
+    pub async fn insert(&self, rows: Vec<TempObject>) -> Result<()> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let closed = || super::DbError::Unavailable {
+            source: sqlx::Error::PoolClosed,
+        };
+        self.queue.send((rows, reply)).await.map_err(|_| closed())?;
+        answer.await.map_err(|_| closed())?
+    }
 }
 
 /// The issued, unreported key `object_key`, if any.

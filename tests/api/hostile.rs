@@ -274,3 +274,31 @@ fn oversized_bodies_are_refused_with_413() {
         assert!(body["code"].is_string(), "{body}");
     });
 }
+
+#[test]
+fn truncated_bodies_are_refused_with_json_and_the_server_keeps_serving() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let app = spawn_app(Engine::Sqlite).await;
+        let token = app.token_for(1).await;
+        let addr = app.address.trim_start_matches("http://").to_owned();
+        let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let head = format!(
+            "POST /files/upload-url HTTP/1.1\r\nHost: {addr}\r\nX-Auth-Token: {token}\r\n\
+             Content-Type: application/json\r\nContent-Length: 200\r\n\r\n{{\"contentLength\": 1"
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        stream.shutdown().await.unwrap();
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer).await;
+        assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+        assert!(answer.contains("\"code\""), "{answer}");
+        let ping = app.get("/ping", None).await;
+        assert_eq!(ping.status, 200);
+        assert_eq!(count_rows(&app).await.0, 0);
+    });
+}

@@ -45,6 +45,8 @@ async fn every_endpoint_but_ping_needs_a_valid_token(engine: Engine) {
         ("GET", "/files/multipart-upload-urls?count=1"),
         ("POST", "/files/multipart-upload-url"),
         ("POST", "/files"),
+        ("GET", "/files/1/download"),
+        ("DELETE", "/files/1"),
     ] {
         for header in [
             None,
