@@ -649,6 +649,10 @@ async fn run() {
         if have_rclone {
             let rclone_s = median(rclone_t.clone());
             notes.push(format!("rclone {rclone_s:.2} s, runs {rclone_t:.2?}"));
+            notes.push(format!(
+            "rclone / raw stream = {:.2}: the most replication_vs_rclone can be while museum is bound by the raw stream",
+            rclone_s / raw_s
+        ));
             figures.push(Figure {
                 name: "replication_vs_rclone",
                 what: format!("rclone {rclone_s:.2} s / museum {museum_s:.2} s"),

@@ -195,7 +195,12 @@ impl Application {
             primary = self.state.buckets.primary().id(),
             "museum is serving"
         );
-        let app = crate::api::router(self.state.clone(), self.settings.http.request_timeout.get());
+        let http = &self.settings.http;
+        let app = crate::api::router(
+            self.state.clone(),
+            http.request_timeout.get(),
+            http.body_timeout.get(),
+        );
         axum::serve(self.api, app)
             .with_graceful_shutdown(cancel.clone().cancelled_owned())
             .await

@@ -17,6 +17,7 @@ use axum::routing::{delete, get, post};
 use tower_http::request_id::{
     MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
+use tower_http::timeout::RequestBodyTimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use self::error::ApiError;
@@ -26,9 +27,10 @@ use crate::metrics::track_requests;
 /// Largest request body accepted (a 10,000-part MD5 list fits easily).
 pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
 
-/// The API router with every layer: request IDs, tracing, metrics, body limit and a
-/// per-request timeout that answers 503 JSON.
-pub fn router(state: AppState, request_timeout: Duration) -> Router {
+/// The API router with every layer: request IDs, tracing, metrics, body size and
+/// read-time limits (a body that stalls is a 400), and a per-request timeout that
+/// answers 503 JSON.
+pub fn router(state: AppState, request_timeout: Duration, body_timeout: Duration) -> Router {
     Router::new()
         .route("/ping", get(health::ping))
         .route("/files/upload-urls", get(uploads::upload_urls))
@@ -47,6 +49,7 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(request_timeout, timeout))
+        .layer(RequestBodyTimeoutLayer::new(body_timeout))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn_with_state(
             state.metrics.clone(),

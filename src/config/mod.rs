@@ -270,6 +270,9 @@ pub struct HttpConfig {
     /// Longest time one API request may take.
     #[serde(rename = "request-timeout")]
     pub request_timeout: HumanDuration,
+    /// Longest wait for the next piece of a request body (slow clients get a 400).
+    #[serde(rename = "body-timeout")]
+    pub body_timeout: HumanDuration,
 }
 
 impl Default for HttpConfig {
@@ -279,6 +282,7 @@ impl Default for HttpConfig {
             port: 8080,
             metrics_port: 2112,
             request_timeout: HumanDuration(Duration::from_secs(60)),
+            body_timeout: HumanDuration(Duration::from_secs(10)),
         }
     }
 }
@@ -493,6 +497,7 @@ pub fn known_keys() -> Vec<String> {
         "http.port",
         "http.metrics-port",
         "http.request-timeout",
+        "http.body-timeout",
         "replication.enabled",
         "replication.worker-count",
         "replication.part-size",

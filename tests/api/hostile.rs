@@ -302,3 +302,38 @@ fn truncated_bodies_are_refused_with_json_and_the_server_keeps_serving() {
         assert_eq!(count_rows(&app).await.0, 0);
     });
 }
+
+#[test]
+fn a_stalled_body_is_refused_with_a_4xx_json_error() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let app = crate::helpers::spawn_app_with(Engine::Sqlite, |s| {
+            s.http.body_timeout =
+                museum::config::HumanDuration(std::time::Duration::from_millis(500));
+        })
+        .await;
+        let token = app.token_for(1).await;
+        let addr = app.address.trim_start_matches("http://").to_owned();
+        let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let head = format!(
+            "POST /files/upload-url HTTP/1.1\r\nHost: {addr}\r\nX-Auth-Token: {token}\r\n\
+             Content-Type: application/json\r\nContent-Length: 200\r\n\r\n{{\"contentLength\""
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let started = std::time::Instant::now();
+        let mut buf = vec![0u8; 4096];
+        let n = tokio::time::timeout(std::time::Duration::from_secs(10), stream.read(&mut buf))
+            .await
+            .expect("the server answers a stalled body without waiting for it")
+            .unwrap();
+        let answer = String::from_utf8_lossy(&buf[..n]).to_string();
+        assert!(answer.starts_with("HTTP/1.1 4"), "{answer}");
+        assert!(answer.contains("\"code\""), "{answer}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        assert_eq!(count_rows(&app).await.0, 0);
+    });
+}
