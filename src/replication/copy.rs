@@ -193,11 +193,7 @@ pub async fn copy_object(
         .collect();
     if multipart {
         for sink in &mut sinks {
-            match sink
-                .bucket
-                .create_multipart_upload_with_class(job.key)
-                .await
-            {
+            match sink.bucket.create_multipart_upload(job.key).await {
                 Ok(id) => sink.upload_id = Some(id),
                 Err(e) => {
                     sink.error = Some(CopyError::Target {

@@ -170,31 +170,6 @@ impl BucketClient {
         self.send_ok(self.http.delete(url)).await
     }
 
-    /// Starts a multipart upload of `key` and returns its upload ID.
-    pub async fn create_multipart_upload(&self, key: &str) -> Result<String> {
-        let url = self
-            .bucket
-            .create_multipart_upload(Some(&self.credentials), key)
-            .sign(INTERNAL_URL_TTL);
-        let response = self
-            .http
-            .post(url)
-            .timeout(Duration::from_secs(30))
-            .send()
-            .await
-            .map_err(|e| self.unavailable(e))?;
-        if !response.status().is_success() {
-            return Err(self.error_for(response).await);
-        }
-        let body = response.text().await.map_err(|e| self.unavailable(e))?;
-        let parsed =
-            CreateMultipartUpload::parse_response(&body).map_err(|e| StorageError::Protocol {
-                bucket: self.id.to_owned(),
-                message: format!("unreadable CreateMultipartUpload answer: {e}"),
-            })?;
-        Ok(parsed.upload_id().to_owned())
-    }
-
     /// Aborts a multipart upload; an upload that is already gone counts as aborted.
     pub async fn abort_multipart_upload(&self, key: &str, upload_id: &str) -> Result<()> {
         let url = self
@@ -418,8 +393,9 @@ impl BucketClient {
         self.send_for_etag(request.body(body)).await
     }
 
-    /// Starts a multipart upload of `key` with this bucket's storage class.
-    pub async fn create_multipart_upload_with_class(&self, key: &str) -> Result<String> {
+    /// Starts a multipart upload of `key`, with this bucket's storage class if it has
+    /// one, and returns its upload ID.
+    pub async fn create_multipart_upload(&self, key: &str) -> Result<String> {
         let mut action = self
             .bucket
             .create_multipart_upload(Some(&self.credentials), key);
