@@ -122,7 +122,7 @@ impl Reader {
                             bucket: self.bucket.clone(),
                             source: StorageError::Unavailable {
                                 bucket: self.bucket.clone(),
-                                source: Box::new(e),
+                                source: Box::new(e.without_url()),
                             },
                         });
                     }

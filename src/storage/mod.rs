@@ -92,10 +92,12 @@ impl BucketClient {
         &self.credentials
     }
 
-    fn unavailable(&self, source: impl std::error::Error + Send + Sync + 'static) -> StorageError {
+    /// A transport failure, with the request URL dropped: a signed URL is a
+    /// credential, and errors end up in logs.
+    fn transport(&self, source: reqwest::Error) -> StorageError {
         StorageError::Unavailable {
             bucket: self.id.to_owned(),
-            source: Box::new(source),
+            source: Box::new(source.without_url()),
         }
     }
 
@@ -135,7 +137,7 @@ impl BucketClient {
             .timeout(Duration::from_secs(10))
             .send()
             .await
-            .map_err(|e| self.unavailable(e))?;
+            .map_err(|e| self.transport(e))?;
         if !response.status().is_success() {
             return Err(self.error_for(response).await);
         }
@@ -208,7 +210,7 @@ impl BucketClient {
             .timeout(Duration::from_secs(30))
             .send()
             .await
-            .map_err(|e| self.unavailable(e))?;
+            .map_err(|e| self.transport(e))?;
         if response.status().is_success() {
             Ok(())
         } else {
@@ -285,7 +287,7 @@ impl BucketClient {
             .timeout(Duration::from_secs(10))
             .send()
             .await
-            .map_err(|e| self.unavailable(e))?;
+            .map_err(|e| self.transport(e))?;
         match response.status().as_u16() {
             200..=299 => Ok(()),
             // A HEAD has no body to carry the error code: name it from the status.
@@ -323,11 +325,9 @@ impl BucketClient {
             .timeout(Duration::from_secs(10))
             .send()
             .await
-            .map_err(|e| self.unavailable(e))?;
+            .map_err(|e| self.transport(e))?;
         if response.status().is_success() {
-            return Ok(Some(
-                response.text().await.map_err(|e| self.unavailable(e))?,
-            ));
+            return Ok(Some(response.text().await.map_err(|e| self.transport(e))?));
         }
         match self.error_for(response).await {
             StorageError::Refused { code, .. } if code == "NoSuchCORSConfiguration" => Ok(None),
@@ -363,7 +363,7 @@ impl BucketClient {
             .get(url)
             .send()
             .await
-            .map_err(|e| self.unavailable(e))?;
+            .map_err(|e| self.transport(e))?;
         if !response.status().is_success() {
             return Err(self.error_for(response).await);
         }
@@ -409,11 +409,11 @@ impl BucketClient {
         if let Some(class) = &self.storage_class {
             request = request.header("x-amz-storage-class", class);
         }
-        let response = request.send().await.map_err(|e| self.unavailable(e))?;
+        let response = request.send().await.map_err(|e| self.transport(e))?;
         if !response.status().is_success() {
             return Err(self.error_for(response).await);
         }
-        let body = response.text().await.map_err(|e| self.unavailable(e))?;
+        let body = response.text().await.map_err(|e| self.transport(e))?;
         let parsed =
             CreateMultipartUpload::parse_response(&body).map_err(|e| StorageError::Protocol {
                 bucket: self.id.to_owned(),
@@ -463,12 +463,12 @@ impl BucketClient {
             .timeout(Duration::from_secs(300))
             .send()
             .await
-            .map_err(|e| self.unavailable(e))?;
+            .map_err(|e| self.transport(e))?;
         if !response.status().is_success() {
             return Err(self.error_for(response).await);
         }
         // S3 may answer 200 with an error document after a long completion.
-        let text = response.text().await.map_err(|e| self.unavailable(e))?;
+        let text = response.text().await.map_err(|e| self.transport(e))?;
         if text.contains("<Error>") {
             return Err(StorageError::Unavailable {
                 bucket: self.id.to_owned(),
@@ -483,7 +483,7 @@ impl BucketClient {
     }
 
     async fn send_for_etag(&self, request: reqwest::RequestBuilder) -> Result<Option<String>> {
-        let response = request.send().await.map_err(|e| self.unavailable(e))?;
+        let response = request.send().await.map_err(|e| self.transport(e))?;
         if !response.status().is_success() {
             return Err(self.error_for(response).await);
         }
