@@ -132,15 +132,8 @@ impl BucketClient {
             .head_object(Some(&self.credentials), key)
             .sign(INTERNAL_URL_TTL);
         let response = self
-            .http
-            .head(url)
-            .timeout(Duration::from_secs(10))
-            .send()
-            .await
-            .map_err(|e| self.transport(e))?;
-        if !response.status().is_success() {
-            return Err(self.error_for(response).await);
-        }
+            .send(self.http.head(url).timeout(Duration::from_secs(10)))
+            .await?;
         let headers = response.headers();
         let size = headers
             .get(http::header::CONTENT_LENGTH)
@@ -205,17 +198,21 @@ impl BucketClient {
         }
     }
 
-    async fn send_ok(&self, request: reqwest::RequestBuilder) -> Result<()> {
-        let response = request
-            .timeout(Duration::from_secs(30))
-            .send()
-            .await
-            .map_err(|e| self.transport(e))?;
+    /// Sends `request`; a transport failure or a non-success status becomes the
+    /// matching [`StorageError`].
+    async fn send(&self, request: reqwest::RequestBuilder) -> Result<reqwest::Response> {
+        let response = request.send().await.map_err(|e| self.transport(e))?;
         if response.status().is_success() {
-            Ok(())
+            Ok(response)
         } else {
             Err(self.error_for(response).await)
         }
+    }
+
+    async fn send_ok(&self, request: reqwest::RequestBuilder) -> Result<()> {
+        self.send(request.timeout(Duration::from_secs(30)))
+            .await
+            .map(drop)
     }
 }
 
@@ -358,15 +355,7 @@ impl BucketClient {
     /// Starts a GET of `key`; returns its length and the body as a stream.
     pub async fn get_stream(&self, key: &str) -> Result<(u64, ByteStream)> {
         let url = self.presign_get(key, INTERNAL_URL_TTL);
-        let response = self
-            .http
-            .get(url)
-            .send()
-            .await
-            .map_err(|e| self.transport(e))?;
-        if !response.status().is_success() {
-            return Err(self.error_for(response).await);
-        }
+        let response = self.send(self.http.get(url)).await?;
         let len = response.content_length().unwrap_or(0);
         Ok((len, Box::pin(response.bytes_stream())))
     }
@@ -409,10 +398,7 @@ impl BucketClient {
         if let Some(class) = &self.storage_class {
             request = request.header("x-amz-storage-class", class);
         }
-        let response = request.send().await.map_err(|e| self.transport(e))?;
-        if !response.status().is_success() {
-            return Err(self.error_for(response).await);
-        }
+        let response = self.send(request).await?;
         let body = response.text().await.map_err(|e| self.transport(e))?;
         let parsed =
             CreateMultipartUpload::parse_response(&body).map_err(|e| StorageError::Protocol {
@@ -457,16 +443,13 @@ impl BucketClient {
         let url = action.sign(INTERNAL_URL_TTL);
         let body = action.body();
         let response = self
-            .http
-            .post(url)
-            .body(body)
-            .timeout(Duration::from_secs(300))
-            .send()
-            .await
-            .map_err(|e| self.transport(e))?;
-        if !response.status().is_success() {
-            return Err(self.error_for(response).await);
-        }
+            .send(
+                self.http
+                    .post(url)
+                    .body(body)
+                    .timeout(Duration::from_secs(300)),
+            )
+            .await?;
         // S3 may answer 200 with an error document after a long completion.
         let text = response.text().await.map_err(|e| self.transport(e))?;
         if text.contains("<Error>") {
@@ -483,10 +466,7 @@ impl BucketClient {
     }
 
     async fn send_for_etag(&self, request: reqwest::RequestBuilder) -> Result<Option<String>> {
-        let response = request.send().await.map_err(|e| self.transport(e))?;
-        if !response.status().is_success() {
-            return Err(self.error_for(response).await);
-        }
+        let response = self.send(request).await?;
         Ok(response
             .headers()
             .get("etag")
