@@ -57,15 +57,17 @@ pub struct CopyRow {
     pub last_error: Option<String>,
 }
 
-/// Queues a pending copy of `object_id` to each of `targets`, inside `tx`.
-pub(crate) async fn insert_copies(
+/// Queues a pending copy of `object_id` to each of `targets` that has no row yet,
+/// inside `tx`. Returns how many were queued.
+pub(crate) async fn insert_copies<'a>(
     tx: &mut sqlx::AnyConnection,
     object_id: i64,
-    targets: &[String],
+    targets: impl IntoIterator<Item = &'a String>,
     now: i64,
-) -> Result<()> {
+) -> Result<u64> {
+    let mut queued = 0;
     for target in targets {
-        sqlx::query(
+        queued += sqlx::query(
             "INSERT INTO object_copies (object_id, bucket_id, state, attempts, next_attempt_at, created_at) \
              VALUES ($1, $2, 'pending', 0, $3, $3) ON CONFLICT (object_id, bucket_id) DO NOTHING",
         )
@@ -73,9 +75,10 @@ pub(crate) async fn insert_copies(
         .bind(target)
         .bind(now)
         .execute(&mut *tx)
-        .await?;
+        .await?
+        .rows_affected();
     }
-    Ok(())
+    Ok(queued)
 }
 
 fn claimed_from_row(r: &AnyRow) -> Result<ClaimedCopy> {
@@ -434,18 +437,7 @@ pub async fn backfill_batch(
     for row in &rows {
         let id: i64 = row.try_get(0)?;
         let source: String = row.try_get(1)?;
-        for target in buckets.iter().filter(|b| **b != source) {
-            queued += sqlx::query(
-                "INSERT INTO object_copies (object_id, bucket_id, state, attempts, next_attempt_at, created_at) \
-                 VALUES ($1, $2, 'pending', 0, $3, $3) ON CONFLICT (object_id, bucket_id) DO NOTHING",
-            )
-            .bind(id)
-            .bind(target)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        }
+        queued += insert_copies(&mut tx, id, buckets.iter().filter(|b| **b != source), now).await?;
         last = Some(id);
     }
     tx.commit().await?;
