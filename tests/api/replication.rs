@@ -8,7 +8,9 @@ use museum::db::replication::state;
 use museum::replication::Outcome;
 
 use crate::faults::{FaultProxy, Mode, Moto};
-use crate::helpers::{Engine, PART_SIZE, TestApp, bytes_of, spawn_app, spawn_app_with};
+use crate::helpers::{
+    Engine, PART_SIZE, TestApp, bytes_of, spawn_app, spawn_app_with, upload_parts,
+};
 use crate::on_both_databases;
 
 on_both_databases!(
@@ -497,36 +499,11 @@ async fn an_object_reported_without_md5_gets_the_computed_one(engine: Engine) {
         .get("/files/multipart-upload-urls?count=2", Some(&token))
         .await;
     let key = a.body["urls"]["objectKey"].as_str().unwrap().to_owned();
-    let client = reqwest::Client::new();
-    let mut etags = Vec::new();
-    for (i, part) in bytes.chunks(PART_SIZE as usize).enumerate() {
-        let r = client
-            .put(a.body["urls"]["partURLs"][i].as_str().unwrap())
-            .body(part.to_vec())
-            .send()
-            .await
-            .unwrap();
-        etags.push(r.headers()["etag"].to_str().unwrap().to_owned());
-    }
-    let parts: String = etags
-        .iter()
-        .enumerate()
-        .map(|(i, e)| {
-            format!(
-                "<Part><PartNumber>{}</PartNumber><ETag>{e}</ETag></Part>",
-                i + 1
-            )
-        })
+    let parts: Vec<Vec<u8>> = bytes
+        .chunks(PART_SIZE as usize)
+        .map(<[u8]>::to_vec)
         .collect();
-    let r = client
-        .post(a.body["urls"]["completeURL"].as_str().unwrap())
-        .body(format!(
-            "<CompleteMultipartUpload>{parts}</CompleteMultipartUpload>"
-        ))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    assert_eq!(upload_parts(&a.body["urls"], &parts, None).await, 200);
     let report = app.report(&token, &key, bytes.len() as u64).await;
     assert_eq!(report.status, 200, "{}", report.body);
     let id = report.body["file"]["id"].as_i64().unwrap();

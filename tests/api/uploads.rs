@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use crate::helpers::{Engine, bytes_of, md5_b64, put, spawn_app, spawn_app_with};
+use crate::helpers::{Engine, bytes_of, md5_b64, put, spawn_app, spawn_app_with, upload_parts};
 use crate::on_both_databases;
 
 on_both_databases!(
@@ -370,43 +370,6 @@ async fn head_failure_is_a_503(engine: Engine) {
         "{logged}"
     );
 }
-
-/// Uploads `parts` to a multipart URL set and completes it; returns the complete status.
-async fn upload_parts(urls: &serde_json::Value, parts: &[Vec<u8>], md5s: Option<&[String]>) -> u16 {
-    let client = reqwest::Client::new();
-    let mut etags = Vec::new();
-    for (i, part) in parts.iter().enumerate() {
-        let url = urls["partURLs"][i].as_str().unwrap();
-        let md5 = md5s.map(|m| m[i].as_str());
-        let mut req = client.put(url).header("content-length", part.len());
-        if let Some(m) = md5 {
-            req = req.header("content-md5", m);
-        }
-        let r = req.body(part.clone()).send().await.unwrap();
-        assert_eq!(r.status(), 200, "part {i}: {}", r.text().await.unwrap());
-        etags.push(r.headers()["etag"].to_str().unwrap().to_owned());
-    }
-    let body: String = etags
-        .iter()
-        .enumerate()
-        .map(|(i, e)| {
-            format!(
-                "<Part><PartNumber>{}</PartNumber><ETag>{e}</ETag></Part>",
-                i + 1
-            )
-        })
-        .collect();
-    let r = client
-        .post(urls["completeURL"].as_str().unwrap())
-        .body(format!(
-            "<CompleteMultipartUpload>{body}</CompleteMultipartUpload>"
-        ))
-        .send()
-        .await
-        .unwrap();
-    r.status().as_u16()
-}
-
 const MIB: usize = 1024 * 1024;
 
 async fn signed_multipart_upload_is_verified_by_its_etag(engine: Engine) {
