@@ -611,3 +611,37 @@ async fn tokens_are_stored_only_as_hashes() {
     assert_eq!(stored, vec![museum::api::extract::hash_token(&token)]);
     assert!(!stored[0].contains(&token));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_verified_token_is_cached_and_an_unknown_one_is_not() {
+    let app = spawn_app(Engine::Sqlite).await;
+    let token = app.token_for(1).await;
+    let other = app.token_for(2).await;
+    assert_eq!(
+        app.get("/files/upload-urls?count=1", Some(&token))
+            .await
+            .status,
+        200
+    );
+    // Both rows gone: the token just verified is still served from the cache, the
+    // one never used is looked up, not found and refused.
+    sqlx::query("DELETE FROM tokens")
+        .execute(app.state.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(
+        app.get("/files/upload-urls?count=1", Some(&token))
+            .await
+            .status,
+        200
+    );
+    let refused = app.get("/files/upload-urls?count=1", Some(&other)).await;
+    assert_eq!(refused.status, 401);
+    assert_eq!(refused.body["code"], "UNAUTHORIZED");
+    assert_eq!(
+        app.get("/files/upload-urls?count=1", Some("not-a-token"))
+            .await
+            .status,
+        401
+    );
+}
