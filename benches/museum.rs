@@ -531,6 +531,7 @@ async fn backlog_run(env: &Env, name: &str, backlog: i64, real: &[(String, usize
         .unwrap();
     let metrics = museum::metrics::Metrics::new().unwrap();
     let config = museum::replication::WorkerConfig {
+        multipart_threshold: 1024 * MIB as u64,
         part_size: 16 * MIB as u64,
         retry_initial: Duration::from_secs(5),
         retry_max: Duration::from_secs(3600),

@@ -126,6 +126,7 @@ impl Application {
     pub fn replication_workers(&self, owner_prefix: &str) -> Vec<ReplicationWorker> {
         let r = &self.settings.replication;
         let config = WorkerConfig {
+            multipart_threshold: r.multipart_threshold,
             part_size: r.part_size,
             retry_initial: r.retry.initial.get(),
             retry_max: r.retry.max.get(),

@@ -296,7 +296,11 @@ pub struct ReplicationConfig {
     /// Copy workers per process.
     #[serde(rename = "worker-count")]
     pub worker_count: u32,
-    /// Objects larger than this are copied with multipart uploads of this part size.
+    /// Objects larger than this are copied with a multipart upload; smaller ones with
+    /// one streaming PUT per target.
+    #[serde(rename = "multipart-threshold")]
+    pub multipart_threshold: u64,
+    /// The part size of multipart copies.
     #[serde(rename = "part-size")]
     pub part_size: u64,
     pub retry: RetryConfig,
@@ -316,6 +320,7 @@ impl Default for ReplicationConfig {
         Self {
             enabled: true,
             worker_count: 6,
+            multipart_threshold: 1024 * 1024 * 1024,
             part_size: 16 * 1024 * 1024,
             retry: RetryConfig::default(),
             lease: HumanDuration(Duration::from_secs(60)),
@@ -500,6 +505,7 @@ pub fn known_keys() -> Vec<String> {
         "http.body-timeout",
         "replication.enabled",
         "replication.worker-count",
+        "replication.multipart-threshold",
         "replication.part-size",
         "replication.retry.initial",
         "replication.retry.max",

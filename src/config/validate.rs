@@ -171,6 +171,13 @@ pub fn validate(s: &Settings, figment: &Figment) -> Vec<String> {
                 .to_owned(),
         );
     }
+    if r.multipart_threshold < 5 * 1024 * 1024 || r.multipart_threshold > 5 * 1024 * 1024 * 1024 {
+        problem(
+            "replication.multipart-threshold",
+            "must be between 5 MiB and 5 GiB (S3's largest single PUT); 1 GiB is a good default"
+                .to_owned(),
+        );
+    }
     if r.retry.initial.get() < Duration::from_millis(10)
         || r.retry.initial.get() > r.retry.max.get()
     {

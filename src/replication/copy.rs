@@ -99,6 +99,8 @@ pub struct CopyJob<'a> {
     pub size: u64,
     /// Hex MD5 the bytes must have, when known.
     pub expected_md5: Option<&'a str>,
+    /// Above this size the copy is a multipart upload.
+    pub multipart_threshold: u64,
     pub part_size: u64,
 }
 
@@ -181,7 +183,7 @@ pub async fn copy_object(
         leftover: None,
         bucket: source.id().to_owned(),
     };
-    let multipart = job.size > job.part_size;
+    let multipart = job.size > job.multipart_threshold;
     let mut sinks: Vec<Sink> = targets
         .iter()
         .map(|t| Sink {
@@ -259,7 +261,7 @@ pub async fn copy_object(
 }
 
 /// Streams the source into every healthy sink, part by part. Returns the whole
-/// object's MD5 and each part's MD5.
+/// object's MD5 and, for a multipart copy, each part's MD5.
 async fn pump(
     reader: &mut Reader,
     sinks: &mut [Sink],
@@ -301,13 +303,16 @@ async fn pump(
             senders.push(Some(tx));
             handles.push((i, handle));
         }
-        let mut part_md5 = Md5::new();
+        // A single PUT's part is the whole object: hashing it twice would only cost.
+        let mut part_md5 = multipart.then(Md5::new);
         let mut remaining = part_len;
         while remaining > 0 {
             let chunk = reader.next_up_to(remaining).await?;
             remaining -= chunk.len() as u64;
             whole.update(&chunk);
-            part_md5.update(&chunk);
+            if let Some(p) = &mut part_md5 {
+                p.update(&chunk);
+            }
             for slot in &mut senders {
                 if let Some(tx) = slot
                     && tx.send(Ok(chunk.clone())).await.is_err()
@@ -337,7 +342,9 @@ async fn pump(
                 }
             }
         }
-        part_md5s.push(part_md5.finalize().into());
+        if let Some(p) = part_md5 {
+            part_md5s.push(p.finalize().into());
+        }
     }
     Ok((whole.finalize().into(), part_md5s))
 }

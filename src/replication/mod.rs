@@ -28,6 +28,7 @@ pub enum ReplicationError {
 /// Worker tuning, from `replication.*`.
 #[derive(Debug, Clone, Copy)]
 pub struct WorkerConfig {
+    pub multipart_threshold: u64,
     pub part_size: u64,
     pub retry_initial: Duration,
     pub retry_max: Duration,
@@ -270,6 +271,7 @@ impl ReplicationWorker {
             key: &source.object_key,
             size: u64::try_from(source.size).unwrap_or(0),
             expected_md5: expected_md5.as_deref(),
+            multipart_threshold: self.config.multipart_threshold,
             part_size: self.config.part_size,
         };
         let mut last = None;

@@ -95,6 +95,7 @@ fn env_names_with_dashes_reach_their_keys() {
             ("ENTE_HTTP_METRICS_PORT", "9200"),
             ("ENTE_DB_URL", "postgres://u:p@db:5432/museum"),
             ("ENTE_REPLICATION_WORKER_COUNT", "3"),
+            ("ENTE_REPLICATION_MULTIPART_THRESHOLD", "268435456"),
         ],
     )
     .unwrap();
@@ -114,6 +115,7 @@ fn env_names_with_dashes_reach_their_keys() {
     assert_eq!(s.s3.hot_storage.primary, "wasabi-eu-central-2-v3");
     assert_eq!(s.http.metrics_port, 9200);
     assert_eq!(s.replication.worker_count, 3);
+    assert_eq!(s.replication.multipart_threshold, 256 * 1024 * 1024);
     assert_eq!(
         s.db.connection_url().expose_secret(),
         "postgres://u:p@db:5432/museum"
@@ -257,4 +259,23 @@ fn a_readable_credentials_file_draws_a_warning_outside_local() {
         load_env("local").is_empty(),
         "the local environment is exempt"
     );
+}
+
+#[test]
+fn a_multipart_threshold_past_s3s_limits_is_named_with_its_range() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "configurations/local.yaml", LOCAL);
+    for bad in ["1024", "6442450944"] {
+        let problems = problems(
+            load(dir.path(), &[("ENTE_REPLICATION_MULTIPART_THRESHOLD", bad)]).unwrap_err(),
+        );
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("`replication.multipart-threshold`")
+                    && p.contains("ENTE_REPLICATION_MULTIPART_THRESHOLD")
+                    && p.contains("5 GiB")),
+            "{bad}: {problems:?}"
+        );
+    }
 }

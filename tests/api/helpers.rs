@@ -238,6 +238,7 @@ pub async fn spawn_app_with(engine: Engine, tweak: impl FnOnce(&mut Settings)) -
     settings.jobs.cleanup_interval = HumanDuration(std::time::Duration::from_secs(3600));
     // Tests drive the workers themselves with `run_once`, unless they turn them on.
     settings.replication.enabled = false;
+    settings.replication.multipart_threshold = PART_SIZE;
     settings.replication.part_size = PART_SIZE;
     settings.replication.retry.initial = HumanDuration(std::time::Duration::from_millis(100));
     settings.replication.retry.max = HumanDuration(std::time::Duration::from_secs(1));
@@ -303,6 +304,7 @@ impl TestApp {
             self.state.buckets.clone(),
             self.state.metrics.clone(),
             WorkerConfig {
+                multipart_threshold: r.multipart_threshold,
                 part_size: r.part_size,
                 retry_initial: r.retry.initial.get(),
                 retry_max: r.retry.max.get(),
