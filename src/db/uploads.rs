@@ -174,6 +174,8 @@ impl TempObjectWriter {
             let mut own = OwnConnection(None);
             while let Some(first) = rx.recv().await {
                 let mut group = vec![first];
+                // Let the handlers that are ready run first, so their rows join this group.
+                tokio::task::yield_now().await;
                 while group.len() < GROUP_MAX {
                     match rx.try_recv() {
                         Ok(next) => group.push(next),
