@@ -607,6 +607,36 @@ async fn a_200_mib_object_is_copied_in_parts() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn objects_up_to_the_threshold_are_one_put_and_larger_ones_multipart() {
+    let app = spawn_app_with(Engine::Sqlite, |s| {
+        s.replication.multipart_threshold = 8 * 1024 * 1024;
+        s.replication.part_size = 5 * 1024 * 1024;
+    })
+    .await;
+    let token = app.token_for(1).await;
+    // 6 MiB is above the part size but not the threshold: one PUT, a plain MD5 ETag.
+    // 8 MiB is the threshold itself, still one PUT; 11 MiB is three parts.
+    for (size, suffix) in [(6 * MIB, None), (8 * MIB, None), (11 * MIB, Some("-3"))] {
+        let bytes = bytes_of(size, 16);
+        let (id, key) = app.upload(&token, &bytes).await;
+        app.drain().await;
+        for bucket in ["wasabi-eu-central-2-v3", "scw-eu-fr-v3"] {
+            assert_same(&app, bucket, &key, &bytes);
+        }
+        let copies = app.copies(id).await;
+        assert_eq!(copies.len(), 2);
+        for c in &copies {
+            assert_eq!(c.state, state::DONE, "{c:?}");
+            let etag = c.verified_etag.as_deref().unwrap();
+            match suffix {
+                None => assert!(!etag.contains('-'), "{size}: {etag}"),
+                Some(s) => assert!(etag.ends_with(s), "{size}: {etag}"),
+            }
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_processes_on_postgres_drain_500_copies_without_doubles() {
     use museum::db::uploads::{NewObject, TempObject, commit_objects, insert_temp_objects};
