@@ -211,7 +211,7 @@ impl TempObjectWriter {
 /// The writer's own connection on SQLite, outside the pool. A pooled one would be a
 /// different connection from call to call, and each would find that another had
 /// written since its last use and drop its page cache; one connection that does
-/// every insert keeps its cache, which measurably raises the rate of issued URLs.
+/// every insert keeps its cache warm.
 /// On PostgreSQL, where a held connection could be closed by the server while idle,
 /// each group takes a pooled (and pinged) one.
 struct OwnConnection(Option<sqlx::AnyConnection>);
