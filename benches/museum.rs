@@ -775,6 +775,9 @@ async fn run() {
         }
         let _ = bare.kill();
         let _ = bare.wait();
+        notes.push(format!(
+            "presign req/s with 16 clients, 4 s per run: museum {museum_rps:.0?}, bare axum {bare_rps:.0?}"
+        ));
         let (museum_r, bare_r) = (median(museum_rps), median(bare_rps));
         figures.push(Figure {
             name: "presign_vs_bare_axum",
