@@ -219,6 +219,15 @@ impl Museum {
             .to_owned()
     }
 
+    /// Sends `SIGSTOP`, `SIGCONT` or the like to the museum process.
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{name}"), self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{name} failed");
+    }
+
     fn peak_rss_mib(&self) -> f64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
         let kib: f64 = status
@@ -650,10 +659,13 @@ async fn run() {
         let (mut museum_t, mut rclone_t, mut raw_t) = (Vec::new(), Vec::new(), Vec::new());
         for run in 0..RUNS {
             eprintln!("bench: replication run {}/{RUNS}", run + 1);
+            // Museum's idle workers poll; stopped, they take no CPU from the baselines.
+            m.signal("STOP");
             if have_rclone {
                 rclone_t.push(rclone_run(&env));
             }
             raw_t.push(raw_run(&env, &objects).await);
+            m.signal("CONT");
             museum_t.push(museum_run(&env, &m, 2 * objects.len() as i64).await);
         }
         let museum_s = median(museum_t.clone());
@@ -888,7 +900,7 @@ fn report(figures: &[Figure], notes: &[String], took: Duration, write_doc: bool)
         "# Benchmarks\n\nWritten by `cargo bench --bench museum` on {date}, in {:.0} s.\n\
          Machine: {cores} cores (nproc), {mem} memory. Every figure is measured against its baseline in the same \
          run, on loopback, with three s3s-fs servers (one per bucket) in the bench process and museum as a \
-         separate process on SQLite.\n\n{table}\n{}\n",
+         separate process on SQLite, stopped (SIGSTOP) while the replication baselines run.\n\n{table}\n{}\n",
         took.as_secs_f64(),
         notes.iter().map(|n| format!("- {n}\n")).collect::<String>()
     );
