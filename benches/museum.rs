@@ -611,16 +611,40 @@ async fn backlog_run(env: &Env, name: &str, backlog: i64, real: &[(String, usize
     done as f64 / secs
 }
 
-fn announce(f: &Figure) {
-    eprintln!("bench: {} = {:.3} ({})", f.name, f.value, f.what);
+/// A figure's target: the value must be at least, or at most, this.
+#[derive(Clone, Copy)]
+enum Target {
+    AtLeast(f64),
+    AtMost(f64),
 }
 
 struct Figure {
     name: &'static str,
     what: String,
     value: f64,
-    target: &'static str,
-    ok: bool,
+    target: Target,
+}
+
+impl Figure {
+    fn met(&self) -> bool {
+        match self.target {
+            Target::AtLeast(t) => self.value >= t,
+            Target::AtMost(t) => self.value <= t,
+        }
+    }
+
+    fn target_text(&self) -> String {
+        match self.target {
+            Target::AtLeast(t) => format!("≥ {t}"),
+            Target::AtMost(t) => format!("≤ {t}"),
+        }
+    }
+}
+
+/// Keeps a figure and prints it at once.
+fn record(figures: &mut Vec<Figure>, f: Figure) {
+    eprintln!("bench: {} = {:.3} ({})", f.name, f.value, f.what);
+    figures.push(f);
 }
 
 async fn run() {
@@ -683,28 +707,30 @@ async fn run() {
             "rclone / raw stream = {:.2}: the most replication_vs_rclone can be while museum is bound by the raw stream",
             rclone_s / raw_s
         ));
-            figures.push(Figure {
-                name: "replication_vs_rclone",
-                what: format!("rclone {rclone_s:.2} s / museum {museum_s:.2} s"),
-                value: rclone_s / museum_s,
-                target: "≥ 1.3",
-                ok: rclone_s / museum_s >= 1.3,
-            });
-            announce(figures.last().unwrap());
+            record(
+                &mut figures,
+                Figure {
+                    name: "replication_vs_rclone",
+                    what: format!("rclone {rclone_s:.2} s / museum {museum_s:.2} s"),
+                    value: rclone_s / museum_s,
+                    target: Target::AtLeast(1.3),
+                },
+            );
         } else {
             notes.push(
             "rclone is not installed: replication_vs_rclone not measured (apt-get install rclone)"
                 .to_owned(),
         );
         }
-        figures.push(Figure {
-            name: "replication_vs_raw_stream",
-            what: format!("raw {raw_s:.2} s / museum {museum_s:.2} s"),
-            value: raw_s / museum_s,
-            target: "≥ 0.8",
-            ok: raw_s / museum_s >= 0.8,
-        });
-        announce(figures.last().unwrap());
+        record(
+            &mut figures,
+            Figure {
+                name: "replication_vs_raw_stream",
+                what: format!("raw {raw_s:.2} s / museum {museum_s:.2} s"),
+                value: raw_s / museum_s,
+                target: Target::AtLeast(0.8),
+            },
+        );
     }
 
     if wants("lag") {
@@ -754,17 +780,18 @@ async fn run() {
                 .min(lags.len() - 1)]
         };
         let (p50, p99) = (p(0.5), p(0.99));
-        figures.push(Figure {
-            name: "lag_p99_ms",
-            what: format!(
-                "p50 {p50:.0} ms, p99 {p99:.0} ms over {} reports",
-                lags.len()
-            ),
-            value: p99,
-            target: "≤ 500",
-            ok: p99 <= 500.0,
-        });
-        announce(figures.last().unwrap());
+        record(
+            &mut figures,
+            Figure {
+                name: "lag_p99_ms",
+                what: format!(
+                    "p50 {p50:.0} ms, p99 {p99:.0} ms over {} reports",
+                    lags.len()
+                ),
+                value: p99,
+                target: Target::AtMost(500.0),
+            },
+        );
     }
 
     if wants("presign") {
@@ -791,14 +818,15 @@ async fn run() {
             "presign req/s with 16 clients, 4 s per run: museum {museum_rps:.0?}, bare axum {bare_rps:.0?}"
         ));
         let (museum_r, bare_r) = (median(museum_rps), median(bare_rps));
-        figures.push(Figure {
-            name: "presign_vs_bare_axum",
-            what: format!("museum {museum_r:.0} req/s / bare axum {bare_r:.0} req/s"),
-            value: museum_r / bare_r,
-            target: "≥ 0.3",
-            ok: museum_r / bare_r >= 0.3,
-        });
-        announce(figures.last().unwrap());
+        record(
+            &mut figures,
+            Figure {
+                name: "presign_vs_bare_axum",
+                what: format!("museum {museum_r:.0} req/s / bare axum {bare_r:.0} req/s"),
+                value: museum_r / bare_r,
+                target: Target::AtLeast(0.3),
+            },
+        );
     }
     drop(m);
     for s in &env.servers {
@@ -821,14 +849,15 @@ async fn run() {
         .await;
         let small = backlog_run(&env, "backlog-1k", 1_000, &real).await;
         let large = backlog_run(&env, "backlog-1m", 1_000_000, &real).await;
-        figures.push(Figure {
-            name: "backlog_1m_vs_1k",
-            what: format!("{large:.0} copies/s with 1,000,000 queued / {small:.0} with 1,000"),
-            value: large / small,
-            target: "≥ 0.9",
-            ok: large / small >= 0.9,
-        });
-        announce(figures.last().unwrap());
+        record(
+            &mut figures,
+            Figure {
+                name: "backlog_1m_vs_1k",
+                what: format!("{large:.0} copies/s with 1,000,000 queued / {small:.0} with 1,000"),
+                value: large / small,
+                target: Target::AtLeast(0.9),
+            },
+        );
         for s in &env.servers {
             s.wipe();
         }
@@ -844,14 +873,15 @@ async fn run() {
         upload_and_report(&m, &token, &[1024 * MIB], true).await;
         m.wait_done(2).await;
         let peak = m.peak_rss_mib();
-        figures.push(Figure {
-            name: "peak_rss_mib_1gib_object",
-            what: format!("VmHWM {peak:.1} MiB (idle {idle:.1} MiB)"),
-            value: peak,
-            target: "≤ 100",
-            ok: peak <= 100.0,
-        });
-        announce(figures.last().unwrap());
+        record(
+            &mut figures,
+            Figure {
+                name: "peak_rss_mib_1gib_object",
+                what: format!("VmHWM {peak:.1} MiB (idle {idle:.1} MiB)"),
+                value: peak,
+                target: Target::AtMost(100.0),
+            },
+        );
         drop(m);
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -868,8 +898,8 @@ fn report(figures: &[Figure], notes: &[String], took: Duration, write_doc: bool)
             f.name,
             f.what,
             f.value,
-            f.target,
-            if f.ok { "yes" } else { "no" }
+            f.target_text(),
+            if f.met() { "yes" } else { "no" }
         );
     }
     let cores = std::thread::available_parallelism()
