@@ -275,6 +275,24 @@ fn oversized_bodies_are_refused_with_413() {
     });
 }
 
+/// Opens a raw connection and sends `POST /files/upload-url` announcing a 200-byte
+/// body of which only `body_start` follows.
+async fn short_upload_url_request(
+    app: &crate::helpers::TestApp,
+    body_start: &str,
+) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let token = app.token_for(1).await;
+    let addr = app.address.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST /files/upload-url HTTP/1.1\r\nHost: {addr}\r\nX-Auth-Token: {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: 200\r\n\r\n{body_start}"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream
+}
+
 #[test]
 fn truncated_bodies_are_refused_with_json_and_the_server_keeps_serving() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -284,14 +302,7 @@ fn truncated_bodies_are_refused_with_json_and_the_server_keeps_serving() {
         .unwrap();
     runtime.block_on(async {
         let app = spawn_app(Engine::Sqlite).await;
-        let token = app.token_for(1).await;
-        let addr = app.address.trim_start_matches("http://").to_owned();
-        let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
-        let head = format!(
-            "POST /files/upload-url HTTP/1.1\r\nHost: {addr}\r\nX-Auth-Token: {token}\r\n\
-             Content-Type: application/json\r\nContent-Length: 200\r\n\r\n{{\"contentLength\": 1"
-        );
-        stream.write_all(head.as_bytes()).await.unwrap();
+        let mut stream = short_upload_url_request(&app, "{\"contentLength\": 1").await;
         stream.shutdown().await.unwrap();
         let mut answer = String::new();
         let _ = stream.read_to_string(&mut answer).await;
@@ -305,7 +316,7 @@ fn truncated_bodies_are_refused_with_json_and_the_server_keeps_serving() {
 
 #[test]
 fn a_stalled_body_is_refused_with_a_4xx_json_error() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncReadExt;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -316,14 +327,7 @@ fn a_stalled_body_is_refused_with_a_4xx_json_error() {
                 museum::config::HumanDuration(std::time::Duration::from_millis(500));
         })
         .await;
-        let token = app.token_for(1).await;
-        let addr = app.address.trim_start_matches("http://").to_owned();
-        let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
-        let head = format!(
-            "POST /files/upload-url HTTP/1.1\r\nHost: {addr}\r\nX-Auth-Token: {token}\r\n\
-             Content-Type: application/json\r\nContent-Length: 200\r\n\r\n{{\"contentLength\""
-        );
-        stream.write_all(head.as_bytes()).await.unwrap();
+        let mut stream = short_upload_url_request(&app, "{\"contentLength\"").await;
         let started = std::time::Instant::now();
         let mut buf = vec![0u8; 4096];
         let n = tokio::time::timeout(std::time::Duration::from_secs(10), stream.read(&mut buf))
