@@ -556,13 +556,10 @@ async fn backlog_run(env: &Env, name: &str, backlog: i64, real: &[(String, usize
         .await
         .unwrap();
     let metrics = museum::metrics::Metrics::new().unwrap();
+    // The defaults, polling as often as the bench's museum process does.
     let config = museum::replication::WorkerConfig {
-        multipart_threshold: 1024 * MIB as u64,
-        part_size: 16 * MIB as u64,
-        retry_initial: Duration::from_secs(5),
-        retry_max: Duration::from_secs(3600),
-        lease: Duration::from_secs(60),
         poll_interval: Duration::from_millis(50),
+        ..museum::replication::WorkerConfig::from(&museum::config::ReplicationConfig::default())
     };
     let real_ids = real.len() as i64;
     let start = Instant::now();

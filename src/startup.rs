@@ -125,14 +125,7 @@ impl Application {
     /// lease owner under `owner_prefix`.
     pub fn replication_workers(&self, owner_prefix: &str) -> Vec<ReplicationWorker> {
         let r = &self.settings.replication;
-        let config = WorkerConfig {
-            multipart_threshold: r.multipart_threshold,
-            part_size: r.part_size,
-            retry_initial: r.retry.initial.get(),
-            retry_max: r.retry.max.get(),
-            lease: r.lease.get(),
-            poll_interval: r.poll_interval.get(),
-        };
+        let config = WorkerConfig::from(r);
         (0..r.worker_count)
             .map(|i| {
                 ReplicationWorker::new(

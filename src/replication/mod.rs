@@ -36,6 +36,19 @@ pub struct WorkerConfig {
     pub poll_interval: Duration,
 }
 
+impl From<&crate::config::ReplicationConfig> for WorkerConfig {
+    fn from(r: &crate::config::ReplicationConfig) -> Self {
+        Self {
+            multipart_threshold: r.multipart_threshold,
+            part_size: r.part_size,
+            retry_initial: r.retry.initial.get(),
+            retry_max: r.retry.max.get(),
+            lease: r.lease.get(),
+            poll_interval: r.poll_interval.get(),
+        }
+    }
+}
+
 /// What one pass did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {

@@ -298,19 +298,11 @@ impl TestApp {
 
     /// A replication worker on another pool (as another process would have).
     pub fn worker_on(&self, db: museum::db::Db, owner: &str) -> ReplicationWorker {
-        let r = &self.settings.replication;
         ReplicationWorker::new(
             db,
             self.state.buckets.clone(),
             self.state.metrics.clone(),
-            WorkerConfig {
-                multipart_threshold: r.multipart_threshold,
-                part_size: r.part_size,
-                retry_initial: r.retry.initial.get(),
-                retry_max: r.retry.max.get(),
-                lease: r.lease.get(),
-                poll_interval: r.poll_interval.get(),
-            },
+            WorkerConfig::from(&self.settings.replication),
             owner.to_owned(),
         )
     }
