@@ -123,6 +123,7 @@ async fn start_servers(dir: &Path) -> Env {
             listener,
             &[id.to_owned()],
             &[(key.clone(), secret.clone())],
+            museum::cors::CorsPolicy::default(),
             cancel.clone(),
         )
         .await

@@ -4,6 +4,7 @@ pub mod api;
 pub mod cleanup;
 pub mod cli;
 pub mod config;
+pub mod cors;
 pub mod db;
 pub mod doctor;
 pub mod metrics;

@@ -16,6 +16,7 @@ use tokio_util::task::TaskTracker;
 use crate::api::state::{AppState, TokenCache, UploadPolicy};
 use crate::cleanup::CleanupJob;
 use crate::config::{BUCKET_IDS, Settings};
+use crate::cors::CorsPolicy;
 use crate::db::replication::{pending_counts, release_leases};
 use crate::db::uploads::TempObjectWriter;
 use crate::db::{Db, PoolConfig, now_millis};
@@ -194,6 +195,7 @@ impl Application {
             self.state.clone(),
             http.request_timeout.get(),
             http.body_timeout.get(),
+            &CorsPolicy::from_config(&http.cors),
         );
         axum::serve(self.api, app)
             .with_graceful_shutdown(cancel.clone().cancelled_owned())
@@ -246,7 +248,8 @@ async fn start_embedded(settings: &mut Settings) -> anyhow::Result<(SocketAddr, 
     let root = settings.s3.embedded_root.clone();
     std::fs::create_dir_all(&root)
         .with_context(|| format!("creating s3.embedded-root {}", root.display()))?;
-    let addr = embedded::serve(&root, listener, &names, &credentials, cancel.clone())
+    let cors = CorsPolicy::from_config(&settings.http.cors);
+    let addr = embedded::serve(&root, listener, &names, &credentials, cors, cancel.clone())
         .await
         .context("starting the embedded S3 server")?;
     if address.ends_with(":0") {

@@ -1,6 +1,7 @@
 //! Extractors whose rejections use museum's JSON error body, and the auth extractor.
 
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
@@ -11,7 +12,10 @@ use super::error::ApiError;
 use super::state::AppState;
 use crate::db;
 
-/// JSON body extractor; a bad body is a 400 `INVALID_JSON` naming the problem.
+/// JSON body extractor. The body is read as JSON whatever its `Content-Type`, as
+/// Ente's server does: its web app reports uploads with fetch's default
+/// `text/plain;charset=UTF-8`. A body that is not JSON is a 400 `INVALID_JSON`
+/// naming the problem; one over the limit is a 413.
 #[derive(Debug)]
 pub struct AppJson<T>(pub T);
 
@@ -19,22 +23,35 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for AppJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(v)) => Ok(Self(v)),
-            Err(rejection) => Err(json_rejection(&rejection)),
-        }
+        let body = Bytes::from_request(req, state)
+            .await
+            .map_err(|rejection| body_rejection(&rejection))?;
+        let mut json = serde_json::Deserializer::from_slice(&body);
+        let value = serde_path_to_error::deserialize(&mut json).map_err(|e| {
+            let at = e.path().to_string();
+            let why = e.into_inner();
+            let message = if at == "." {
+                format!("the body is not valid JSON for this request: {why}")
+            } else {
+                format!("`{at}` in the body: {why}")
+            };
+            ApiError::bad_request("INVALID_JSON", message)
+        })?;
+        json.end().map_err(|e| {
+            ApiError::bad_request(
+                "INVALID_JSON",
+                format!("trailing data after the JSON body: {e}"),
+            )
+        })?;
+        Ok(Self(value))
     }
 }
 
-fn json_rejection(rejection: &JsonRejection) -> ApiError {
+fn body_rejection(rejection: &BytesRejection) -> ApiError {
     if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
         return ApiError::BodyTooLarge;
     }
-    let code = match rejection {
-        JsonRejection::MissingJsonContentType(_) => "INVALID_CONTENT_TYPE",
-        _ => "INVALID_JSON",
-    };
-    ApiError::bad_request(code, rejection.body_text())
+    ApiError::bad_request("INVALID_BODY", rejection.body_text())
 }
 
 /// Query-string extractor; a bad query is a 400 `INVALID_QUERY`.

@@ -22,15 +22,21 @@ use tower_http::trace::TraceLayer;
 
 use self::error::ApiError;
 use self::state::AppState;
+use crate::cors::CorsPolicy;
 use crate::metrics::track_requests;
 
 /// Largest request body accepted (a 10,000-part MD5 list fits easily).
 pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
 
-/// The API router with every layer: request IDs, tracing, metrics, body size and
-/// read-time limits (a body that stalls is a 400), and a per-request timeout that
-/// answers 503 JSON.
-pub fn router(state: AppState, request_timeout: Duration, body_timeout: Duration) -> Router {
+/// The API router with every layer: request IDs, tracing, metrics, CORS (answered
+/// before routing, so every preflight gets a 2xx), body size and read-time limits (a
+/// body that stalls is a 400), and a per-request timeout that answers 503 JSON.
+pub fn router(
+    state: AppState,
+    request_timeout: Duration,
+    body_timeout: Duration,
+    cors: &CorsPolicy,
+) -> Router {
     Router::new()
         .route("/ping", get(health::ping))
         .route("/files/upload-urls", get(uploads::upload_urls))
@@ -44,6 +50,10 @@ pub fn router(state: AppState, request_timeout: Duration, body_timeout: Duration
             post(uploads::multipart_upload_url),
         )
         .route("/files", post(uploads::report))
+        .route(
+            "/files/upload-eligibility",
+            get(uploads::upload_eligibility),
+        )
         .route("/files/{id}", delete(files::delete))
         .route("/files/{id}/download", get(files::download))
         .fallback(not_found)
@@ -51,6 +61,8 @@ pub fn router(state: AppState, request_timeout: Duration, body_timeout: Duration
         .layer(middleware::from_fn_with_state(request_timeout, timeout))
         .layer(RequestBodyTimeoutLayer::new(body_timeout))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(any_options_ok))
+        .layer(cors.api_layer())
         .layer(middleware::from_fn_with_state(
             state.metrics.clone(),
             track_requests,
@@ -85,6 +97,15 @@ async fn method_not_allowed() -> Response {
         axum::Json(serde_json::json!({"code": "METHOD_NOT_ALLOWED", "message": "this route does not take that method"})),
     )
         .into_response()
+}
+
+/// Answers any `OPTIONS` that is not a CORS preflight (those the CORS layer answers)
+/// with an empty 200, on every path, as Ente's server does.
+async fn any_options_ok(request: Request, next: Next) -> Response {
+    if request.method() == axum::http::Method::OPTIONS {
+        return axum::http::StatusCode::OK.into_response();
+    }
+    next.run(request).await
 }
 
 async fn timeout(

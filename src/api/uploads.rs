@@ -6,14 +6,17 @@ use std::time::Duration;
 use axum::Json;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 use super::error::ApiError;
 use super::extract::{AppJson, AppQuery, AuthUser};
 use super::state::AppState;
 use crate::db::now_millis;
-use crate::db::uploads::{self as repo, Committed, NewObject, StoredObject, TempObject};
+use crate::db::uploads::{
+    self as repo, Committed, FileRecord, NewFile, NewObject, StoredObject, TempObject,
+};
 use crate::storage::presign::{
-    decode_md5, is_key_of_user, looks_like_md5_etag, multipart_etag, new_object_key,
+    content_md5, decode_md5, is_key_of_user, looks_like_md5_etag, multipart_etag, new_object_key,
     single_part_etag,
 };
 use crate::storage::{ObjectMeta, StorageError};
@@ -84,6 +87,7 @@ pub struct MultipartUrls {
     complete_url: String,
 }
 
+/// The v1 multipart answer, wrapped in `urls` (the v2 one is bare, as in Ente).
 #[derive(Debug, Serialize)]
 pub struct MultipartUrlsResponse {
     urls: MultipartUrls,
@@ -169,15 +173,17 @@ pub async fn upload_url(
 ) -> Result<Json<UploadUrl>, ApiError> {
     let size = check_size(&state, "contentLength", req.content_length)?;
     let md5 = check_md5("contentMD5", &req.content_md5)?;
+    // Signed as the base64 a Content-MD5 header carries, however it was declared.
+    let md5_header = content_md5(&md5);
     let mut row = temp_object(&state, user, new_object_key(user));
     row.declared_size = Some(req.content_length);
-    row.declared_md5 = Some(req.content_md5.clone());
+    row.declared_md5 = Some(md5_header.clone());
     row.expected_etag = Some(single_part_etag(&md5));
     state.temp_writer.insert(vec![row.clone()]).await?;
     let url = state.buckets.primary().presign_put(
         &row.object_key,
         Some(size),
-        Some(&req.content_md5),
+        Some(&md5_header),
         state.policy.presign_ttl,
     );
     state.metrics.upload_urls_issued("single", 1);
@@ -240,12 +246,12 @@ pub struct MultipartUploadUrlRequest {
 }
 
 /// `POST /files/multipart-upload-url`: a multipart upload whose every part has its
-/// length and MD5 signed in.
+/// length and MD5 signed in. The answer is the bare object, as Ente's.
 pub async fn multipart_upload_url(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
     AppJson(req): AppJson<MultipartUploadUrlRequest>,
-) -> Result<Json<MultipartUrlsResponse>, ApiError> {
+) -> Result<Json<MultipartUrls>, ApiError> {
     let size = check_size(&state, "contentLength", req.content_length)?;
     let part_count = req.part_md5s.len();
     if part_count == 0 || part_count > MAX_PARTS as usize {
@@ -280,9 +286,8 @@ pub async fn multipart_upload_url(
         digests.push(check_md5(&format!("partMd5s[{i}]"), md5)?);
     }
     let last_len = size - part_length * (part_count as u64 - 1);
-    let parts: Vec<(Option<u64>, Option<String>)> = req
-        .part_md5s
-        .into_iter()
+    let parts: Vec<(Option<u64>, Option<String>)> = digests
+        .iter()
         .enumerate()
         .map(|(i, md5)| {
             let len = if i + 1 == part_count {
@@ -290,14 +295,19 @@ pub async fn multipart_upload_url(
             } else {
                 part_length
             };
-            (Some(len), Some(md5))
+            (Some(len), Some(content_md5(md5)))
         })
         .collect();
     let mut row = temp_object(&state, user, new_object_key(user));
     row.declared_size = Some(req.content_length);
     row.expected_etag = Some(multipart_etag(&digests));
-    let urls = issue_multipart(&state, row, &parts).await?;
-    Ok(Json(MultipartUrlsResponse { urls }))
+    Ok(Json(issue_multipart(&state, row, &parts).await?))
+}
+
+/// `GET /files/upload-eligibility`: whether the user may upload now. Every user may
+/// (museum has no plans or quotas); Ente's mobile app asks before each batch.
+pub async fn upload_eligibility(AuthUser(_): AuthUser) -> Json<Value> {
+    Json(Value::Object(Map::new()))
 }
 
 #[derive(Debug, Deserialize)]
@@ -305,37 +315,86 @@ pub async fn multipart_upload_url(
 pub struct ReportedObject {
     object_key: String,
     size: Option<i64>,
+    /// Opaque to museum: kept and returned as sent.
+    decryption_header: Option<String>,
 }
 
+/// `POST /files`: the objects to record, and the client's opaque fields (Ente's File
+/// body). Only `file.objectKey` is required.
 #[derive(Debug, Deserialize)]
 pub struct ReportRequest {
     file: ReportedObject,
     thumbnail: Option<ReportedObject>,
+    #[serde(flatten)]
+    fields: ClientFields,
+}
+
+/// The fields of Ente's File that museum keeps without reading them. Objects are kept
+/// as JSON; strings byte for byte, since the client decrypts them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientFields {
+    #[serde(rename = "collectionID", skip_serializing_if = "Option::is_none")]
+    collection_id: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    encrypted_key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key_decryption_nonce: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metadata: Option<Map<String, Value>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    magic_metadata: Option<Map<String, Value>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub_magic_metadata: Option<Map<String, Value>>,
+}
+
+/// What a file record keeps of a report, as JSON in `files.attributes`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StoredFields {
+    #[serde(flatten)]
+    fields: ClientFields,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    file_decryption_header: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    thumbnail_decryption_header: Option<String>,
+}
+
+/// The answer to `POST /files`: the recorded File in Ente's shape, with `id`,
+/// `ownerID`, `info` and `updationTime` (µs) filled in. `file.id` and `thumbnail.id`
+/// are museum's own: the object ids `/files/{id}` takes (`file.id` equals `id`).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EnteFile {
+    id: i64,
+    #[serde(rename = "ownerID")]
+    owner_id: i64,
+    #[serde(flatten)]
+    fields: ClientFields,
+    file: FileObject,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    thumbnail: Option<FileObject>,
+    is_deleted: bool,
+    updation_time: i64,
+    info: FileInfo,
 }
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct CommittedObject {
+pub struct FileObject {
     id: i64,
     object_key: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    decryption_header: Option<String>,
     size: i64,
 }
 
 #[derive(Debug, Serialize)]
-pub struct ReportResponse {
-    file: CommittedObject,
+#[serde(rename_all = "camelCase")]
+pub struct FileInfo {
+    file_size: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
-    thumbnail: Option<CommittedObject>,
-}
-
-impl From<StoredObject> for CommittedObject {
-    fn from(o: StoredObject) -> Self {
-        Self {
-            id: o.id,
-            object_key: o.object_key,
-            size: o.size,
-        }
-    }
+    thumb_size: Option<i64>,
 }
 
 /// What checking one reported key found.
@@ -347,13 +406,13 @@ enum Checked {
 }
 
 /// `POST /files`: verifies each reported object with a HEAD (size, and MD5 where
-/// declared) and records them all in one transaction. Repeating an identical report
-/// returns the same answer and records nothing new.
+/// declared) and records them all in one transaction with the client's fields.
+/// Repeating an identical report returns the same File and records nothing new.
 pub async fn report(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
     AppJson(req): AppJson<ReportRequest>,
-) -> Result<Json<ReportResponse>, ApiError> {
+) -> Result<Json<EnteFile>, ApiError> {
     let result = report_inner(&state, user, req).await;
     let label = match &result {
         Ok(_) => "ok",
@@ -366,11 +425,17 @@ pub async fn report(
     result.map(Json)
 }
 
+fn now_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
 async fn report_inner(
     state: &AppState,
     user: i64,
     req: ReportRequest,
-) -> Result<ReportResponse, ApiError> {
+) -> Result<EnteFile, ApiError> {
     if let Some(thumb) = &req.thumbnail
         && thumb.object_key == req.file.object_key
     {
@@ -379,6 +444,19 @@ async fn report_inner(
             "file and thumbnail must be different objects",
         ));
     }
+    let stored_fields = StoredFields {
+        fields: req.fields,
+        file_decryption_header: req.file.decryption_header.clone(),
+        thumbnail_decryption_header: req
+            .thumbnail
+            .as_ref()
+            .and_then(|t| t.decryption_header.clone()),
+    };
+    let new_file = NewFile {
+        attributes: serde_json::to_string(&stored_fields)
+            .map_err(|e| ApiError::Internal(Box::new(e)))?,
+        updation_time: now_micros(),
+    };
     let reported: Vec<&ReportedObject> = std::iter::once(&req.file)
         .chain(req.thumbnail.as_ref())
         .collect();
@@ -386,49 +464,110 @@ async fn report_inner(
     for object in &reported {
         checked.push(check_reported(state, user, object).await?);
     }
-    let fresh: Vec<NewObject> = checked
+    let already: Vec<StoredObject> = checked
         .iter()
         .filter_map(|c| match c {
-            Checked::Fresh(o) => Some(o.clone()),
-            Checked::Already(_) => None,
+            Checked::Already(o) => Some(o.clone()),
+            Checked::Fresh(_) => None,
         })
         .collect();
-    let mut committed = if fresh.is_empty() {
-        Vec::new()
+    let (objects, record) = if already.len() == checked.len() {
+        let record = repo::ensure_file(
+            &state.db,
+            already[0].id,
+            user,
+            already.get(1).map(|t| t.id),
+            &new_file,
+        )
+        .await?;
+        (already, record)
+    } else if already.is_empty() {
+        let fresh: Vec<NewObject> = checked
+            .into_iter()
+            .filter_map(|c| match c {
+                Checked::Fresh(o) => Some(o),
+                Checked::Already(_) => None,
+            })
+            .collect();
+        commit(state, user, &fresh, &new_file).await?
     } else {
-        repo::commit_objects(&state.db, &fresh).await?
+        return Err(ApiError::Conflict(
+            "one of these objects was already reported in another file; report each object in one file only".to_owned(),
+        ));
     };
+    let thumbnail = objects.get(1);
+    if record.thumbnail_id != thumbnail.map(|t| t.id) || record.attributes != new_file.attributes {
+        return Err(ApiError::Conflict(
+            "this file was already reported with another thumbnail or other fields; a repeated report must be identical".to_owned(),
+        ));
+    }
+    ente_file(&record, &objects[0], thumbnail)
+}
+
+/// Records `fresh` (file, then thumbnail) with its file record, and wakes replication.
+async fn commit(
+    state: &AppState,
+    user: i64,
+    fresh: &[NewObject],
+    file: &NewFile,
+) -> Result<(Vec<StoredObject>, FileRecord), ApiError> {
+    let (committed, record) = repo::commit_file(&state.db, fresh, file).await?;
     if committed.iter().any(|c| matches!(c, Committed::New(_))) {
         // Copies are queued; let an idle replication worker start now.
         state.replication_wakeup.notify_one();
     }
-    let mut stored = Vec::with_capacity(checked.len());
-    for c in checked {
+    let mut objects = Vec::with_capacity(committed.len());
+    for c in committed {
         let object = match c {
-            Checked::Already(o) => o,
-            Checked::Fresh(_) => match committed.remove(0) {
-                Committed::New(o) | Committed::Existing(o) => o,
-                Committed::Gone(key) => {
-                    return Err(ApiError::NotFound(format!(
-                        "upload key {key} expired and was cleaned up; ask for a new upload URL"
-                    )));
-                }
-            },
+            Committed::New(o) | Committed::Existing(o) => o,
+            Committed::Gone(key) => {
+                return Err(ApiError::NotFound(format!(
+                    "upload key {key} expired and was cleaned up; ask for a new upload URL"
+                )));
+            }
         };
         if object.user_id != user {
             return Err(ApiError::NotFound(
                 "no upload URL was issued to you for this key".to_owned(),
             ));
         }
-        stored.push(CommittedObject::from(object));
+        objects.push(object);
     }
-    let mut stored = stored.into_iter();
-    let file = stored
-        .next()
-        .ok_or_else(|| ApiError::Internal("report produced no object".into()))?;
-    Ok(ReportResponse {
-        file,
-        thumbnail: stored.next(),
+    let record =
+        record.ok_or_else(|| ApiError::Internal("report produced no file record".into()))?;
+    Ok((objects, record))
+}
+
+/// The File in Ente's shape, from its record and objects.
+fn ente_file(
+    record: &FileRecord,
+    file: &StoredObject,
+    thumbnail: Option<&StoredObject>,
+) -> Result<EnteFile, ApiError> {
+    let stored: StoredFields =
+        serde_json::from_str(&record.attributes).map_err(|e| ApiError::Internal(Box::new(e)))?;
+    Ok(EnteFile {
+        id: record.id,
+        owner_id: record.owner_id,
+        fields: stored.fields,
+        file: FileObject {
+            id: file.id,
+            object_key: file.object_key.clone(),
+            decryption_header: stored.file_decryption_header,
+            size: file.size,
+        },
+        thumbnail: thumbnail.map(|t| FileObject {
+            id: t.id,
+            object_key: t.object_key.clone(),
+            decryption_header: stored.thumbnail_decryption_header,
+            size: t.size,
+        }),
+        is_deleted: file.deleted_at.is_some(),
+        updation_time: record.updation_time,
+        info: FileInfo {
+            file_size: file.size,
+            thumb_size: thumbnail.map(|t| t.size),
+        },
     })
 }
 

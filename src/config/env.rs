@@ -25,10 +25,12 @@ pub fn env_name_for(path: &str) -> String {
 
 /// Last path segments whose values stay strings even when they look like numbers
 /// or booleans (a secret such as `123456` must not become an integer).
-const STRING_KEYS: [&str; 18] = [
+const STRING_KEYS: [&str; 20] = [
     "key",
     "secret",
     "endpoint",
+    "public_endpoint",
+    "allowed-origins",
     "region",
     "bucket",
     "storage_class",

@@ -172,6 +172,10 @@ pub struct BucketConfig {
     #[serde(serialize_with = "serialize_secret")]
     pub secret: Option<SecretString>,
     pub endpoint: Option<String>,
+    /// The endpoint clients reach, when it differs from the one museum uses (e.g. a
+    /// public hostname in front of an internal `minio:3200`). Presigned URLs handed
+    /// to clients use it; museum's own requests use `endpoint`.
+    pub public_endpoint: Option<String>,
     pub region: Option<String>,
     pub bucket: Option<String>,
     pub use_path_style_urls: Option<bool>,
@@ -273,6 +277,39 @@ pub struct HttpConfig {
     /// Longest wait for the next piece of a request body (slow clients get a 400).
     #[serde(rename = "body-timeout")]
     pub body_timeout: HumanDuration,
+    /// Which web origins may call the API and the embedded S3 server.
+    pub cors: CorsConfig,
+}
+
+/// `http.cors.*`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CorsConfig {
+    /// Origins (`scheme://host[:port]`) allowed to call the API and the embedded S3
+    /// server from a browser. Empty means any origin, as Ente's server allows. Written
+    /// as a YAML list, or comma-separated in `ENTE_HTTP_CORS_ALLOWED_ORIGINS`.
+    #[serde(rename = "allowed-origins", deserialize_with = "list_or_commas")]
+    pub allowed_origins: Vec<String>,
+}
+
+/// A list of strings, given as a list or as one comma-separated string (the form an
+/// environment variable can carry). Blank entries are dropped.
+fn list_or_commas<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        List(Vec<String>),
+        One(String),
+    }
+    let items = match Raw::deserialize(d)? {
+        Raw::List(items) => items,
+        Raw::One(joined) => joined.split(',').map(str::to_owned).collect(),
+    };
+    Ok(items
+        .into_iter()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .collect())
 }
 
 impl Default for HttpConfig {
@@ -283,6 +320,7 @@ impl Default for HttpConfig {
             metrics_port: 2112,
             request_timeout: HumanDuration(Duration::from_secs(60)),
             body_timeout: HumanDuration(Duration::from_secs(10)),
+            cors: CorsConfig::default(),
         }
     }
 }
@@ -479,61 +517,27 @@ fn credentials_path(base: &Figment, dir: &Path, env: &EnteEnv) -> PathBuf {
 
 /// Every key path museum understands, dotted, as written in YAML.
 pub fn known_keys() -> Vec<String> {
-    let mut keys: Vec<String> = [
-        "s3.are_local_buckets",
-        "s3.use_path_style_urls",
-        "s3.hot_storage.primary",
-        "s3.hot_storage.secondary",
-        "s3.embedded",
-        "s3.embedded-address",
-        "s3.embedded-root",
-        "s3.presign-expiry",
-        "s3.serve_mode",
-        "db.url",
-        "db.host",
-        "db.port",
-        "db.name",
-        "db.user",
-        "db.password",
-        "db.sslmode",
-        "db.max-connections",
-        "db.acquire-timeout",
-        "http.host",
-        "http.port",
-        "http.metrics-port",
-        "http.request-timeout",
-        "http.body-timeout",
-        "replication.enabled",
-        "replication.worker-count",
-        "replication.multipart-threshold",
-        "replication.part-size",
-        "replication.retry.initial",
-        "replication.retry.max",
-        "replication.lease",
-        "replication.poll-interval",
-        "replication.delete-delay",
-        "log.format",
-        "jobs.cleanup-interval",
-        "jobs.temp-object-grace",
-        "max-file-size",
-        "credentials-file",
-    ]
-    .iter()
-    .map(|k| (*k).to_owned())
-    .collect();
-    for id in BUCKET_IDS {
-        for field in [
-            "key",
-            "secret",
-            "endpoint",
-            "region",
-            "bucket",
-            "use_path_style_urls",
-            "disable_ssl",
-            "storage_class",
-        ] {
-            keys.push(format!("s3.{id}.{field}"));
+    // Every leaf of the serialized default tree. Optional keys serialize as null, so
+    // they are leaves too; lists are leaves, set as a whole.
+    fn walk(prefix: &str, value: &serde_json::Value, keys: &mut Vec<String>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (name, child) in map {
+                    let path = if prefix.is_empty() {
+                        name.clone()
+                    } else {
+                        format!("{prefix}.{name}")
+                    };
+                    walk(&path, child, keys);
+                }
+            }
+            _ => keys.push(prefix.to_owned()),
         }
+    }
+    let mut keys = Vec::new();
+    // Serializing plain structs of strings, numbers and options cannot fail.
+    if let Ok(tree) = serde_json::to_value(Settings::default()) {
+        walk("", &tree, &mut keys);
     }
     keys
 }

@@ -120,12 +120,26 @@ pub fn validate(s: &Settings, figment: &Figment) -> Vec<String> {
         if let Err(why) = b.endpoint_url(s.s3.are_local_buckets) {
             problem(&format!("s3.{id}.endpoint"), why);
         }
+        if let Err(why) = b.public_endpoint_url(s.s3.are_local_buckets) {
+            problem(&format!("s3.{id}.public_endpoint"), why);
+        }
         if let Some(class) = b.storage_class.as_deref()
             && (class.is_empty() || !class.chars().all(|c| c.is_ascii_uppercase() || c == '_'))
         {
             problem(
                 &format!("s3.{id}.storage_class"),
                 format!("`{class}` is not a storage class; use e.g. STANDARD or GLACIER"),
+            );
+        }
+    }
+
+    for origin in &s.http.cors.allowed_origins {
+        if let Err(why) = check_origin(origin) {
+            problem(
+                "http.cors.allowed-origins",
+                format!(
+                    "`{origin}` {why}; list origins as scheme://host[:port], e.g. https://photos.example.com, or leave the list empty to allow any"
+                ),
             );
         }
     }
@@ -240,6 +254,26 @@ pub fn check_bucket_name(name: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// Whether `origin` is a browser origin: `*`, or `scheme://host[:port]` with no path,
+/// query or trailing slash (a browser's `Origin` header never has them, so such an
+/// entry would match nothing).
+fn check_origin(origin: &str) -> Result<(), &'static str> {
+    if origin == "*" {
+        return Ok(());
+    }
+    let url = url::Url::parse(origin).map_err(|_| "is not an origin")?;
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err("has no host");
+    }
+    if origin.ends_with('/') || !matches!(url.path(), "" | "/") {
+        return Err("must not have a path or a trailing slash");
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("must not have a query or fragment");
+    }
+    Ok(())
+}
+
 /// Warns about keys set in files that museum does not read (Ente's other keys, typos).
 pub fn unknown_file_keys(figment: &Figment) -> Vec<String> {
     let Ok(value) = figment.extract::<Value>() else {
@@ -304,6 +338,19 @@ impl BucketConfig {
                     .to_owned(),
             );
         }
+        self.parse_endpoint(raw, are_local_buckets)
+    }
+
+    /// The endpoint clients are sent to, when `public_endpoint` is set; it is read
+    /// like `endpoint` (the same TLS settings apply to a bare `host:port`).
+    pub fn public_endpoint_url(&self, are_local_buckets: bool) -> Result<Option<url::Url>, String> {
+        match self.public_endpoint.as_deref().map(str::trim) {
+            None | Some("") => Ok(None),
+            Some(raw) => self.parse_endpoint(raw, are_local_buckets).map(Some),
+        }
+    }
+
+    fn parse_endpoint(&self, raw: &str, are_local_buckets: bool) -> Result<url::Url, String> {
         let insecure = are_local_buckets || self.disable_ssl.unwrap_or(false);
         let with_scheme = if raw.contains("://") {
             raw.to_owned()
@@ -384,5 +431,42 @@ mod tests {
             ..Default::default()
         };
         assert!(bad.endpoint_url(false).is_err());
+    }
+
+    #[test]
+    fn public_endpoints_are_optional_and_read_like_endpoints() {
+        let mut b = BucketConfig {
+            endpoint: Some("minio:3200".into()),
+            ..Default::default()
+        };
+        assert_eq!(b.public_endpoint_url(true), Ok(None));
+        b.public_endpoint = Some("192.168.1.20:3200".into());
+        assert_eq!(
+            b.public_endpoint_url(true)
+                .map(|u| u.map(|u| u.to_string())),
+            Ok(Some("http://192.168.1.20:3200/".into()))
+        );
+        b.public_endpoint = Some("s3.example.com?x=1".into());
+        assert!(b.public_endpoint_url(false).is_err());
+    }
+
+    #[test]
+    fn origins_must_be_bare_scheme_host_port() {
+        for ok in [
+            "*",
+            "https://photos.example.com",
+            "http://127.0.0.2:3000",
+            "ente://app",
+        ] {
+            assert_eq!(check_origin(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "photos.example.com",
+            "https://photos.example.com/",
+            "https://photos.example.com/app",
+            "https://x.com?q",
+        ] {
+            assert!(check_origin(bad).is_err(), "{bad}");
+        }
     }
 }

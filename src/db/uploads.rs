@@ -1,4 +1,5 @@
-//! `temp_objects` (issued, unreported keys) and `objects` (verified, reported ones).
+//! `temp_objects` (issued, unreported keys), `objects` (verified, reported ones) and
+//! `files` (a client's record over a file object and its thumbnail).
 
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -50,6 +51,28 @@ pub struct NewObject {
     pub created_at: i64,
     /// Buckets a copy is queued for, in the same transaction.
     pub copy_targets: Vec<String>,
+}
+
+/// A client's file record: the file object (whose id it shares), its thumbnail
+/// object, and the opaque fields of the client's report.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct FileRecord {
+    pub id: i64,
+    pub owner_id: i64,
+    pub thumbnail_id: Option<i64>,
+    /// The client's opaque fields, as JSON text.
+    pub attributes: String,
+    /// When the record was made, in microseconds since the epoch.
+    pub updation_time: i64,
+}
+
+/// What a report records about the file beyond its objects.
+#[derive(Debug, Clone)]
+pub struct NewFile {
+    /// The client's opaque fields, as JSON text.
+    pub attributes: String,
+    /// Microseconds since the epoch.
+    pub updation_time: i64,
 }
 
 /// Outcome of committing one object.
@@ -272,6 +295,51 @@ pub async fn find_object_by_key(db: &Db, object_key: &str) -> Result<Option<Stor
 /// recorded: the cleanup job may have deleted its bytes.
 pub async fn commit_objects(db: &Db, objects: &[NewObject]) -> Result<Vec<Committed>> {
     let mut tx = db.pool.begin().await?;
+    let out = insert_objects(&mut tx, objects).await?;
+    if out.iter().any(|c| matches!(c, Committed::Gone(_))) {
+        tx.rollback().await?;
+    } else {
+        tx.commit().await?;
+    }
+    Ok(out)
+}
+
+/// [`commit_objects`] for one report, with the file record over its objects:
+/// `objects[0]` is the file and `objects[1]`, if any, its thumbnail, all in one
+/// transaction. When the file was already recorded, the record returned is the one
+/// recorded first; when a key is gone, nothing is recorded and there is no record.
+pub async fn commit_file(
+    db: &Db,
+    objects: &[NewObject],
+    file: &NewFile,
+) -> Result<(Vec<Committed>, Option<FileRecord>)> {
+    let mut tx = db.pool.begin().await?;
+    let out = insert_objects(&mut tx, objects).await?;
+    if out.iter().any(|c| matches!(c, Committed::Gone(_))) {
+        tx.rollback().await?;
+        return Ok((out, None));
+    }
+    let stored = |c: &Committed| match c {
+        Committed::New(o) | Committed::Existing(o) => Some((o.id, o.user_id)),
+        Committed::Gone(_) => None,
+    };
+    let record = match out.first().and_then(stored) {
+        Some((id, owner)) => {
+            let thumbnail = out.get(1).and_then(stored).map(|(id, _)| id);
+            Some(upsert_file(&mut tx, id, owner, thumbnail, file).await?)
+        }
+        None => None,
+    };
+    tx.commit().await?;
+    Ok((out, record))
+}
+
+/// Claims each object's issued key and records it, queueing its copies; see
+/// [`commit_objects`] for the outcomes.
+async fn insert_objects(
+    tx: &mut sqlx::AnyConnection,
+    objects: &[NewObject],
+) -> Result<Vec<Committed>> {
     let mut out = Vec::with_capacity(objects.len());
     for o in objects {
         let claimed =
@@ -300,7 +368,7 @@ pub async fn commit_objects(db: &Db, objects: &[NewObject]) -> Result<Vec<Commit
             Some(row) => {
                 let object = object_from_row(&row)?;
                 super::replication::insert_copies(
-                    &mut tx,
+                    &mut *tx,
                     object.id,
                     &o.copy_targets,
                     o.created_at,
@@ -325,12 +393,48 @@ pub async fn commit_objects(db: &Db, objects: &[NewObject]) -> Result<Vec<Commit
         };
         out.push(committed);
     }
-    if out.iter().any(|c| matches!(c, Committed::Gone(_))) {
-        tx.rollback().await?;
-    } else {
-        tx.commit().await?;
-    }
     Ok(out)
+}
+
+/// The file record of file object `id`, made from `file` if there is none yet (a file
+/// recorded before file records existed). An existing record is returned unchanged.
+pub async fn ensure_file(
+    db: &Db,
+    id: i64,
+    owner_id: i64,
+    thumbnail_id: Option<i64>,
+    file: &NewFile,
+) -> Result<FileRecord> {
+    let mut tx = db.pool.begin().await?;
+    let record = upsert_file(&mut tx, id, owner_id, thumbnail_id, file).await?;
+    tx.commit().await?;
+    Ok(record)
+}
+
+async fn upsert_file(
+    conn: &mut sqlx::AnyConnection,
+    id: i64,
+    owner_id: i64,
+    thumbnail_id: Option<i64>,
+    file: &NewFile,
+) -> Result<FileRecord> {
+    sqlx::query(
+        "INSERT INTO files (id, owner_id, thumbnail_id, attributes, updation_time) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(id)
+    .bind(owner_id)
+    .bind(thumbnail_id)
+    .bind(&file.attributes)
+    .bind(file.updation_time)
+    .execute(&mut *conn)
+    .await?;
+    Ok(sqlx::query_as::<_, FileRecord>(
+        "SELECT id, owner_id, thumbnail_id, attributes, updation_time FROM files WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_one(&mut *conn)
+    .await?)
 }
 
 /// Removes an expired issued key's row if it is still there and still expired at
@@ -377,27 +481,36 @@ pub async fn find_object(db: &Db, id: i64) -> Result<Option<StoredObject>> {
     .transpose()
 }
 
-/// Marks `user`'s object `id` deleted at `now`, unless it already is, and drops its
-/// copies that were only queued (the purge later removes it from every bucket).
-/// Returns the object as it now stands, or `None` if `user` has no such object.
+/// Marks `user`'s object `id` deleted at `now`, unless it already is, with the
+/// thumbnail of the file it is, and drops their copies that were only queued (the
+/// purge later removes them from every bucket). Returns the object as it now stands,
+/// or `None` if `user` has no such object.
 pub async fn mark_deleted(db: &Db, id: i64, user: i64, now: i64) -> Result<Option<StoredObject>> {
     let mut tx = db.pool.begin().await?;
-    let marked = sqlx::query(
-        "UPDATE objects SET deleted_at = $1 WHERE id = $2 AND user_id = $3 AND deleted_at IS NULL",
-    )
-    .bind(now)
-    .bind(id)
-    .bind(user)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    if marked == 1 {
-        sqlx::query(
-            "DELETE FROM object_copies WHERE object_id = $1 AND state IN ('pending', 'failed')",
+    let thumbnail: Option<Option<i64>> =
+        sqlx::query_scalar("SELECT thumbnail_id FROM files WHERE id = $1 AND owner_id = $2")
+            .bind(id)
+            .bind(user)
+            .fetch_optional(&mut *tx)
+            .await?;
+    for object in std::iter::once(id).chain(thumbnail.flatten()) {
+        let marked = sqlx::query(
+            "UPDATE objects SET deleted_at = $1 WHERE id = $2 AND user_id = $3 AND deleted_at IS NULL",
         )
-        .bind(id)
+        .bind(now)
+        .bind(object)
+        .bind(user)
         .execute(&mut *tx)
-        .await?;
+        .await?
+        .rows_affected();
+        if marked == 1 {
+            sqlx::query(
+                "DELETE FROM object_copies WHERE object_id = $1 AND state IN ('pending', 'failed')",
+            )
+            .bind(object)
+            .execute(&mut *tx)
+            .await?;
+        }
     }
     tx.commit().await?;
     Ok(find_object(db, id).await?.filter(|o| o.user_id == user))
@@ -427,9 +540,18 @@ pub async fn list_purgeable(
     .collect()
 }
 
-/// Forgets a purged object and its copies.
+/// Forgets a purged object, its copies, and the file record it heads or is the
+/// thumbnail of.
 pub async fn delete_object_rows(db: &Db, id: i64) -> Result<()> {
     let mut tx = db.pool.begin().await?;
+    sqlx::query("DELETE FROM files WHERE id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("UPDATE files SET thumbnail_id = NULL WHERE thumbnail_id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
     sqlx::query("DELETE FROM object_copies WHERE object_id = $1")
         .bind(id)
         .execute(&mut *tx)

@@ -6,10 +6,14 @@ use std::path::Path;
 
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
+use hyper_util::service::TowerToHyperService;
 use s3s::auth::SimpleAuth;
 use s3s::service::S3ServiceBuilder;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tower::Layer;
+
+use crate::cors::CorsPolicy;
 
 /// Errors starting the embedded server.
 #[derive(Debug, thiserror::Error)]
@@ -29,12 +33,15 @@ pub enum EmbeddedError {
 
 /// Serves S3 from `root` on `listener` until `cancel` fires. Every bucket in
 /// `buckets` exists as `<root>/<bucket>` before this returns. Requests must be signed
-/// with one of `credentials` (access key, secret key).
+/// with one of `credentials` (access key, secret key). CORS preflights are answered
+/// by `cors` before the signature check, and every answer to an allowed origin
+/// exposes its `ETag`, so a browser on another origin can upload.
 pub async fn serve(
     root: &Path,
     listener: TcpListener,
     buckets: &[String],
     credentials: &[(String, String)],
+    cors: CorsPolicy,
     cancel: CancellationToken,
 ) -> Result<SocketAddr, EmbeddedError> {
     for bucket in buckets {
@@ -53,7 +60,7 @@ pub async fn serve(
         auth.register(key.clone(), secret.clone().into());
     }
     builder.set_auth(auth);
-    let service = builder.build();
+    let service = TowerToHyperService::new(cors.bucket_layer().layer(builder.build()));
     let addr = listener.local_addr().map_err(|e| EmbeddedError::Start {
         source: Box::new(e),
     })?;

@@ -63,6 +63,9 @@ pub struct ObjectMeta {
 pub struct BucketClient {
     id: &'static str,
     bucket: Bucket,
+    /// The same bucket addressed through `public_endpoint`, when one is set: what
+    /// URLs handed to clients are signed for.
+    public: Option<Bucket>,
     credentials: Credentials,
     storage_class: Option<String>,
     http: reqwest::Client,
@@ -86,6 +89,17 @@ impl BucketClient {
 
     pub(crate) fn bucket(&self) -> &Bucket {
         &self.bucket
+    }
+
+    /// The bucket as clients address it: through `public_endpoint` when set, else as
+    /// museum does.
+    pub(crate) fn client_bucket(&self) -> &Bucket {
+        self.public.as_ref().unwrap_or(&self.bucket)
+    }
+
+    /// The base URL clients are sent to, when `public_endpoint` is set.
+    pub fn public_base_url(&self) -> Option<&url::Url> {
+        self.public.as_ref().map(Bucket::base_url)
     }
 
     pub(crate) fn credentials(&self) -> &Credentials {
@@ -354,7 +368,7 @@ pub type ByteStream = std::pin::Pin<
 impl BucketClient {
     /// Starts a GET of `key`; returns its length and the body as a stream.
     pub async fn get_stream(&self, key: &str) -> Result<(u64, ByteStream)> {
-        let url = self.presign_get(key, INTERNAL_URL_TTL);
+        let url = self.internal_get_url(key, INTERNAL_URL_TTL);
         let response = self.send(self.http.get(url)).await?;
         let len = response.content_length().unwrap_or(0);
         Ok((len, Box::pin(response.bytes_stream())))
@@ -417,8 +431,7 @@ impl BucketClient {
         len: u64,
         body: reqwest::Body,
     ) -> Result<Option<String>> {
-        let url =
-            self.presign_upload_part(key, upload_id, part_number, None, None, INTERNAL_URL_TTL);
+        let url = self.internal_part_url(key, upload_id, part_number, INTERNAL_URL_TTL);
         let request = self
             .http
             .put(url)
@@ -520,10 +533,17 @@ impl Buckets {
             } else {
                 UrlStyle::VirtualHost
             };
+            let public_endpoint = cfg
+                .public_endpoint_url(s3.are_local_buckets)
+                .map_err(config_error)?;
             let name = cfg.bucket.clone().unwrap_or_default();
             let region = cfg.region.clone().unwrap_or_else(|| "us-east-1".to_owned());
-            let bucket = Bucket::new(endpoint, style, name, region)
-                .map_err(|e| config_error(format!("cannot address the bucket: {e}")))?;
+            let address = |endpoint: url::Url| {
+                Bucket::new(endpoint, style, name.clone(), region.clone())
+                    .map_err(|e| config_error(format!("cannot address the bucket: {e}")))
+            };
+            let bucket = address(endpoint)?;
+            let public = public_endpoint.map(address).transpose()?;
             let credentials = Credentials::new(
                 cfg.key.clone().unwrap_or_default(),
                 cfg.secret
@@ -541,6 +561,7 @@ impl Buckets {
                 Arc::new(BucketClient {
                     id,
                     bucket,
+                    public,
                     credentials,
                     storage_class,
                     http: http.clone(),

@@ -25,13 +25,24 @@ pub fn is_key_of_user(key: &str, user_id: i64) -> bool {
     })
 }
 
-/// Decodes a base64 Content-MD5 value, which must be exactly 16 bytes.
-pub fn decode_md5(b64: &str) -> Result<[u8; 16], String> {
+/// Decodes an MD5 given as base64 (the Content-MD5 form) or as 32 hex digits, as
+/// Ente's server accepts both. It must be exactly 16 bytes.
+pub fn decode_md5(text: &str) -> Result<[u8; 16], String> {
+    if text.len() == 32 && text.chars().all(|c| c.is_ascii_hexdigit()) {
+        let mut digest = [0u8; 16];
+        hex::decode_to_slice(text, &mut digest).map_err(|_| format!("`{text}` is not hex"))?;
+        return Ok(digest);
+    }
     let bytes = BASE64
-        .decode(b64)
-        .map_err(|_| format!("`{b64}` is not base64"))?;
+        .decode(text)
+        .map_err(|_| format!("`{text}` is neither base64 nor 32 hex digits"))?;
     <[u8; 16]>::try_from(bytes.as_slice())
-        .map_err(|_| format!("`{b64}` decodes to {} bytes; an MD5 is 16", bytes.len()))
+        .map_err(|_| format!("`{text}` decodes to {} bytes; an MD5 is 16", bytes.len()))
+}
+
+/// An MD5 as the base64 a `Content-MD5` header carries.
+pub fn content_md5(digest: &[u8; 16]) -> String {
+    BASE64.encode(digest)
 }
 
 /// The ETag S3 gives a single-part object with this MD5: its lowercase hex.
@@ -69,7 +80,9 @@ impl BucketClient {
         content_md5: Option<&str>,
         ttl: Duration,
     ) -> Url {
-        let mut action = self.bucket().put_object(Some(self.credentials()), key);
+        let mut action = self
+            .client_bucket()
+            .put_object(Some(self.credentials()), key);
         if let Some(len) = content_length {
             action
                 .headers_mut()
@@ -81,7 +94,8 @@ impl BucketClient {
         action.sign(ttl)
     }
 
-    /// A presigned PUT of one part (numbered from 1) of a multipart upload.
+    /// A presigned PUT of one part (numbered from 1) of a multipart upload, for a
+    /// client.
     pub fn presign_upload_part(
         &self,
         key: &str,
@@ -91,8 +105,42 @@ impl BucketClient {
         content_md5: Option<&str>,
         ttl: Duration,
     ) -> Url {
-        let mut action = UploadPart::new(
+        self.sign_upload_part(
+            self.client_bucket(),
+            (key, upload_id, part_number),
+            content_length,
+            content_md5,
+            ttl,
+        )
+    }
+
+    /// A part URL for museum's own use, through `endpoint`.
+    pub(crate) fn internal_part_url(
+        &self,
+        key: &str,
+        upload_id: &str,
+        part_number: u16,
+        ttl: Duration,
+    ) -> Url {
+        self.sign_upload_part(
             self.bucket(),
+            (key, upload_id, part_number),
+            None,
+            None,
+            ttl,
+        )
+    }
+
+    fn sign_upload_part(
+        &self,
+        bucket: &rusty_s3::Bucket,
+        (key, upload_id, part_number): (&str, &str, u16),
+        content_length: Option<u64>,
+        content_md5: Option<&str>,
+        ttl: Duration,
+    ) -> Url {
+        let mut action = UploadPart::new(
+            bucket,
             Some(self.credentials()),
             key,
             part_number,
@@ -113,7 +161,7 @@ impl BucketClient {
     /// `CompleteMultipartUpload` XML body.
     pub fn presign_complete(&self, key: &str, upload_id: &str, ttl: Duration) -> Url {
         CompleteMultipartUpload::new(
-            self.bucket(),
+            self.client_bucket(),
             Some(self.credentials()),
             key,
             upload_id,
@@ -122,8 +170,15 @@ impl BucketClient {
         .sign(ttl)
     }
 
-    /// A presigned GET of `key`.
+    /// A presigned GET of `key`, for a client.
     pub fn presign_get(&self, key: &str, ttl: Duration) -> Url {
+        self.client_bucket()
+            .get_object(Some(self.credentials()), key)
+            .sign(ttl)
+    }
+
+    /// A GET URL for museum's own use, through `endpoint`.
+    pub(crate) fn internal_get_url(&self, key: &str, ttl: Duration) -> Url {
         self.bucket()
             .get_object(Some(self.credentials()), key)
             .sign(ttl)
@@ -162,6 +217,9 @@ mod tests {
             Ok("d41d8cd98f00b204e9800998ecf8427e")
         );
         assert!(decode_md5("not base64!").is_err());
+        let hex_form = decode_md5("D41D8CD98F00B204E9800998ECF8427E").map(|m| content_md5(&m));
+        assert_eq!(hex_form.as_deref(), Ok("1B2M2Y8AsgTpgAmY7PhCfg=="));
+        assert!(decode_md5("d41d8cd98f00b204e9800998ecf8427").is_err());
         assert!(decode_md5("AAAA").unwrap_err().contains("3 bytes"));
     }
 

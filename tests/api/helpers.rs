@@ -129,6 +129,7 @@ impl S3Server {
             listener,
             &[bucket.to_owned()],
             &[(key.to_owned(), secret.to_owned())],
+            museum::cors::CorsPolicy::default(),
             cancel,
         )
         .await
