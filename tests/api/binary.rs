@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_museum");
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -17,7 +17,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn museum(dir: &Path, api: u16, metrics: u16) -> Command {
+pub(crate) fn museum(dir: &Path, api: u16, metrics: u16) -> Command {
     let mut cmd = Command::new(BIN);
     cmd.current_dir(dir)
         .env_remove("ENVIRONMENT")
@@ -29,7 +29,7 @@ fn museum(dir: &Path, api: u16, metrics: u16) -> Command {
     cmd
 }
 
-fn checkout_copy() -> tempfile::TempDir {
+pub(crate) fn checkout_copy() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     std::fs::create_dir_all(dir.path().join("configurations")).unwrap();
@@ -43,7 +43,7 @@ fn checkout_copy() -> tempfile::TempDir {
     dir
 }
 
-struct Killed(Child);
+pub(crate) struct Killed(pub(crate) Child);
 
 impl Drop for Killed {
     fn drop(&mut self) {
@@ -52,7 +52,7 @@ impl Drop for Killed {
     }
 }
 
-async fn wait_for_ping(base: &str) {
+pub(crate) async fn wait_for_ping(base: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Ok(r) = reqwest::get(format!("{base}/ping")).await
@@ -374,4 +374,132 @@ async fn doctor_passes_against_a_running_museum_and_names_a_closed_endpoint() {
         stdout.contains("checks failed for: scw-eu-fr-v3"),
         "{stdout}"
     );
+}
+
+#[tokio::test]
+async fn doctor_sends_real_cors_preflights_through_the_public_endpoint() {
+    let dir = checkout_copy();
+    let (api, metrics, s3) = (free_port(), free_port(), free_port());
+    // Museum reaches the buckets at 127.0.0.1, clients are sent to localhost.
+    let with_s3 = |mut cmd: Command| {
+        cmd.env("ENTE_S3_EMBEDDED_ADDRESS", format!("127.0.0.1:{s3}"))
+            .env("ENTE_HTTP_CORS_ALLOWED_ORIGINS", "https://photos.example.org");
+        for id in ["B2_EU_CEN", "WASABI_EU_CENTRAL_2_V3", "SCW_EU_FR_V3"] {
+            cmd.env(format!("ENTE_S3_{id}_ENDPOINT"), format!("127.0.0.1:{s3}"))
+                .env(
+                    format!("ENTE_S3_{id}_PUBLIC_ENDPOINT"),
+                    format!("localhost:{s3}"),
+                );
+        }
+        cmd
+    };
+    let log_path = dir.path().join("serve.log");
+    let child = with_s3(museum(dir.path(), api, metrics))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let _serve = Killed(child);
+    wait_for_ping(&format!("http://127.0.0.1:{api}")).await;
+
+    let doctor = |cmd: &mut Command| {
+        let out = cmd.arg("doctor").output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let (code, stdout) = doctor(&mut with_s3(museum(dir.path(), api, metrics)));
+    assert_eq!(code, Some(0), "{stdout}");
+    for id in ["b2-eu-cen", "wasabi-eu-central-2-v3", "scw-eu-fr-v3"] {
+        assert!(
+            stdout.contains(&format!(
+                "ok    {id:<24} public endpoint reachable        http://localhost:{s3}"
+            )),
+            "{stdout}"
+        );
+        assert!(
+            stdout.contains(&format!(
+                "ok    {id:<24} CORS                             browsers on https://photos.example.org may PUT, POST, GET and HEAD, and read ETag"
+            )),
+            "{stdout}"
+        );
+    }
+    assert!(stdout.contains(&format!("(via http://localhost:{s3})")), "{stdout}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(
+        !log.contains(r#""level":"ERROR""#),
+        "a healthy doctor run leaves no error in the server's log:\n{log}"
+    );
+
+    // The running server allows photos.example.org only: another origin is refused
+    // by the embedded server's real preflights.
+    let (code, stdout) = doctor(
+        with_s3(museum(dir.path(), api, metrics))
+            .env("ENTE_HTTP_CORS_ALLOWED_ORIGINS", "https://elsewhere.example"),
+    );
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(
+        stdout.contains("FAIL  b2-eu-cen                CORS                             browsers cannot use this bucket (mobile apps can): PUT, POST, GET, HEAD preflights from https://elsewhere.example: no Access-Control-Allow-Origin"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("the presigned PUT's answer to https://elsewhere.example: no Access-Control-Allow-Origin"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("fix: the embedded S3 server answers CORS for the origins in http.cors.allowed-origins"),
+        "{stdout}"
+    );
+
+    // Seen as any other S3 server (not this museum's embedded one), the fix is the
+    // rule to apply, ready to paste, once, with the configured origin in it.
+    let (code, stdout) = doctor(
+        with_s3(museum(dir.path(), api, metrics))
+            .env("ENTE_S3_EMBEDDED", "false")
+            .env("ENTE_HTTP_CORS_ALLOWED_ORIGINS", "https://elsewhere.example"),
+    );
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(
+        stdout.contains(&format!("aws s3api put-bucket-cors --endpoint-url http://127.0.0.1:{s3} --bucket b2-eu-cen --cors-configuration file://cors.json")),
+        "{stdout}"
+    );
+    assert!(stdout.contains("mc cors set ALIAS/b2-eu-cen cors.xml"), "{stdout}");
+    assert!(
+        stdout.contains("mc cors set ALIAS/scw-eu-fr-v3 cors.xml (cors.json and cors.xml are printed above, under b2-eu-cen)"),
+        "{stdout}"
+    );
+    assert_eq!(stdout.matches("cat > cors.json <<'EOF'").count(), 1, "{stdout}");
+    let json = stdout
+        .split("cat > cors.json <<'EOF'\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\nEOF\n").next())
+        .unwrap();
+    let rule: Value = serde_json::from_str(json).unwrap();
+    assert_eq!(
+        rule["CORSRules"][0]["AllowedOrigins"],
+        json!(["https://elsewhere.example"])
+    );
+    assert_eq!(rule["CORSRules"][0]["ExposeHeaders"], json!(["ETag"]));
+    assert!(
+        stdout.contains("<AllowedOrigin>https://elsewhere.example</AllowedOrigin>"),
+        "{stdout}"
+    );
+
+    // A public endpoint nothing answers at: named, and the client-side checks skipped.
+    let closed = free_port();
+    let (code, stdout) = doctor(
+        with_s3(museum(dir.path(), api, metrics)).env(
+            "ENTE_S3_SCW_EU_FR_V3_PUBLIC_ENDPOINT",
+            format!("127.0.0.1:{closed}"),
+        ),
+    );
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(
+        stdout.contains(&format!("FAIL  scw-eu-fr-v3             public endpoint reachable        nothing answers at 127.0.0.1:{closed}")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("skip  scw-eu-fr-v3             CORS"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("checks failed for: scw-eu-fr-v3\n"), "{stdout}");
 }
