@@ -32,6 +32,10 @@ pub enum ApiError {
     TooLarge { size: u64, max: u64 },
     #[error("could not read the object's size from the hot bucket")]
     ObjectSizeFetchFailed(#[source] StorageError),
+    #[error("this route does not take that method")]
+    MethodNotAllowed,
+    #[error("the request took too long; retry it")]
+    Timeout,
     #[error("object storage is unavailable")]
     StorageUnavailable(#[source] StorageError),
     #[error("database is unavailable")]
@@ -68,6 +72,8 @@ impl ApiError {
             Self::ObjectSizeFetchFailed(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "OBJECT_SIZE_FETCH_FAILED")
             }
+            Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED"),
+            Self::Timeout => (StatusCode::SERVICE_UNAVAILABLE, "TIMEOUT"),
             Self::StorageUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "STORAGE_UNAVAILABLE"),
             Self::DbUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "DB_UNAVAILABLE"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL"),

@@ -91,12 +91,8 @@ async fn not_found() -> ApiError {
     ApiError::NotFound("no such route".to_owned())
 }
 
-async fn method_not_allowed() -> Response {
-    (
-        axum::http::StatusCode::METHOD_NOT_ALLOWED,
-        axum::Json(serde_json::json!({"code": "METHOD_NOT_ALLOWED", "message": "this route does not take that method"})),
-    )
-        .into_response()
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
 }
 
 /// Answers any `OPTIONS` that is not a CORS preflight (those the CORS layer answers)
@@ -115,10 +111,6 @@ async fn timeout(
 ) -> Response {
     match tokio::time::timeout(limit, next.run(request)).await {
         Ok(response) => response,
-        Err(_) => (
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(serde_json::json!({"code": "TIMEOUT", "message": "the request took too long; retry it"})),
-        )
-            .into_response(),
+        Err(_) => ApiError::Timeout.into_response(),
     }
 }
