@@ -7,6 +7,7 @@ mod binary;
 mod browser;
 mod clients;
 mod config;
+mod ente;
 mod faults;
 mod helpers;
 mod hostile;
