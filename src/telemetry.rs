@@ -7,10 +7,12 @@ use tracing_subscriber::EnvFilter;
 use crate::config::LogFormat;
 
 /// Installs the global subscriber. `RUST_LOG` overrides the default filter. Calling it
-/// again is harmless (the first subscriber stays).
+/// again is harmless (the first subscriber stays). The embedded S3 server's library
+/// logs are off by default: it logs refused requests as errors, and the server's own
+/// layer logs its answers at the right level instead.
 pub fn init(format: Option<LogFormat>) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        EnvFilter::new("info,sqlx=warn,s3s=warn,s3s_fs=warn,hyper=warn,tower_http=info")
+        EnvFilter::new("info,sqlx=warn,s3s=off,s3s_fs=warn,hyper=warn,tower_http=info")
     });
     let format = format.unwrap_or(if std::io::stderr().is_terminal() {
         LogFormat::Pretty

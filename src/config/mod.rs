@@ -26,9 +26,12 @@ pub const GLACIER_BUCKET_ID: &str = "scw-eu-fr-v3";
 /// Every problem found while loading or validating the configuration, reported at once.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// `configurations/<ENVIRONMENT>.yaml` does not exist.
+    /// `configurations/<ENVIRONMENT>.yaml` does not exist. `path` is absolute.
     #[error(
-        "configuration file {path} not found: set ENVIRONMENT to a file that exists in configurations/ (default `local`)"
+        "no configuration file {file} in {folder}: run museum from the folder that holds configurations/ \
+         (the repository root), or set ENVIRONMENT to the name of a file there (default `local`)",
+        file = .path.file_name().unwrap_or_default().display(),
+        folder = .path.parent().unwrap_or(.path).display()
     )]
     MissingEnvironmentFile { path: PathBuf },
     /// One or more keys are invalid; each line names the key, its source and the fix.
@@ -476,7 +479,9 @@ pub fn load_with_env(sources: &Sources, env: EnteEnv) -> Result<Loaded, ConfigEr
         .join("configurations")
         .join(format!("{}.yaml", sources.environment));
     if !env_file.is_file() {
-        return Err(ConfigError::MissingEnvironmentFile { path: env_file });
+        return Err(ConfigError::MissingEnvironmentFile {
+            path: std::path::absolute(&env_file).unwrap_or(env_file),
+        });
     }
     let base =
         Figment::from(Serialized::defaults(Settings::default())).merge(Yaml::file(&env_file));
@@ -569,6 +574,27 @@ mod tests {
             db.connection_url().expose_secret(),
             "postgres://pguser:p%40ss%20word@db.internal:5432/ente_db?sslmode=disable"
         );
+    }
+
+    #[test]
+    fn a_missing_environment_file_names_the_folder_looked_in_and_the_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        let sources = Sources {
+            dir: dir.path().join("."),
+            environment: "staging".to_owned(),
+        };
+        let err = load_with_env(&sources, EnteEnv::from_vars([])).unwrap_err();
+        let folder = std::path::absolute(dir.path().join("configurations")).unwrap();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "no configuration file staging.yaml in {}: run museum from the folder that holds configurations/ \
+                 (the repository root), or set ENVIRONMENT to the name of a file there (default `local`)",
+                folder.display()
+            )
+        );
+        assert!(folder.is_absolute());
+        assert!(!err.to_string().contains("/./"), "{err}");
     }
 
     #[test]

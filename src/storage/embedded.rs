@@ -12,6 +12,7 @@ use s3s::service::S3ServiceBuilder;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower::Layer;
+use tower::util::MapResponseLayer;
 
 use crate::cors::CorsPolicy;
 
@@ -60,7 +61,21 @@ pub async fn serve(
         auth.register(key.clone(), secret.clone().into());
     }
     builder.set_auth(auth);
-    let service = TowerToHyperService::new(cors.bucket_layer().layer(builder.build()));
+    // s3s logs every refused request at ERROR, though a 404 or 403 is a client's
+    // business; its own logs are off by default (telemetry), and answers are logged
+    // here instead: server errors at WARN, refusals at DEBUG. Never the URI, which
+    // carries a presigned URL's signature.
+    let logged = MapResponseLayer::new(|response: http::Response<s3s::Body>| {
+        let status = response.status();
+        if status.is_server_error() {
+            tracing::warn!(status = status.as_u16(), "embedded S3 failed a request");
+        } else if status.is_client_error() {
+            tracing::debug!(status = status.as_u16(), "embedded S3 refused a request");
+        }
+        response
+    });
+    let service =
+        TowerToHyperService::new(logged.layer(cors.bucket_layer().layer(builder.build())));
     let addr = listener.local_addr().map_err(|e| EmbeddedError::Start {
         source: Box::new(e),
     })?;

@@ -251,21 +251,31 @@ impl BucketClient {
         self.bucket.base_url()
     }
 
-    /// Sends an unsigned GET to the endpoint to see whether anything answers.
-    pub async fn probe(&self) -> Reachability {
-        let mut root = self.bucket.base_url().clone();
-        root.set_path("/");
+    /// Whether anything answers at the bucket's `endpoint`, or at its
+    /// `public_endpoint` when `public`. The probe is a signed HEAD of the bucket, so a
+    /// healthy server answers 200 and logs no error; any HTTP answer counts.
+    pub async fn probe(&self, public: bool) -> Reachability {
+        let target = if public {
+            self.client_bucket()
+        } else {
+            &self.bucket
+        };
+        let url = target
+            .head_bucket(Some(&self.credentials))
+            .sign(INTERNAL_URL_TTL);
         match self
             .http
-            .get(root)
+            .head(url)
             .timeout(Duration::from_secs(10))
             .send()
             .await
         {
             Ok(_) => Reachability::Answered,
             Err(e) => {
-                let chain = error_chain(&e);
-                if e.is_timeout() {
+                let timeout = e.is_timeout();
+                // The URL is signed: keep it out of the message.
+                let chain = error_chain(&e.without_url());
+                if timeout {
                     Reachability::Timeout
                 } else if chain.contains("dns")
                     || chain.contains("failed to lookup")
@@ -489,7 +499,7 @@ impl BucketClient {
 }
 
 /// The text of the first `<tag>…</tag>` in an S3 XML answer.
-fn xml_value(body: &str, tag: &str) -> Option<String> {
+pub(crate) fn xml_value(body: &str, tag: &str) -> Option<String> {
     let open = format!("<{tag}>");
     let close = format!("</{tag}>");
     let start = body.find(&open)? + open.len();

@@ -383,7 +383,10 @@ async fn doctor_sends_real_cors_preflights_through_the_public_endpoint() {
     // Museum reaches the buckets at 127.0.0.1, clients are sent to localhost.
     let with_s3 = |mut cmd: Command| {
         cmd.env("ENTE_S3_EMBEDDED_ADDRESS", format!("127.0.0.1:{s3}"))
-            .env("ENTE_HTTP_CORS_ALLOWED_ORIGINS", "https://photos.example.org");
+            .env(
+                "ENTE_HTTP_CORS_ALLOWED_ORIGINS",
+                "https://photos.example.org",
+            );
         for id in ["B2_EU_CEN", "WASABI_EU_CENTRAL_2_V3", "SCW_EU_FR_V3"] {
             cmd.env(format!("ENTE_S3_{id}_ENDPOINT"), format!("127.0.0.1:{s3}"))
                 .env(
@@ -404,7 +407,10 @@ async fn doctor_sends_real_cors_preflights_through_the_public_endpoint() {
 
     let doctor = |cmd: &mut Command| {
         let out = cmd.arg("doctor").output().unwrap();
-        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
     };
     let (code, stdout) = doctor(&mut with_s3(museum(dir.path(), api, metrics)));
     assert_eq!(code, Some(0), "{stdout}");
@@ -422,7 +428,10 @@ async fn doctor_sends_real_cors_preflights_through_the_public_endpoint() {
             "{stdout}"
         );
     }
-    assert!(stdout.contains(&format!("(via http://localhost:{s3})")), "{stdout}");
+    assert!(
+        stdout.contains(&format!("(via http://localhost:{s3})")),
+        "{stdout}"
+    );
     tokio::time::sleep(Duration::from_millis(200)).await;
     let log = std::fs::read_to_string(&log_path).unwrap();
     assert!(
@@ -432,10 +441,10 @@ async fn doctor_sends_real_cors_preflights_through_the_public_endpoint() {
 
     // The running server allows photos.example.org only: another origin is refused
     // by the embedded server's real preflights.
-    let (code, stdout) = doctor(
-        with_s3(museum(dir.path(), api, metrics))
-            .env("ENTE_HTTP_CORS_ALLOWED_ORIGINS", "https://elsewhere.example"),
-    );
+    let (code, stdout) = doctor(with_s3(museum(dir.path(), api, metrics)).env(
+        "ENTE_HTTP_CORS_ALLOWED_ORIGINS",
+        "https://elsewhere.example",
+    ));
     assert_eq!(code, Some(1), "{stdout}");
     assert!(
         stdout.contains("FAIL  b2-eu-cen                CORS                             browsers cannot use this bucket (mobile apps can): PUT, POST, GET, HEAD preflights from https://elsewhere.example: no Access-Control-Allow-Origin"),
@@ -446,7 +455,9 @@ async fn doctor_sends_real_cors_preflights_through_the_public_endpoint() {
         "{stdout}"
     );
     assert!(
-        stdout.contains("fix: the embedded S3 server answers CORS for the origins in http.cors.allowed-origins"),
+        stdout.contains(
+            "fix: the embedded S3 server answers CORS for the origins in http.cors.allowed-origins"
+        ),
         "{stdout}"
     );
 
@@ -455,19 +466,29 @@ async fn doctor_sends_real_cors_preflights_through_the_public_endpoint() {
     let (code, stdout) = doctor(
         with_s3(museum(dir.path(), api, metrics))
             .env("ENTE_S3_EMBEDDED", "false")
-            .env("ENTE_HTTP_CORS_ALLOWED_ORIGINS", "https://elsewhere.example"),
+            .env(
+                "ENTE_HTTP_CORS_ALLOWED_ORIGINS",
+                "https://elsewhere.example",
+            ),
     );
     assert_eq!(code, Some(1), "{stdout}");
     assert!(
         stdout.contains(&format!("aws s3api put-bucket-cors --endpoint-url http://127.0.0.1:{s3} --bucket b2-eu-cen --cors-configuration file://cors.json")),
         "{stdout}"
     );
-    assert!(stdout.contains("mc cors set ALIAS/b2-eu-cen cors.xml"), "{stdout}");
+    assert!(
+        stdout.contains("mc cors set ALIAS/b2-eu-cen cors.xml"),
+        "{stdout}"
+    );
     assert!(
         stdout.contains("mc cors set ALIAS/scw-eu-fr-v3 cors.xml (cors.json and cors.xml are printed above, under b2-eu-cen)"),
         "{stdout}"
     );
-    assert_eq!(stdout.matches("cat > cors.json <<'EOF'").count(), 1, "{stdout}");
+    assert_eq!(
+        stdout.matches("cat > cors.json <<'EOF'").count(),
+        1,
+        "{stdout}"
+    );
     let json = stdout
         .split("cat > cors.json <<'EOF'\n")
         .nth(1)
@@ -486,12 +507,10 @@ async fn doctor_sends_real_cors_preflights_through_the_public_endpoint() {
 
     // A public endpoint nothing answers at: named, and the client-side checks skipped.
     let closed = free_port();
-    let (code, stdout) = doctor(
-        with_s3(museum(dir.path(), api, metrics)).env(
-            "ENTE_S3_SCW_EU_FR_V3_PUBLIC_ENDPOINT",
-            format!("127.0.0.1:{closed}"),
-        ),
-    );
+    let (code, stdout) = doctor(with_s3(museum(dir.path(), api, metrics)).env(
+        "ENTE_S3_SCW_EU_FR_V3_PUBLIC_ENDPOINT",
+        format!("127.0.0.1:{closed}"),
+    ));
     assert_eq!(code, Some(1), "{stdout}");
     assert!(
         stdout.contains(&format!("FAIL  scw-eu-fr-v3             public endpoint reachable        nothing answers at 127.0.0.1:{closed}")),
@@ -501,5 +520,8 @@ async fn doctor_sends_real_cors_preflights_through_the_public_endpoint() {
         stdout.contains("skip  scw-eu-fr-v3             CORS"),
         "{stdout}"
     );
-    assert!(stdout.contains("checks failed for: scw-eu-fr-v3\n"), "{stdout}");
+    assert!(
+        stdout.contains("checks failed for: scw-eu-fr-v3\n"),
+        "{stdout}"
+    );
 }

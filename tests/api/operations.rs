@@ -122,7 +122,8 @@ async fn doctor_passes_and_names_the_bucket_that_is_down(engine: Engine) {
             "endpoint reachable",
             "credentials accepted",
             "bucket exists",
-            "presigned PUT → HEAD → DELETE",
+            "presigned PUT → GET → DELETE",
+            "CORS",
         ] {
             assert!(
                 checks.iter().any(|c| c.subject == id
