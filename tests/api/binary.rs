@@ -29,6 +29,22 @@ pub(crate) fn museum(dir: &Path, api: u16, metrics: u16) -> Command {
     cmd
 }
 
+/// Runs `museum token create --user <user>` in `dir`; returns the token, which is
+/// alone on the last line of stdout.
+pub(crate) fn create_token(dir: &Path, api: u16, metrics: u16, user: i64) -> String {
+    let out = museum(dir, api, metrics)
+        .args(["token", "create", "--user", &user.to_string()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    stdout.lines().last().unwrap().trim().to_owned()
+}
+
 pub(crate) fn checkout_copy() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -72,18 +88,8 @@ pub(crate) async fn wait_for_ping(base: &str) {
 async fn the_binary_serves_the_embedded_default_end_to_end() {
     let dir = checkout_copy();
     let (api, metrics) = (free_port(), free_port());
-    let out = museum(dir.path(), api, metrics)
-        .args(["token", "create", "--user", "9"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    let token = stdout.lines().last().unwrap().trim().to_owned();
-    assert!(token.len() >= 40, "{stdout}");
+    let token = create_token(dir.path(), api, metrics, 9);
+    assert!(token.len() >= 40, "{token}");
 
     let child = museum(dir.path(), api, metrics)
         .stdout(Stdio::null())

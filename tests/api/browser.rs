@@ -16,7 +16,7 @@ use md5::{Digest, Md5};
 use museum::config::BUCKET_IDS;
 use serde_json::{Value, json};
 
-use crate::binary::{Killed, checkout_copy, free_port, museum, wait_for_ping};
+use crate::binary::{Killed, checkout_copy, create_token, free_port, museum, wait_for_ping};
 use crate::helpers::{PART_SIZE, bytes_of, md5_b64};
 
 const WEB_PACKAGE: &str = "io.ente.photos.web";
@@ -383,17 +383,7 @@ async fn a_browser_on_another_origin_uploads_single_and_multipart_objects_on_the
     let _logs = LogsOnFailure(vec![museum_log.clone(), chromium_log.clone()]);
 
     let (api, metrics) = (free_port(), free_port());
-    let out = museum(dir.path(), api, metrics)
-        .args(["token", "create", "--user", &USER.to_string()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    let token = stdout.lines().last().unwrap().trim().to_owned();
+    let token = create_token(dir.path(), api, metrics, USER);
 
     let serve = museum(dir.path(), api, metrics)
         .stdout(Stdio::null())
