@@ -464,36 +464,26 @@ async fn report_inner(
     for object in &reported {
         checked.push(check_reported(state, user, object).await?);
     }
-    let already: Vec<StoredObject> = checked
-        .iter()
-        .filter_map(|c| match c {
-            Checked::Already(o) => Some(o.clone()),
-            Checked::Fresh(_) => None,
-        })
-        .collect();
-    let (objects, record) = if already.len() == checked.len() {
-        let record = repo::ensure_file(
-            &state.db,
-            already[0].id,
-            user,
-            already.get(1).map(|t| t.id),
-            &new_file,
-        )
-        .await?;
-        (already, record)
-    } else if already.is_empty() {
-        let fresh: Vec<NewObject> = checked
-            .into_iter()
-            .filter_map(|c| match c {
-                Checked::Fresh(o) => Some(o),
-                Checked::Already(_) => None,
-            })
-            .collect();
-        commit(state, user, &fresh, &new_file).await?
-    } else {
-        return Err(ApiError::Conflict(
-            "one of these objects was already reported in another file; report each object in one file only".to_owned(),
-        ));
+    let mut fresh = Vec::new();
+    let mut already = Vec::new();
+    for c in checked {
+        match c {
+            Checked::Fresh(o) => fresh.push(o),
+            Checked::Already(o) => already.push(o),
+        }
+    }
+    let (objects, record) = match (already.first(), fresh.is_empty()) {
+        (Some(file), true) => {
+            let thumbnail = already.get(1).map(|t| t.id);
+            let record = repo::ensure_file(&state.db, file.id, user, thumbnail, &new_file).await?;
+            (already, record)
+        }
+        (None, false) => commit(state, user, &fresh, &new_file).await?,
+        _ => {
+            return Err(ApiError::Conflict(
+                "one of these objects was already reported in another file; report each object in one file only".to_owned(),
+            ));
+        }
     };
     let thumbnail = objects.get(1);
     if record.thumbnail_id != thumbnail.map(|t| t.id) || record.attributes != new_file.attributes {
