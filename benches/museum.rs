@@ -23,6 +23,12 @@ use tokio_util::sync::CancellationToken;
 const MIB: usize = 1024 * 1024;
 const RUNS: usize = 3;
 const WORKERS: usize = 6;
+/// The small-objects workload: this many objects of `SMALL_SIZE` bytes.
+const SMALL_OBJECTS: usize = 2000;
+const SMALL_SIZE: usize = 64 * 1024;
+/// rclone takes about 100 s per configuration on the small objects here, so it runs
+/// once per configuration where museum runs `RUNS` times.
+const SMALL_RCLONE_RUNS: usize = 1;
 
 fn main() {
     if let Ok(port) = std::env::var("MUSEUM_BENCH_BARE_AXUM") {
@@ -204,11 +210,11 @@ impl Museum {
         }
     }
 
-    fn token(&self, env: &Env, name: &str) -> String {
+    fn token(&self, env: &Env, name: &str, user: u32) -> String {
         let out = Command::new(env!("CARGO_BIN_EXE_museum"))
             .current_dir(env.dir.join(name))
             .env("ENVIRONMENT", "bench")
-            .args(["token", "create", "--user", "1"])
+            .args(["token", "create", "--user", &user.to_string()])
             .output()
             .unwrap();
         String::from_utf8(out.stdout)
@@ -251,6 +257,16 @@ impl Museum {
             .fetch_one(conn)
             .await
             .unwrap()
+    }
+
+    /// Copies not yet made, counted as `museum_replication_pending` counts them.
+    async fn pending_copies(&self, conn: &mut SqliteConnection) -> i64 {
+        sqlx::query_scalar(
+            "SELECT COUNT(*) FROM object_copies WHERE state IN ('pending', 'copying')",
+        )
+        .fetch_one(conn)
+        .await
+        .unwrap()
     }
 
     async fn wait_done(&self, total: i64) {
@@ -379,9 +395,22 @@ fn rclone_remote(cmd: &mut Command, name: &str, s: &Server) {
     }
 }
 
-/// Times `rclone copy` hot→cold and hot→glacier, run at the same time.
-fn rclone_run(env: &Env) -> f64 {
+fn have_rclone() -> bool {
+    Command::new("rclone")
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Times `rclone copy` hot→cold and hot→glacier, run at the same time, of the whole
+/// bucket or of one folder (`prefix`, e.g. a user id); `transfers` None is rclone's
+/// default.
+fn rclone_run(env: &Env, prefix: &str, transfers: Option<usize>) -> f64 {
     wipe_targets(env);
+    // A folder is copied from the bucket's root with a filter: rclone first HEADs a
+    // source path to learn whether it is a file, s3s-fs answers a HEAD on a prefix with
+    // 500, and rclone's retries of that HEAD would be timed as copying.
+    let filter = (!prefix.is_empty()).then(|| format!("/{prefix}/**"));
     let start = Instant::now();
     let mut children = Vec::new();
     for (name, target) in [("cold", &env.servers[1]), ("glacier", &env.servers[2])] {
@@ -393,12 +422,21 @@ fn rclone_run(env: &Env) -> f64 {
             "copy",
             &format!("hot:{}", env.servers[0].bucket),
             &format!("{name}:{}", target.bucket),
-            "--transfers",
-            &WORKERS.to_string(),
             "--s3-no-check-bucket",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        ]);
+        if let Some(f) = &filter {
+            cmd.args(["--include", f]);
+        }
+        if let Some(n) = transfers {
+            cmd.args(["--transfers", &n.to_string()]);
+        }
+        // rclone logs retries and errors (not progress) by default: kept for a look.
+        let log = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(env.dir.join(format!("rclone-{name}.log")))
+            .unwrap();
+        cmd.stdout(Stdio::null()).stderr(log);
         children.push(cmd.spawn().unwrap());
     }
     for mut c in children {
@@ -426,10 +464,10 @@ async fn raw_run(env: &Env, objects: &[(String, usize)]) -> f64 {
             for target in targets {
                 let (tx, rx) =
                     tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(8);
-                let body = reqwest::Body::wrap_stream(futures_util::stream::unfold(
-                    rx,
-                    |mut rx| async move { rx.recv().await.map(|item| (item, rx)) },
-                ));
+                let body: museum::storage::BodyStream =
+                    Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
+                        rx.recv().await.map(|item| (item, rx))
+                    }));
                 let key = key.clone();
                 let size = *size as u64;
                 puts.push(tokio::spawn(async move {
@@ -453,6 +491,125 @@ async fn raw_run(env: &Env, objects: &[(String, usize)]) -> f64 {
     .collect::<Vec<_>>()
     .await;
     start.elapsed().as_secs_f64()
+}
+
+/// Objects under `<bucket>/<prefix>/` in both targets, counted from the servers' files.
+fn copied_files(env: &Env, prefix: &str) -> i64 {
+    env.servers[1..]
+        .iter()
+        .map(|s| {
+            std::fs::read_dir(s.root.join(&s.bucket).join(prefix)).map_or(0, |d| {
+                d.filter(|e| e.as_ref().is_ok_and(|e| e.path().is_file()))
+                    .count()
+            }) as i64
+        })
+        .sum()
+}
+
+/// What a timed upload load achieved.
+struct Load {
+    uploads: u64,
+    errors: u64,
+    first_error: Option<String>,
+    secs: f64,
+}
+
+/// `clients` clients, each looping {ask for an upload URL, PUT `size` bytes, report
+/// the object} as fast as it can for `secs` seconds; a failed step counts an error
+/// and the client goes on with a new object.
+async fn upload_load(m: &Museum, token: &str, clients: usize, secs: u64, size: usize) -> Load {
+    let client = reqwest::Client::new();
+    let body = bytes::Bytes::from(bytes_of(size, 0));
+    let uploads = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let first_error = Arc::new(std::sync::Mutex::new(None::<String>));
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs(secs);
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (client, body, uploads, errors, first_error) = (
+            client.clone(),
+            body.clone(),
+            uploads.clone(),
+            errors.clone(),
+            first_error.clone(),
+        );
+        let (base, token) = (m.base.clone(), token.to_owned());
+        tasks.push(tokio::spawn(async move {
+            while Instant::now() < deadline {
+                match upload_one(&client, &base, &token, body.clone()).await {
+                    Ok(()) => uploads.fetch_add(1, Ordering::Relaxed),
+                    Err(e) => {
+                        first_error.lock().unwrap().get_or_insert(e);
+                        errors.fetch_add(1, Ordering::Relaxed)
+                    }
+                };
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let first_error = first_error.lock().unwrap().take();
+    Load {
+        uploads: uploads.load(Ordering::Relaxed),
+        errors: errors.load(Ordering::Relaxed),
+        first_error,
+        secs: start.elapsed().as_secs_f64(),
+    }
+}
+
+/// One object as a client uploads it: upload URL, PUT, report. Errors name the step
+/// and never the presigned URL.
+async fn upload_one(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+    body: bytes::Bytes,
+) -> Result<(), String> {
+    let size = body.len();
+    let fail = |step: &str| {
+        let step = step.to_owned();
+        move |e: reqwest::Error| format!("{step}: {}", e.without_url())
+    };
+    let r = client
+        .get(format!("{base}/files/upload-urls?count=1"))
+        .header("X-Auth-Token", token)
+        .send()
+        .await
+        .map_err(fail("upload URL"))?;
+    if !r.status().is_success() {
+        return Err(format!("upload URL: {}", r.status()));
+    }
+    let urls: Value = r.json().await.map_err(fail("upload URL"))?;
+    let u = &urls["urls"][0];
+    let (Some(key), Some(url)) = (u["objectKey"].as_str(), u["url"].as_str()) else {
+        return Err("upload URL: no URL in the answer".to_owned());
+    };
+    let r = client
+        .put(url)
+        .body(body)
+        .send()
+        .await
+        .map_err(fail("PUT"))?;
+    let status = r.status();
+    let _ = r.bytes().await;
+    if !status.is_success() {
+        return Err(format!("PUT: {status}"));
+    }
+    let r = client
+        .post(format!("{base}/files"))
+        .header("X-Auth-Token", token)
+        .json(&json!({"file": {"objectKey": key, "size": size}}))
+        .send()
+        .await
+        .map_err(fail("report"))?;
+    let status = r.status();
+    let _ = r.bytes().await;
+    if status != 200 {
+        return Err(format!("report: {status}"));
+    }
+    Ok(())
 }
 
 /// Requests per second over `secs` seconds with `concurrency` keep-alive clients.
@@ -663,7 +820,7 @@ async fn run() {
 
     let m = Museum::start(&env, "main");
     m.ready().await;
-    let token = m.token(&env, "main");
+    let token = m.token(&env, "main", 1);
     let mut objects = Vec::new();
     if wants("replication") {
         // Workload: 200 × 4 MiB + 2 × 256 MiB, reported to museum and replicated once to warm up.
@@ -674,17 +831,14 @@ async fn run() {
         objects = upload_and_report(&m, &token, &sizes, true).await;
         m.wait_done(2 * objects.len() as i64).await;
 
-        let have_rclone = Command::new("rclone")
-            .arg("version")
-            .output()
-            .is_ok_and(|o| o.status.success());
+        let have_rclone = have_rclone();
         let (mut museum_t, mut rclone_t, mut raw_t) = (Vec::new(), Vec::new(), Vec::new());
         for run in 0..RUNS {
             eprintln!("bench: replication run {}/{RUNS}", run + 1);
             // Museum's idle workers poll; stopped, they take no CPU from the baselines.
             m.signal("STOP");
             if have_rclone {
-                rclone_t.push(rclone_run(&env));
+                rclone_t.push(rclone_run(&env, "", Some(WORKERS)));
             }
             raw_t.push(raw_run(&env, &objects).await);
             m.signal("CONT");
@@ -831,6 +985,125 @@ async fn run() {
         s.wipe();
     }
 
+    if wants("small") {
+        // Many small objects to both targets: museum's copies/s against rclone's best.
+        eprintln!("bench: {SMALL_OBJECTS} × 64 KiB objects to both targets, against rclone");
+        let m = Museum::start(&env, "small");
+        m.ready().await;
+        // Its own user, so its keys are the folder `2/` that rclone is given.
+        let user = 2;
+        let token = m.token(&env, "small", user);
+        let small = upload_and_report(&m, &token, &vec![SMALL_SIZE; SMALL_OBJECTS], true).await;
+        let copies = 2 * small.len() as i64;
+        m.wait_done(copies).await;
+        if have_rclone() {
+            let prefix = user.to_string();
+            let (mut museum_t, mut default_t, mut t16_t) = (Vec::new(), Vec::new(), Vec::new());
+            for run in 0..RUNS {
+                eprintln!("bench: small objects run {}/{RUNS}", run + 1);
+                if run < SMALL_RCLONE_RUNS {
+                    m.signal("STOP");
+                    default_t.push(rclone_run(&env, &prefix, None));
+                    assert_eq!(
+                        copied_files(&env, &prefix),
+                        copies,
+                        "rclone copied every object"
+                    );
+                    t16_t.push(rclone_run(&env, &prefix, Some(16)));
+                    assert_eq!(
+                        copied_files(&env, &prefix),
+                        copies,
+                        "rclone copied every object"
+                    );
+                    m.signal("CONT");
+                }
+                museum_t.push(museum_run(&env, &m, copies).await);
+                assert_eq!(
+                    copied_files(&env, &prefix),
+                    copies,
+                    "museum copied every object"
+                );
+            }
+            let per_s = |t: &[f64]| copies as f64 / median(t.to_vec());
+            let (museum_r, default_r, t16_r) = (per_s(&museum_t), per_s(&default_t), per_s(&t16_t));
+            let rclone_r = default_r.max(t16_r);
+            notes.push(format!(
+                "{SMALL_OBJECTS} × 64 KiB objects to both targets ({copies} copies): museum {museum_r:.0} copies/s, \
+                 rclone {default_r:.0} copies/s by default and {t16_r:.0} with --transfers 16 (two concurrent \
+                 `rclone copy`; medians of {RUNS} museum runs, {SMALL_RCLONE_RUNS} per rclone configuration); runs (s) museum {museum_t:.2?}, rclone default {default_t:.2?}, \
+                 --transfers 16 {t16_t:.2?}"
+            ));
+            record(
+                &mut figures,
+                Figure {
+                    name: "small_objects_vs_rclone",
+                    what: format!(
+                        "museum {museum_r:.0} copies/s / rclone's best {rclone_r:.0} copies/s"
+                    ),
+                    value: museum_r / rclone_r,
+                    target: Target::AtLeast(2.0),
+                },
+            );
+        } else {
+            notes.push(
+                "rclone is not installed: small_objects_vs_rclone not measured (apt-get install rclone)"
+                    .to_owned(),
+            );
+        }
+        drop(m);
+        for s in &env.servers {
+            s.wipe();
+        }
+    }
+
+    if wants("small-backlog") {
+        // Clients uploading small objects flat out, then the time to catch up.
+        let (clients, secs, size) = (16, 20, 10_000);
+        eprintln!(
+            "bench: {clients} clients uploading {size} B objects for {secs} s, then the backlog"
+        );
+        let m = Museum::start(&env, "small-backlog");
+        m.ready().await;
+        let token = m.token(&env, "small-backlog", 3);
+        let load = upload_load(&m, &token, clients, secs, size).await;
+        let stopped = Instant::now();
+        let mut conn = m.db().await;
+        let at_stop = m.pending_copies(&mut conn).await;
+        let deadline = stopped + Duration::from_secs(600);
+        while m.pending_copies(&mut conn).await > 0 {
+            assert!(Instant::now() < deadline, "the backlog did not drain");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let drain = stopped.elapsed().as_secs_f64();
+        let done = m.done_copies(&mut conn).await;
+        drop(conn);
+        let rate = load.uploads as f64 / load.secs;
+        notes.push(format!(
+            "small uploads: {clients} clients × {secs} s of {{upload URL, PUT {size} B, report}}: {} uploads \
+             ({rate:.0}/s), {} errors{}; {at_stop} copies pending when the load stopped, none {drain:.2} s later; \
+             {done} of {} copies done",
+            load.uploads,
+            load.errors,
+            load.first_error.map(|e| format!(" (first: {e})")).unwrap_or_default(),
+            2 * load.uploads
+        ));
+        record(
+            &mut figures,
+            Figure {
+                name: "small_upload_backlog_s",
+                what: format!(
+                    "{drain:.2} s to drain {at_stop} copies after {rate:.0} uploads/s of {size} B for {secs} s"
+                ),
+                value: drain,
+                target: Target::AtMost(5.0),
+            },
+        );
+        drop(m);
+        for s in &env.servers {
+            s.wipe();
+        }
+    }
+
     if wants("backlog") {
         // Claim throughput with a large backlog.
         eprintln!("bench: claims with 1,000 and 1,000,000 queued rows");
@@ -838,9 +1111,10 @@ async fn run() {
         let hot = env.buckets.get("b2-eu-cen").unwrap();
         futures_util::stream::iter(real.iter().enumerate().map(|(i, (key, size))| async move {
             let body = bytes_of(*size, i);
-            hot.put_stream(key, *size as u64, reqwest::Body::from(body))
-                .await
-                .unwrap();
+            let body: museum::storage::BodyStream = Box::pin(futures_util::stream::once(
+                std::future::ready(Ok(bytes::Bytes::from(body))),
+            ));
+            hot.put_stream(key, *size as u64, body).await.unwrap();
         }))
         .buffer_unordered(8)
         .collect::<Vec<_>>()
@@ -866,7 +1140,7 @@ async fn run() {
         eprintln!("bench: peak memory while replicating 1 GiB");
         let m = Museum::start(&env, "rss");
         m.ready().await;
-        let token = m.token(&env, "rss");
+        let token = m.token(&env, "rss", 1);
         let idle = m.peak_rss_mib();
         upload_and_report(&m, &token, &[1024 * MIB], true).await;
         m.wait_done(2).await;

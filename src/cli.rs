@@ -1,5 +1,6 @@
-//! The command line: `museum serve` (the default), `museum migrate`, and
-//! `museum token create --user <id>`.
+//! The command line: `museum serve` (the default), `museum migrate`,
+//! `museum token create --user <id>`, `museum doctor`, `museum replicate …`, and
+//! `museum openapi`.
 
 use anyhow::Context;
 use base64::Engine as _;
@@ -38,6 +39,9 @@ enum Command {
         #[command(subcommand)]
         action: ReplicateAction,
     },
+    /// Print the API's OpenAPI document (the one served at /openapi.json); needs no
+    /// configuration.
+    Openapi,
 }
 
 #[derive(Debug, Subcommand)]
@@ -46,9 +50,10 @@ enum ReplicateAction {
     Status,
     /// Queue copies for objects missing in a present bucket (after adding a tier).
     Backfill,
-    /// HEAD done copies and re-queue those missing or of the wrong size.
+    /// HEAD every tier of every object, the primary included; compare size and ETag
+    /// with the record; re-queue what is missing and restore what was replaced.
     Verify {
-        /// Check this many copies chosen at random instead of all of them.
+        /// Check this many tiers chosen at random instead of all of them.
         #[arg(long)]
         sample: Option<u32>,
     },
@@ -81,6 +86,10 @@ impl Cli {
     /// Runs the chosen command to completion.
     pub async fn run(self) -> anyhow::Result<()> {
         match self.command.unwrap_or(Command::Serve) {
+            Command::Openapi => {
+                println!("{}", crate::api::openapi::document_json());
+                Ok(())
+            }
             Command::Serve => {
                 let settings = load_settings()?;
                 let app = Application::build(settings).await?;
@@ -132,8 +141,8 @@ impl Cli {
                     ReplicateAction::Verify { sample } => {
                         let r = ops::verify(&db, &buckets, sample.map(i64::from)).await?;
                         println!(
-                            "verify: {} copies checked, {} re-queued, {} could not be checked",
-                            r.checked, r.requeued, r.unreachable
+                            "verify: {} tiers checked (each object's own bucket and every copy), {} re-queued, {} tampered, {} could not be checked",
+                            r.checked, r.requeued, r.tampered, r.unreachable
                         );
                     }
                     ReplicateAction::Retry => {

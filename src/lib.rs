@@ -7,6 +7,7 @@ pub mod config;
 pub mod cors;
 pub mod db;
 pub mod doctor;
+pub mod events;
 pub mod metrics;
 pub mod ops;
 pub mod replication;

@@ -22,6 +22,7 @@ pub const REPLICATION_LAG_SECONDS: &str = "museum_replication_lag_seconds";
 pub const REPLICATION_UPLOAD_SUCCESS_TOTAL: &str = "museum_replication_upload_success_total";
 pub const REPLICATION_UPLOAD_FAILURE_TOTAL: &str = "museum_replication_upload_failure_total";
 pub const REPLICATION_PENDING: &str = "museum_replication_pending";
+pub const TAMPERED_TOTAL: &str = "museum_tampered_total";
 pub const DB_POOL_CONNECTIONS: &str = "museum_db_pool_connections";
 pub const DB_POOL_IDLE_CONNECTIONS: &str = "museum_db_pool_idle_connections";
 pub const DB_POOL_MAX_CONNECTIONS: &str = "museum_db_pool_max_connections";
@@ -44,6 +45,7 @@ struct Inner {
     upload_success: IntCounterVec,
     upload_failure: IntCounterVec,
     pending: IntGaugeVec,
+    tampered: IntCounterVec,
     pool_connections: IntGauge,
     pool_idle: IntGauge,
     pool_max: IntGauge,
@@ -62,7 +64,7 @@ impl Metrics {
         let requests_total = IntCounterVec::new(
             Opts::new(
                 REQUESTS_TOTAL,
-                "API requests by method, matched route and status.",
+                "API requests by method (other for non-standard ones), matched route (unmatched if none) and status.",
             ),
             &["method", "route", "status"],
         )?;
@@ -86,7 +88,7 @@ impl Metrics {
         let uploads_committed = IntCounterVec::new(
             Opts::new(
                 UPLOADS_COMMITTED_TOTAL,
-                "Upload reports by result (ok, size_mismatch, checksum_mismatch, not_found).",
+                "Upload reports by result (ok, size_mismatch, checksum_mismatch, tampered, not_found, deleted, error).",
             ),
             &["result"],
         )?;
@@ -136,6 +138,13 @@ impl Metrics {
             ),
             &["destination"],
         )?;
+        let tampered = IntCounterVec::new(
+            Opts::new(
+                TAMPERED_TOTAL,
+                "Reads that found a bucket holding other bytes than an object's record, by bucket.",
+            ),
+            &["bucket"],
+        )?;
         let pool_connections = IntGauge::new(DB_POOL_CONNECTIONS, "Open database connections.")?;
         let pool_idle = IntGauge::new(DB_POOL_IDLE_CONNECTIONS, "Idle database connections.")?;
         let pool_max = IntGauge::new(
@@ -143,6 +152,7 @@ impl Metrics {
             "Most database connections the pool opens.",
         )?;
         registry.register(Box::new(pending.clone()))?;
+        registry.register(Box::new(tampered.clone()))?;
         registry.register(Box::new(pool_connections.clone()))?;
         registry.register(Box::new(pool_idle.clone()))?;
         registry.register(Box::new(pool_max.clone()))?;
@@ -168,6 +178,7 @@ impl Metrics {
                 upload_success,
                 upload_failure,
                 pending,
+                tampered,
                 pool_connections,
                 pool_idle,
                 pool_max,
@@ -222,6 +233,11 @@ impl Metrics {
             .inc();
     }
 
+    /// Counts a read that found `bucket` holding other bytes than the record.
+    pub fn tampered(&self, bucket: &str) {
+        self.inner.tampered.with_label_values(&[bucket]).inc();
+    }
+
     /// Sets the pending-copies gauge of `destination`.
     pub fn set_pending(&self, destination: &str, n: i64) {
         self.inner.pending.with_label_values(&[destination]).set(n);
@@ -247,7 +263,31 @@ impl Metrics {
     }
 }
 
+/// The `method` label of a request: the method's name for the standard ones, and
+/// `other` for any name a client invents, so anonymous requests cannot add series
+/// without bound.
+fn method_label(method: &http::Method) -> &'static str {
+    use http::Method;
+    const STANDARD: [Method; 9] = [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::OPTIONS,
+        Method::PATCH,
+        Method::CONNECT,
+        Method::TRACE,
+    ];
+    STANDARD
+        .iter()
+        .find(|m| *m == method)
+        .map_or("other", Method::as_str)
+}
+
 /// Middleware: counts and times every request by method, matched route and status.
+/// Every label comes from a fixed set: methods outside HTTP's standard ones are
+/// `other`, requests no route matched are `unmatched`.
 pub async fn track_requests(
     State(metrics): State<Metrics>,
     request: Request,
@@ -258,14 +298,14 @@ pub async fn track_requests(
         .get::<MatchedPath>()
         .map_or("unmatched", |p| p.as_str())
         .to_owned();
-    let method = request.method().as_str().to_owned();
+    let method = method_label(request.method());
     let start = Instant::now();
     let response = next.run(request).await;
     let status = response.status().as_u16().to_string();
     metrics
         .inner
         .requests_total
-        .with_label_values(&[method.as_str(), route.as_str(), status.as_str()])
+        .with_label_values(&[method, route.as_str(), status.as_str()])
         .inc();
     metrics
         .inner

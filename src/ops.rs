@@ -8,6 +8,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::db::replication as queue;
 use crate::db::{Db, DbError, now_millis};
+use crate::events::{self, FoundBy};
 use crate::storage::{Buckets, StorageError};
 
 /// Rows handled per database round trip.
@@ -139,75 +140,47 @@ pub async fn backfill(db: &Db, buckets: &Buckets) -> Result<BackfillReport, DbEr
 /// What a verify run found.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct VerifyReport {
+    /// Tiers checked: each object's own bucket, and each done copy.
     pub checked: u64,
+    /// Tiers queued for a copy from a verified tier, because they lost the object
+    /// or hold other bytes.
     pub requeued: u64,
-    /// Copies whose bucket could not be asked; checked again on the next run.
+    /// Tiers holding other bytes than the record (each also logged as tampered).
+    pub tampered: u64,
+    /// Tiers whose bucket could not be asked; checked again on the next run.
     pub unreachable: u64,
 }
 
-/// `museum replicate verify`: HEADs every done copy (or `sample` random ones) and
-/// re-queues those missing or of the wrong size.
+/// `museum replicate verify`: HEADs every verified tier of every live object (or
+/// `sample` random ones) — the bucket the report put it in as well as each done
+/// copy — and compares size and ETag with what was recorded for that tier. A tier
+/// that lost the object or holds other bytes is queued for a copy from a verified
+/// tier; other bytes are also logged as tampered.
 pub async fn verify(
     db: &Db,
     buckets: &Buckets,
     sample: Option<i64>,
 ) -> Result<VerifyReport, DbError> {
     let total = match sample {
-        Some(n) => n.min(queue::count_done(db).await?),
-        None => queue::count_done(db).await?,
+        Some(n) => n.min(queue::count_verified_tiers(db).await?),
+        None => queue::count_verified_tiers(db).await?,
     };
-    let bar = progress(u64::try_from(total).unwrap_or(0), "copies");
+    let bar = progress(u64::try_from(total).unwrap_or(0), "tiers");
     let mut report = VerifyReport::default();
     let mut after = (0, String::new());
     loop {
         let batch = match sample {
-            Some(n) => {
-                if report.checked > 0 {
-                    break;
-                }
-                queue::sample_done_copies(db, n).await?
-            }
-            None => queue::done_copies_after(db, after.0, &after.1, BATCH).await?,
+            Some(n) => queue::sample_verified_tiers(db, n).await?,
+            None => queue::verified_tiers_after(db, after.0, &after.1, BATCH).await?,
         };
         if batch.is_empty() {
             break;
         }
-        for (copy, key) in batch {
-            after = (copy.object_id, copy.bucket_id.clone());
+        for item in batch {
+            after = (item.object_id, item.tier.bucket_id.clone());
             report.checked += 1;
             bar.inc(1);
-            let Some(bucket) = buckets.get(&copy.bucket_id) else {
-                report.unreachable += 1;
-                continue;
-            };
-            let problem = match bucket.head(&key).await {
-                Ok(meta)
-                    if Some(meta.size)
-                        == copy.verified_size.and_then(|s| u64::try_from(s).ok()) =>
-                {
-                    None
-                }
-                Ok(meta) => Some(format!(
-                    "verify: {} holds {} bytes, {} were copied",
-                    copy.bucket_id,
-                    meta.size,
-                    copy.verified_size.unwrap_or_default()
-                )),
-                Err(StorageError::NotFound { .. }) => {
-                    Some(format!("verify: the copy in {} is missing", copy.bucket_id))
-                }
-                Err(e) => {
-                    report.unreachable += 1;
-                    tracing::warn!(bucket = %copy.bucket_id, error.message = %e, "verify: cannot check a copy");
-                    None
-                }
-            };
-            if let Some(reason) = problem
-                && queue::requeue_copy(db, copy.object_id, &copy.bucket_id, &reason, now_millis())
-                    .await?
-            {
-                report.requeued += 1;
-            }
+            verify_tier(db, buckets, &item, &mut report).await?;
         }
         if sample.is_some() {
             break;
@@ -215,6 +188,47 @@ pub async fn verify(
     }
     bar.finish_and_clear();
     Ok(report)
+}
+
+async fn verify_tier(
+    db: &Db,
+    buckets: &Buckets,
+    item: &queue::TierOfObject,
+    report: &mut VerifyReport,
+) -> Result<(), DbError> {
+    let tier = &item.tier;
+    let Some(bucket) = buckets.get(&tier.bucket_id) else {
+        report.unreachable += 1;
+        return Ok(());
+    };
+    let size = u64::try_from(tier.size).unwrap_or(0);
+    let problem = match bucket.head(&item.object_key).await {
+        Ok(meta) => meta.differs_from(size, tier.etag.as_deref()).map(|detail| {
+            report.tampered += 1;
+            events::tampered(
+                None,
+                &tier.bucket_id,
+                item.object_id,
+                FoundBy::Verify,
+                &detail,
+            );
+            format!("verify: {} {detail}", tier.bucket_id)
+        }),
+        Err(StorageError::NotFound { .. }) => {
+            Some(format!("verify: the copy in {} is missing", tier.bucket_id))
+        }
+        Err(e) => {
+            report.unreachable += 1;
+            tracing::warn!(bucket = %tier.bucket_id, error.message = %e, "verify: cannot check a copy");
+            None
+        }
+    };
+    if let Some(reason) = problem
+        && queue::queue_restore(db, item.object_id, &tier.bucket_id, &reason, now_millis()).await?
+    {
+        report.requeued += 1;
+    }
+    Ok(())
 }
 
 /// `museum replicate retry`: re-queues every `failed` copy, e.g. after fixing the

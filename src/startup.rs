@@ -17,15 +17,18 @@ use crate::api::state::{AppState, TokenCache, UploadPolicy};
 use crate::cleanup::CleanupJob;
 use crate::config::{BUCKET_IDS, Settings};
 use crate::cors::CorsPolicy;
-use crate::db::replication::{pending_counts, release_leases};
+use crate::db::replication::pending_counts;
 use crate::db::uploads::TempObjectWriter;
-use crate::db::{Db, PoolConfig, now_millis};
+use crate::db::{Db, PoolConfig};
 use crate::metrics::Metrics;
+use crate::replication::instance::{self, Instance};
 use crate::replication::purge::Purger;
 use crate::replication::{ReplicationWorker, WorkerConfig};
 use crate::storage::{Buckets, embedded};
 
-/// How long shutdown waits for background work before giving up.
+/// How long shutdown waits, from the signal, for requests in flight and background
+/// work before it cuts what is left: what the README promises ("exits within about
+/// 10 seconds").
 const SHUTDOWN_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
 /// Longest pause between purge passes.
 const PURGE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
@@ -123,7 +126,7 @@ impl Application {
     }
 
     /// One replication worker per `replication.worker-count`, each with its own
-    /// lease owner under `owner_prefix`.
+    /// lease owner under `owner_prefix` (an instance's `<name>/`).
     pub fn replication_workers(&self, owner_prefix: &str) -> Vec<ReplicationWorker> {
         let r = &self.settings.replication;
         let config = WorkerConfig::from(r);
@@ -145,10 +148,13 @@ impl Application {
         &self.state
     }
 
-    /// Serves until `cancel` fires, then stops taking requests, lets background jobs
-    /// finish within a deadline, and stops the embedded S3 server.
+    /// Serves until `cancel` fires, then stops taking requests and lets requests in
+    /// flight and background jobs finish until `SHUTDOWN_DEADLINE` (10 s) after the signal.
+    /// Requests still running then (a slow proxied download) are cut, copies still in
+    /// hand go back to the queue, and the embedded S3 server stops.
     pub async fn run(self, cancel: CancellationToken) -> anyhow::Result<()> {
         let tracker = TaskTracker::new();
+        let instance = self.start_instance(&tracker, &cancel).await;
         let cleanup = CleanupJob::new(self.state.db.clone(), self.state.buckets.clone());
         tracker.spawn(cleanup.run(self.settings.jobs.cleanup_interval.get(), cancel.clone()));
         let r = &self.settings.replication;
@@ -161,9 +167,8 @@ impl Application {
             PURGE_INTERVAL.min(r.delete_delay.get().max(r.poll_interval.get())),
             cancel.clone(),
         ));
-        let owner_prefix = format!("{}/", uuid::Uuid::new_v4());
         if r.enabled {
-            for worker in self.replication_workers(&owner_prefix) {
+            for worker in self.replication_workers(&instance.owner_prefix()) {
                 tracker
                     .spawn(worker.run(Arc::clone(&self.state.replication_wakeup), cancel.clone()));
             }
@@ -197,29 +202,79 @@ impl Application {
             http.body_timeout.get(),
             &CorsPolicy::from_config(&http.cors),
         );
-        axum::serve(self.api, app)
+        let serve = axum::serve(self.api, app)
             .with_graceful_shutdown(cancel.clone().cancelled_owned())
-            .await
-            .context("serving the API")?;
+            .into_future();
+        tokio::pin!(serve);
+        let deadline = tokio::select! {
+            served = &mut serve => {
+                served.context("serving the API")?;
+                tokio::time::Instant::now() + SHUTDOWN_DEADLINE
+            }
+            () = cancel.cancelled() => {
+                let deadline = tokio::time::Instant::now() + SHUTDOWN_DEADLINE;
+                // Requests in flight may finish until the deadline; a slow download
+                // (proxy mode streams through museum) must not hold shutdown open.
+                match tokio::time::timeout_at(deadline, &mut serve).await {
+                    Ok(served) => served.context("serving the API")?,
+                    Err(_) => tracing::warn!(
+                        "requests still in flight at the shutdown deadline are cut (slow downloads, most likely)"
+                    ),
+                }
+                deadline
+            }
+        };
 
         tracker.close();
-        if tokio::time::timeout(SHUTDOWN_DEADLINE, tracker.wait())
+        if tokio::time::timeout_at(deadline, tracker.wait())
             .await
             .is_err()
         {
             tracing::warn!(
                 "background work did not stop within the shutdown deadline; releasing its copies"
             );
-            match release_leases(&self.state.db, &owner_prefix, now_millis()).await {
-                Ok(n) => tracing::info!(released = n, "copies in hand returned to the queue"),
-                Err(e) => {
-                    tracing::warn!(error.message = %e, "could not release copies; their leases will lapse")
-                }
-            }
+        }
+        match instance.retire(&self.state.db).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(released = n, "copies in hand returned to the queue"),
+            Err(e) => tracing::warn!(
+                error.message = %e,
+                "could not release copies; the other instances will take them over"
+            ),
         }
         self.state.db.close().await;
         drop(self.embedded_s3);
         Ok(())
+    }
+}
+
+impl Application {
+    /// Takes this process's instance name, takes back the copies its previous run
+    /// left in hand, and keeps its heartbeat (which also takes over the copies of
+    /// instances that died) until `cancel` fires.
+    async fn start_instance(&self, tracker: &TaskTracker, cancel: &CancellationToken) -> Instance {
+        let instance = Instance::acquire();
+        match instance.register(&self.state.db).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                instance = instance.name(),
+                copies = n,
+                "took back the copies this instance's previous run left in hand"
+            ),
+            Err(e) => tracing::warn!(
+                error.message = %e,
+                "could not register this instance; its heartbeat will retry"
+            ),
+        }
+        tracing::info!(instance = instance.name(), "replication instance started");
+        tracker.spawn(instance::keep_alive(
+            self.state.db.clone(),
+            instance.name().to_owned(),
+            self.settings.replication.instance_timeout.get(),
+            Arc::clone(&self.state.replication_wakeup),
+            cancel.clone(),
+        ));
+        instance
     }
 }
 
@@ -246,12 +301,15 @@ async fn start_embedded(settings: &mut Settings) -> anyhow::Result<(SocketAddr, 
     }
     let cancel = CancellationToken::new();
     let root = settings.s3.embedded_root.clone();
-    std::fs::create_dir_all(&root)
-        .with_context(|| format!("creating s3.embedded-root {}", root.display()))?;
     let cors = CorsPolicy::from_config(&settings.http.cors);
     let addr = embedded::serve(&root, listener, &names, &credentials, cors, cancel.clone())
         .await
-        .context("starting the embedded S3 server")?;
+        .with_context(|| {
+            format!(
+                "starting the embedded S3 server in s3.embedded-root {}",
+                root.display()
+            )
+        })?;
     if address.ends_with(":0") {
         for id in BUCKET_IDS {
             if let Some(b) = settings.s3.bucket_mut(id).filter(|b| b.is_present()) {

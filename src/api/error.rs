@@ -19,10 +19,28 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// The reported object was recorded and then deleted: it is no longer stored, and
+    /// the purge removes its bytes. 410 rather than 404, so a client retrying a report
+    /// can tell "deleted since" from "never issued" and not believe the file is kept.
+    #[error(
+        "this object was deleted after it was reported and will be purged from every bucket; to keep the file, upload it again under a new upload URL"
+    )]
+    FileDeleted,
     #[error("reported size is {expected} bytes but the stored object has {actual} bytes")]
     SizeMismatch { expected: i64, actual: u64 },
     #[error("declared MD5 gives ETag {expected} but the stored object has ETag {actual}")]
     ChecksumMismatch { expected: String, actual: String },
+    /// A recorded object's bytes were replaced after its report (a repeated report
+    /// found them so).
+    #[error("{0}")]
+    Tampered(String),
+    /// As `Tampered`, found by a download, and the only verified copy left is in an
+    /// archive tier that cannot be read until it is restored.
+    #[error("{0}")]
+    TamperedUnreadable(String),
+    /// As `Tampered`, found by a download, and no verified copy is left at all.
+    #[error("{0}")]
+    TamperedLost(String),
     #[error(
         "the request body is over the limit of {} bytes",
         crate::api::MAX_BODY_BYTES
@@ -44,9 +62,14 @@ pub enum ApiError {
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
+/// The body of every error answer.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody<'a> {
+    /// Stable, for programs: `INVALID_COUNT`, `SIZE_MISMATCH`, `NOT_FOUND`, …
+    #[schema(example = "INVALID_COUNT")]
     code: &'a str,
+    /// What went wrong and how to fix it, for people.
+    #[schema(example = "count must be an integer from 1 to 50, got `0`")]
     message: String,
 }
 
@@ -65,8 +88,12 @@ impl ApiError {
             Self::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "NOT_FOUND"),
             Self::Conflict(_) => (StatusCode::CONFLICT, "ALREADY_COMMITTED"),
+            Self::FileDeleted => (StatusCode::GONE, "FILE_DELETED"),
             Self::SizeMismatch { .. } => (StatusCode::BAD_REQUEST, "SIZE_MISMATCH"),
             Self::ChecksumMismatch { .. } => (StatusCode::BAD_REQUEST, "CHECKSUM_MISMATCH"),
+            Self::Tampered(_) => (StatusCode::CONFLICT, "OBJECT_TAMPERED"),
+            Self::TamperedUnreadable(_) => (StatusCode::SERVICE_UNAVAILABLE, "OBJECT_TAMPERED"),
+            Self::TamperedLost(_) => (StatusCode::GONE, "OBJECT_TAMPERED"),
             Self::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "FILE_TOO_LARGE"),
             Self::BodyTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "BODY_TOO_LARGE"),
             Self::ObjectSizeFetchFailed(_) => {
@@ -110,6 +137,7 @@ impl From<StorageError> for ApiError {
     fn from(e: StorageError) -> Self {
         match e {
             StorageError::Unavailable { .. } => Self::StorageUnavailable(e),
+            StorageError::Changed { .. } => Self::Tampered(e.to_string()),
             other => Self::Internal(Box::new(other)),
         }
     }

@@ -1,4 +1,5 @@
-//! Extractors whose rejections use museum's JSON error body, and the auth extractor.
+//! Extractors whose rejections use museum's JSON error body, the auth extractor, and
+//! the reading of JSON integers as JSON Schema defines them.
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
@@ -52,6 +53,73 @@ fn body_rejection(rejection: &BytesRejection) -> ApiError {
         return ApiError::BodyTooLarge;
     }
     ApiError::bad_request("INVALID_BODY", rejection.body_text())
+}
+
+/// Reads a JSON integer for a `#[serde(deserialize_with)]` field. Besides `12`, takes
+/// `12.0` and `1.2e1`: JSON Schema, and so the OpenAPI document, counts a number
+/// without a fraction as an integer whatever its spelling. A fraction, or a value
+/// out of `i64`'s range, is an error.
+pub fn whole_i64<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+    deserializer.deserialize_any(WholeI64)
+}
+
+/// [`whole_i64`] for an optional field (give it `#[serde(default)]` too); `null` is
+/// `None`.
+pub fn optional_whole_i64<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<i64>, D::Error> {
+    deserializer.deserialize_option(OptionalWholeI64)
+}
+
+struct WholeI64;
+
+impl serde::de::Visitor<'_> for WholeI64 {
+    type Value = i64;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an integer")
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<i64, E> {
+        Ok(v)
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<i64, E> {
+        i64::try_from(v).map_err(|_| E::invalid_value(serde::de::Unexpected::Unsigned(v), &self))
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<i64, E> {
+        // 2^63 is exact as an f64; every whole f64 in [-2^63, 2^63) is an i64.
+        const LIMIT: f64 = 9_223_372_036_854_775_808.0;
+        if v.fract() == 0.0 && (-LIMIT..LIMIT).contains(&v) {
+            #[allow(clippy::cast_possible_truncation)] // Whole and in range, checked above.
+            Ok(v as i64)
+        } else {
+            Err(E::invalid_value(serde::de::Unexpected::Float(v), &self))
+        }
+    }
+}
+
+struct OptionalWholeI64;
+
+impl<'de> serde::de::Visitor<'de> for OptionalWholeI64 {
+    type Value = Option<i64>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an integer or null")
+    }
+
+    fn visit_none<E: serde::de::Error>(self) -> Result<Option<i64>, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Option<i64>, E> {
+        Ok(None)
+    }
+
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Option<i64>, D::Error> {
+        whole_i64(d).map(Some)
+    }
 }
 
 /// Query-string extractor; a bad query is a 400 `INVALID_QUERY`.
@@ -121,5 +189,59 @@ impl FromRequestParts<AppState> for AuthUser {
             }
             _ => Err(ApiError::Unauthorized("unknown token".to_owned())),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    struct Body {
+        #[serde(deserialize_with = "whole_i64")]
+        n: i64,
+        #[serde(default, deserialize_with = "optional_whole_i64")]
+        o: Option<i64>,
+    }
+
+    fn read(json: &str) -> Result<Body, String> {
+        serde_json::from_str(json).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn integers_may_be_spelled_as_whole_floats() {
+        for (json, n) in [
+            (r#"{"n": 12}"#, 12),
+            (r#"{"n": -12}"#, -12),
+            (r#"{"n": 12.0}"#, 12),
+            (r#"{"n": 1.2e1}"#, 12),
+            (r#"{"n": -0.0}"#, 0),
+            (r#"{"n": 9223372036854775807}"#, i64::MAX),
+            (r#"{"n": -9.223372036854775808e18}"#, i64::MIN),
+        ] {
+            assert_eq!(read(json).map(|b| b.n), Ok(n), "{json}");
+        }
+    }
+
+    #[test]
+    fn fractions_and_out_of_range_numbers_are_refused() {
+        for json in [
+            r#"{"n": 1.5}"#,
+            r#"{"n": 9223372036854775808}"#,
+            r#"{"n": 9.223372036854775808e18}"#,
+            r#"{"n": 1e300}"#,
+            r#"{"n": "12"}"#,
+            r#"{"n": null}"#,
+            r#"{"n": 1, "o": 0.5}"#,
+        ] {
+            assert!(read(json).is_err(), "{json}");
+        }
+    }
+
+    #[test]
+    fn optional_integers_may_be_missing_null_or_whole() {
+        assert_eq!(read(r#"{"n": 1}"#).map(|b| b.o), Ok(None));
+        assert_eq!(read(r#"{"n": 1, "o": null}"#).map(|b| b.o), Ok(None));
+        assert_eq!(read(r#"{"n": 1, "o": 3.0}"#).map(|b| b.o), Ok(Some(3)));
     }
 }

@@ -4,6 +4,8 @@ pub mod error;
 pub mod extract;
 pub mod files;
 pub mod health;
+mod integrity;
+pub mod openapi;
 pub mod state;
 pub mod uploads;
 
@@ -39,6 +41,7 @@ pub fn router(
 ) -> Router {
     Router::new()
         .route("/ping", get(health::ping))
+        .route("/openapi.json", get(openapi::document))
         .route("/files/upload-urls", get(uploads::upload_urls))
         .route("/files/upload-url", post(uploads::upload_url))
         .route(

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::error::ApiError;
-use super::extract::{AppJson, AppQuery, AuthUser};
+use super::extract::{AppJson, AppQuery, AuthUser, optional_whole_i64, whole_i64};
 use super::state::AppState;
 use crate::db::now_millis;
 use crate::db::uploads::{
@@ -65,30 +65,39 @@ fn truncate(s: &str, max: usize) -> String {
     }
 }
 
-#[derive(Debug, Serialize)]
+/// A fresh object key and the presigned URL to PUT its bytes to.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UploadUrl {
+    /// `<userID>/<uuid>`: report it in `POST /files` once the bytes are uploaded.
+    #[schema(example = "42/0b9f0a64-1f6e-4a39-9d0c-3c1f2f7f3c51")]
     object_key: String,
+    /// A presigned S3 PUT URL, valid for `s3.presign-ttl`.
     url: String,
 }
 
-#[derive(Debug, Serialize)]
+/// Presigned single-part upload URLs, one per key.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct UploadUrls {
     urls: Vec<UploadUrl>,
 }
 
-#[derive(Debug, Serialize)]
+/// A multipart upload: one presigned URL per part, and the URL that completes it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MultipartUrls {
+    /// `<userID>/<uuid>`: report it in `POST /files` once the upload is complete.
     object_key: String,
+    /// Presigned PUT URLs of parts 1, 2, … in order.
     #[serde(rename = "partURLs")]
     part_urls: Vec<String>,
+    /// The presigned POST that completes the upload (S3's CompleteMultipartUpload).
     #[serde(rename = "completeURL")]
     complete_url: String,
 }
 
 /// The v1 multipart answer, wrapped in `urls` (the v2 one is bare, as in Ente).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct MultipartUrlsResponse {
     urls: MultipartUrls,
 }
@@ -110,6 +119,24 @@ fn temp_object(state: &AppState, user: i64, key: String) -> TempObject {
 }
 
 /// `GET /files/upload-urls?count=N`: N presigned PUT URLs, each for a fresh key.
+#[utoipa::path(
+    get,
+    path = "/files/upload-urls",
+    operation_id = "uploadUrls",
+    summary = "Presigned URLs for single-part uploads",
+    description = "Issues `count` fresh object keys, each with a presigned PUT URL on the hot bucket. The URLs sign neither length nor checksum; the report checks the size. Unreported keys are cleaned up after the URL expires and a grace period.",
+    tag = "uploads",
+    params(
+        ("count" = u32, Query, minimum = 1, maximum = 50, description = "How many URLs, 1 to 50."),
+    ),
+    security(("authToken" = []), ("bearer" = [])),
+    responses(
+        (status = 200, description = "One URL per key; the URLs sign no length or checksum.", body = UploadUrls),
+        (status = 400, description = "`count` is missing or out of range: `INVALID_COUNT`, `INVALID_QUERY`.", body = crate::api::error::ErrorBody),
+        (status = 401, response = crate::api::openapi::Unauthorized),
+        (status = 503, response = crate::api::openapi::Unavailable),
+    )
+)]
 pub async fn upload_urls(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -134,11 +161,17 @@ pub async fn upload_urls(
     Ok(Json(UploadUrls { urls }))
 }
 
-#[derive(Debug, Deserialize)]
+/// The object to upload: its exact length and MD5, both signed into the URL.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UploadUrlRequest {
+    /// The object's length in bytes; at most `max-file-size` (10 GiB by default).
+    #[schema(minimum = 0, maximum = 10_737_418_240_i64)]
+    #[serde(deserialize_with = "whole_i64")]
     content_length: i64,
+    /// The object's MD5.
     #[serde(rename = "contentMD5")]
+    #[schema(value_type = crate::api::openapi::Md5)]
     content_md5: String,
 }
 
@@ -166,6 +199,23 @@ fn check_md5(field: &str, b64: &str) -> Result<[u8; 16], ApiError> {
 
 /// `POST /files/upload-url`: one presigned PUT with Content-Length and Content-MD5
 /// signed in, so the bucket itself refuses any other bytes.
+#[utoipa::path(
+    post,
+    path = "/files/upload-url",
+    operation_id = "uploadUrl",
+    summary = "A presigned URL with the length and MD5 signed in",
+    description = "Issues one fresh object key with a presigned PUT URL whose Content-Length and Content-MD5 are signed, so the bucket itself refuses any other bytes.",
+    tag = "uploads",
+    request_body(content = UploadUrlRequest, description = "Read as JSON whatever its Content-Type."),
+    security(("authToken" = []), ("bearer" = [])),
+    responses(
+        (status = 200, description = "The URL; PUT the bytes with `Content-MD5` set to the base64 MD5.", body = UploadUrl),
+        (status = 400, description = "The body is not this JSON, or a field is wrong: `INVALID_JSON`, `INVALID_BODY`, `INVALID_SIZE`, `INVALID_MD5`.", body = crate::api::error::ErrorBody),
+        (status = 401, response = crate::api::openapi::Unauthorized),
+        (status = 413, description = "`contentLength` is over `max-file-size`: `FILE_TOO_LARGE`; or the body is over 2 MiB: `BODY_TOO_LARGE`.", body = crate::api::error::ErrorBody),
+        (status = 503, response = crate::api::openapi::Unavailable),
+    )
+)]
 pub async fn upload_url(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -225,6 +275,24 @@ async fn issue_multipart(
 }
 
 /// `GET /files/multipart-upload-urls?count=P`: a multipart upload of P parts.
+#[utoipa::path(
+    get,
+    path = "/files/multipart-upload-urls",
+    operation_id = "multipartUploadUrls",
+    summary = "A multipart upload of `count` parts (v1)",
+    description = "Starts a multipart upload on the hot bucket and presigns `count` part URLs and the completion URL. The part URLs sign neither length nor checksum.",
+    tag = "uploads",
+    params(
+        ("count" = u32, Query, minimum = 1, maximum = 10000, description = "How many parts, 1 to 10,000."),
+    ),
+    security(("authToken" = []), ("bearer" = [])),
+    responses(
+        (status = 200, description = "The upload's URLs, wrapped in `urls`; the part URLs sign no length or checksum.", body = MultipartUrlsResponse),
+        (status = 400, description = "`count` is missing or out of range: `INVALID_COUNT`, `INVALID_QUERY`.", body = crate::api::error::ErrorBody),
+        (status = 401, response = crate::api::openapi::Unauthorized),
+        (status = 503, response = crate::api::openapi::Unavailable),
+    )
+)]
 pub async fn multipart_upload_urls(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -237,16 +305,45 @@ pub async fn multipart_upload_urls(
     Ok(Json(MultipartUrlsResponse { urls }))
 }
 
-#[derive(Debug, Deserialize)]
+/// The object to upload in parts: its length, the length of every part but the
+/// last, and each part's MD5. `partMd5s` must list exactly
+/// ⌈contentLength / partLength⌉ parts (one for an empty object), and parts other
+/// than the last must be at least 5 MiB.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct MultipartUploadUrlRequest {
+    /// The object's length in bytes; at most `max-file-size` (10 GiB by default).
+    #[schema(minimum = 0, maximum = 10_737_418_240_i64)]
+    #[serde(deserialize_with = "whole_i64")]
     content_length: i64,
+    /// The length of every part but the last, in bytes.
+    #[schema(minimum = 1)]
+    #[serde(deserialize_with = "whole_i64")]
     part_length: i64,
+    /// Each part's MD5, in part order.
+    #[schema(value_type = Vec<crate::api::openapi::Md5>, min_items = 1, max_items = 10000)]
     part_md5s: Vec<String>,
 }
 
 /// `POST /files/multipart-upload-url`: a multipart upload whose every part has its
 /// length and MD5 signed in. The answer is the bare object, as Ente's.
+#[utoipa::path(
+    post,
+    path = "/files/multipart-upload-url",
+    operation_id = "multipartUploadUrl",
+    summary = "A multipart upload with each part's length and MD5 signed in (v2)",
+    description = "Starts a multipart upload on the hot bucket and presigns one URL per part, each with its Content-Length and Content-MD5 signed, and the completion URL. The answer is the bare object, not wrapped in `urls`.",
+    tag = "uploads",
+    request_body(content = MultipartUploadUrlRequest, description = "Read as JSON whatever its Content-Type."),
+    security(("authToken" = []), ("bearer" = [])),
+    responses(
+        (status = 200, description = "The upload's URLs, bare; PUT each part with `Content-MD5` set to its base64 MD5.", body = MultipartUrls),
+        (status = 400, description = "The body is not this JSON, or its fields disagree: `INVALID_JSON`, `INVALID_BODY`, `INVALID_SIZE`, `INVALID_PARTS`, `INVALID_MD5`.", body = crate::api::error::ErrorBody),
+        (status = 401, response = crate::api::openapi::Unauthorized),
+        (status = 413, description = "`contentLength` is over `max-file-size`: `FILE_TOO_LARGE`; or the body is over 2 MiB: `BODY_TOO_LARGE`.", body = crate::api::error::ErrorBody),
+        (status = 503, response = crate::api::openapi::Unavailable),
+    )
+)]
 pub async fn multipart_upload_url(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -306,14 +403,34 @@ pub async fn multipart_upload_url(
 
 /// `GET /files/upload-eligibility`: whether the user may upload now. Every user may
 /// (museum has no plans or quotas); Ente's mobile app asks before each batch.
+#[utoipa::path(
+    get,
+    path = "/files/upload-eligibility",
+    operation_id = "uploadEligibility",
+    summary = "Whether the user may upload now",
+    description = "Every user may: museum has no plans or quotas. Ente's mobile app asks before each batch.",
+    tag = "uploads",
+    security(("authToken" = []), ("bearer" = [])),
+    responses(
+        (status = 200, description = "The user may upload.", body = crate::api::openapi::Eligibility),
+        (status = 401, response = crate::api::openapi::Unauthorized),
+        (status = 503, response = crate::api::openapi::Unavailable),
+    )
+)]
 pub async fn upload_eligibility(AuthUser(_): AuthUser) -> Json<Value> {
     Json(Value::Object(Map::new()))
 }
 
-#[derive(Debug, Deserialize)]
+/// One uploaded object of a report.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ReportedObject {
+    /// A key museum issued to this user and that is not yet reported in another file.
+    #[schema(min_length = 1, max_length = 1024)]
     object_key: String,
+    /// The uploaded length in bytes, if the client wants it checked.
+    #[schema(minimum = 0, maximum = 10_737_418_240_i64)]
+    #[serde(default, deserialize_with = "optional_whole_i64")]
     size: Option<i64>,
     /// Opaque to museum: kept and returned as sent.
     decryption_header: Option<String>,
@@ -321,7 +438,7 @@ pub struct ReportedObject {
 
 /// `POST /files`: the objects to record, and the client's opaque fields (Ente's File
 /// body). Only `file.objectKey` is required.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct ReportRequest {
     file: ReportedObject,
     thumbnail: Option<ReportedObject>,
@@ -331,20 +448,28 @@ pub struct ReportRequest {
 
 /// The fields of Ente's File that museum keeps without reading them. Objects are kept
 /// as JSON; strings byte for byte, since the client decrypts them.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ClientFields {
-    #[serde(rename = "collectionID", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "collectionID",
+        default,
+        deserialize_with = "optional_whole_i64",
+        skip_serializing_if = "Option::is_none"
+    )]
     collection_id: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     encrypted_key: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     key_decryption_nonce: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     metadata: Option<Map<String, Value>>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     magic_metadata: Option<Map<String, Value>>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub_magic_metadata: Option<Map<String, Value>>,
 }
 
@@ -363,7 +488,7 @@ struct StoredFields {
 /// The answer to `POST /files`: the recorded File in Ente's shape, with `id`,
 /// `ownerID`, `info` and `updationTime` (µs) filled in. `file.id` and `thumbnail.id`
 /// are museum's own: the object ids `/files/{id}` takes (`file.id` equals `id`).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EnteFile {
     id: i64,
@@ -379,7 +504,8 @@ pub struct EnteFile {
     info: FileInfo,
 }
 
-#[derive(Debug, Serialize)]
+/// A recorded object of a File.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct FileObject {
     id: i64,
@@ -389,7 +515,8 @@ pub struct FileObject {
     size: i64,
 }
 
-#[derive(Debug, Serialize)]
+/// The recorded sizes, in bytes.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct FileInfo {
     file_size: i64,
@@ -408,6 +535,26 @@ enum Checked {
 /// `POST /files`: verifies each reported object with a HEAD (size, and MD5 where
 /// declared) and records them all in one transaction with the client's fields.
 /// Repeating an identical report returns the same File and records nothing new.
+#[utoipa::path(
+    post,
+    path = "/files",
+    operation_id = "reportUpload",
+    summary = "Report an upload, which records it",
+    description = "Verifies each reported object with a HEAD on the hot bucket (its size, and its MD5 where one was declared) and records the objects and the client's fields (Ente's File) in one transaction; copies to the other buckets are then queued. Fields museum does not read are kept and returned as sent. Repeating an identical report answers the same File and records nothing new.",
+    tag = "uploads",
+    request_body(content = ReportRequest, description = "Read as JSON whatever its Content-Type."),
+    security(("authToken" = []), ("bearer" = [])),
+    responses(
+        (status = 200, description = "Recorded (or already recorded by an identical report); copies to the other buckets are queued.", body = EnteFile),
+        (status = 400, description = "The body is not this JSON, a field is wrong, or the uploaded object is not what was declared: `INVALID_JSON`, `INVALID_BODY`, `INVALID_REPORT`, `INVALID_OBJECT_KEY`, `INVALID_SIZE`, `SIZE_MISMATCH`, `CHECKSUM_MISMATCH`.", body = crate::api::error::ErrorBody),
+        (status = 401, response = crate::api::openapi::Unauthorized),
+        (status = 404, description = "No upload URL was issued to this user for the key, it expired, or nothing was uploaded at it: `NOT_FOUND`.", body = crate::api::error::ErrorBody),
+        (status = 409, description = "An object was already reported in another file, or with other fields: `ALREADY_COMMITTED`; or it was recorded, and its bucket now holds other bytes: `OBJECT_TAMPERED`.", body = crate::api::error::ErrorBody),
+        (status = 410, description = "An object was recorded, then deleted (`DELETE /files/{id}`): `FILE_DELETED`.", body = crate::api::error::ErrorBody),
+        (status = 413, description = "The object is over `max-file-size`: `FILE_TOO_LARGE`; or the body is over 2 MiB: `BODY_TOO_LARGE`.", body = crate::api::error::ErrorBody),
+        (status = 503, description = "The hot bucket did not answer the HEAD that verifies the upload: `OBJECT_SIZE_FETCH_FAILED`; or the database or storage is unavailable: `DB_UNAVAILABLE`, `STORAGE_UNAVAILABLE`, `TIMEOUT`.", body = crate::api::error::ErrorBody),
+    )
+)]
 pub async fn report(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -418,7 +565,9 @@ pub async fn report(
         Ok(_) => "ok",
         Err(ApiError::SizeMismatch { .. }) => "size_mismatch",
         Err(ApiError::ChecksumMismatch { .. }) => "checksum_mismatch",
+        Err(ApiError::Tampered(_)) => "tampered",
         Err(ApiError::NotFound(_)) => "not_found",
+        Err(ApiError::FileDeleted) => "deleted",
         Err(_) => "error",
     };
     state.metrics.upload_committed(label);
@@ -509,6 +658,9 @@ async fn commit(
     let mut objects = Vec::with_capacity(committed.len());
     for c in committed {
         let object = match c {
+            Committed::Existing(o) if o.deleted_at.is_some() => {
+                return Err(ApiError::FileDeleted);
+            }
             Committed::New(o) | Committed::Existing(o) => o,
             Committed::Gone(key) => {
                 return Err(ApiError::NotFound(format!(
@@ -583,8 +735,10 @@ async fn check_reported(
     }
     let Some(temp) = repo::find_temp_object(&state.db, key).await? else {
         return match repo::find_object_by_key(&state.db, key).await? {
+            Some(o) if o.user_id == user && o.deleted_at.is_some() => Err(ApiError::FileDeleted),
             Some(o) if o.user_id == user => {
                 if object.size.is_none_or(|s| s == o.size) {
+                    super::integrity::recheck(state, &o).await?;
                     Ok(Checked::Already(o))
                 } else {
                     Err(ApiError::Conflict(format!(

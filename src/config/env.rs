@@ -24,8 +24,9 @@ pub fn env_name_for(path: &str) -> String {
 }
 
 /// Last path segments whose values stay strings even when they look like numbers
-/// or booleans (a secret such as `123456` must not become an integer).
-const STRING_KEYS: [&str; 20] = [
+/// or booleans (a secret such as `123456` must not become an integer), in variables
+/// and in YAML files alike.
+pub(super) const STRING_KEYS: [&str; 20] = [
     "key",
     "secret",
     "endpoint",

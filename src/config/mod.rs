@@ -4,17 +4,19 @@
 mod duration;
 mod env;
 mod validate;
+mod yaml;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use figment::Figment;
-use figment::providers::{Format, Serialized, Yaml};
+use figment::providers::Serialized;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 pub use duration::HumanDuration;
 pub use env::{ENV_PREFIX, EnteEnv, env_name_for};
+use yaml::TextYaml;
 
 /// The three fixed bucket IDs, in the order Ente lists them.
 pub const BUCKET_IDS: [&str; 3] = ["b2-eu-cen", "wasabi-eu-central-2-v3", "scw-eu-fr-v3"];
@@ -100,6 +102,18 @@ pub struct S3Config {
     pub presign_expiry: HumanDuration,
     /// `redirect` (307 to a presigned GET) or `proxy` (stream through museum).
     pub serve_mode: ServeMode,
+    /// How long a request to a bucket may go without a byte moving, either way,
+    /// before it fails (a copy is then retried).
+    #[serde(rename = "idle-timeout")]
+    pub idle_timeout: HumanDuration,
+    /// The longest museum waits on a bucket over one request, besides the time the
+    /// request's bytes take at `min-bytes-per-second`.
+    #[serde(rename = "request-timeout")]
+    pub request_timeout: HumanDuration,
+    /// The slowest transfer museum waits for, in bytes per second: a request that
+    /// carries N bytes may also take N / this many seconds.
+    #[serde(rename = "min-bytes-per-second")]
+    pub min_bytes_per_second: u64,
 }
 
 impl Default for S3Config {
@@ -116,6 +130,9 @@ impl Default for S3Config {
             embedded_root: PathBuf::from("data/s3"),
             presign_expiry: HumanDuration(Duration::from_secs(7 * 24 * 3600)),
             serve_mode: ServeMode::Redirect,
+            idle_timeout: HumanDuration(Duration::from_secs(30)),
+            request_timeout: HumanDuration(Duration::from_secs(300)),
+            min_bytes_per_second: 128 * 1024,
         }
     }
 }
@@ -345,9 +362,13 @@ pub struct ReplicationConfig {
     #[serde(rename = "part-size")]
     pub part_size: u64,
     pub retry: RetryConfig,
-    /// How long a claimed copy stays reserved without a heartbeat before another
-    /// worker may take it over (after a crash).
+    /// How long a claimed copy stays reserved once its bytes stop moving, before
+    /// another worker may take it over. It is renewed only while they move.
     pub lease: HumanDuration,
+    /// How long an instance (a museum process) may go without a heartbeat before the
+    /// others count it dead and return the copies it held to the queue.
+    #[serde(rename = "instance-timeout")]
+    pub instance_timeout: HumanDuration,
     /// How often idle workers look for due copies (a report also wakes them at once).
     #[serde(rename = "poll-interval")]
     pub poll_interval: HumanDuration,
@@ -365,6 +386,7 @@ impl Default for ReplicationConfig {
             part_size: 16 * 1024 * 1024,
             retry: RetryConfig::default(),
             lease: HumanDuration(Duration::from_secs(60)),
+            instance_timeout: HumanDuration(Duration::from_secs(5)),
             poll_interval: HumanDuration(Duration::from_secs(1)),
             delete_delay: HumanDuration(Duration::from_secs(45 * 24 * 3600)),
         }
@@ -484,11 +506,11 @@ pub fn load_with_env(sources: &Sources, env: EnteEnv) -> Result<Loaded, ConfigEr
         });
     }
     let base =
-        Figment::from(Serialized::defaults(Settings::default())).merge(Yaml::file(&env_file));
+        Figment::from(Serialized::defaults(Settings::default())).merge(TextYaml::file(&env_file));
     let credentials_path = credentials_path(&base, &sources.dir, &env);
     let figment = base
-        .merge(Yaml::file(&credentials_path))
-        .merge(Yaml::file(sources.dir.join("museum.yaml")))
+        .merge(TextYaml::file(&credentials_path))
+        .merge(TextYaml::file(sources.dir.join("museum.yaml")))
         .merge(env.clone());
 
     let mut warnings = env.unknown_warnings();

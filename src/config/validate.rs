@@ -35,7 +35,43 @@ pub fn describe_figment_error(e: &figment::Error) -> String {
         },
         None => "unknown source".to_owned(),
     };
-    format!("`{key}` (from {source}): {}", e.kind)
+    if is_secret(&key) {
+        format!(
+            "`{key}` (from {source}): {}",
+            describe_without_value(&e.kind)
+        )
+    } else {
+        format!("`{key}` (from {source}): {}", e.kind)
+    }
+}
+
+/// Keys whose values are credentials, or carry one (`db.url`): never shown.
+fn is_secret(key: &str) -> bool {
+    matches!(
+        key.rsplit('.').next(),
+        Some("secret" | "password" | "url" | "key")
+    )
+}
+
+/// An extraction problem told without the value that caused it.
+fn describe_without_value(kind: &figment::error::Kind) -> String {
+    use figment::error::{Actual, Kind};
+    let found = |actual: &Actual| match actual {
+        Actual::Bool(_) => "a boolean",
+        Actual::Unsigned(_) | Actual::Signed(_) | Actual::Float(_) => "a number",
+        Actual::Char(_) | Actual::Str(_) | Actual::Bytes(_) => "text",
+        Actual::Unit | Actual::Option => "nothing",
+        Actual::Seq => "a list",
+        Actual::Map => "a map",
+        _ => "another kind of value",
+    };
+    let shown = "(the value is a secret and is not shown)";
+    match kind {
+        Kind::InvalidType(actual, expected) | Kind::InvalidValue(actual, expected) => {
+            format!("expected {expected}, found {} {shown}", found(actual))
+        }
+        _ => format!("cannot be read {shown}; write it as quoted text, e.g. password: \"…\""),
+    }
 }
 
 /// Checks the whole tree and returns one message per problem; empty means valid.
@@ -185,6 +221,9 @@ pub fn validate(s: &Settings, figment: &Figment) -> Vec<String> {
                 .to_owned(),
         );
     }
+    if let Some(fix) = part_size_short_of(r.part_size, s.max_file_size) {
+        problem("replication.part-size", fix);
+    }
     if r.multipart_threshold < 5 * 1024 * 1024 || r.multipart_threshold > 5 * 1024 * 1024 * 1024 {
         problem(
             "replication.multipart-threshold",
@@ -200,8 +239,43 @@ pub fn validate(s: &Settings, figment: &Figment) -> Vec<String> {
             "must be at least 10ms and no more than replication.retry.max".to_owned(),
         );
     }
+    let idle = s.s3.idle_timeout.get();
+    if idle < Duration::from_secs(1) || idle > Duration::from_secs(3600) {
+        problem(
+            "s3.idle-timeout",
+            "must be between 1s and 1h; 30s suits most providers".to_owned(),
+        );
+    }
+    let request = s.s3.request_timeout.get();
+    if request < idle || request > Duration::from_secs(24 * 3600) {
+        problem(
+            "s3.request-timeout",
+            format!("must be between s3.idle-timeout ({idle:?}) and 24h; 5m is the default"),
+        );
+    }
+    if s.s3.min_bytes_per_second < 1024 {
+        problem(
+            "s3.min-bytes-per-second",
+            "must be at least 1024 (1 KiB/s); 131072 (128 KiB/s) is the default".to_owned(),
+        );
+    }
     if r.lease.get() < Duration::from_millis(300) {
         problem("replication.lease", "must be at least 300ms".to_owned());
+    } else if r.lease.get() < idle.saturating_mul(2) {
+        problem(
+            "replication.lease",
+            format!(
+                "must be at least twice s3.idle-timeout ({idle:?}), so that a copy whose \
+                 bytes still move keeps its lease; raise it or lower s3.idle-timeout"
+            ),
+        );
+    }
+    let instance = r.instance_timeout.get();
+    if instance < Duration::from_secs(1) || instance > Duration::from_secs(600) {
+        problem(
+            "replication.instance-timeout",
+            "must be between 1s and 10m; 5s is the default".to_owned(),
+        );
     }
     if r.poll_interval.get() < Duration::from_millis(10) {
         problem(
@@ -225,6 +299,46 @@ pub fn validate(s: &Settings, figment: &Figment) -> Vec<String> {
         );
     }
     problems
+}
+
+/// S3's most parts in one multipart upload.
+pub const MAX_PARTS: u64 = 10_000;
+
+/// Why parts of `part_size` bytes cannot carry an object of `max_file_size` within
+/// S3's [`MAX_PARTS`], with the fix; `None` when they can.
+fn part_size_short_of(part_size: u64, max_file_size: u64) -> Option<String> {
+    const MIB: u64 = 1024 * 1024;
+    let covered = part_size.saturating_mul(MAX_PARTS);
+    if covered >= max_file_size {
+        return None;
+    }
+    let needed_mib = max_file_size.div_ceil(MAX_PARTS).div_ceil(MIB);
+    Some(format!(
+        "{} parts × 10,000 (S3's most parts in one upload) cover {}, less than max-file-size ({}); \
+         set replication.part-size to at least {needed_mib} MiB ({} bytes), or lower max-file-size",
+        bytes_text(part_size),
+        bytes_text(covered),
+        bytes_text(max_file_size),
+        needed_mib * MIB
+    ))
+}
+
+/// `n` bytes in the largest binary unit that keeps it at 1 or more, two decimals.
+fn bytes_text(n: u64) -> String {
+    const UNITS: [&str; 5] = ["bytes", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} bytes")
+    } else {
+        let text = format!("{value:.2}");
+        let text = text.trim_end_matches('0').trim_end_matches('.');
+        format!("{text} {}", UNITS[unit])
+    }
 }
 
 /// S3's bucket naming rules.
@@ -386,6 +500,60 @@ impl BucketConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn errors_about_secrets_never_show_the_value() {
+        use figment::error::{Actual, Kind};
+        let kinds = [
+            Kind::InvalidType(Actual::Str("hunter2".into()), "a string".into()),
+            Kind::InvalidValue(Actual::Unsigned(987_654), "a string".into()),
+            Kind::Message("bad value hunter2".into()),
+        ];
+        for kind in kinds {
+            for path in [
+                "db.password",
+                "db.url",
+                "s3.b2-eu-cen.secret",
+                "s3.b2-eu-cen.key",
+            ] {
+                let mut e = figment::Error::from(kind.clone());
+                e.path = path.split('.').map(str::to_owned).collect();
+                let told = describe_figment_error(&e);
+                assert!(told.contains(&format!("`{path}`")), "{told}");
+                assert!(
+                    !told.contains("hunter2") && !told.contains("987654"),
+                    "{told}"
+                );
+            }
+        }
+        let mut e = figment::Error::from(Kind::InvalidType(
+            Actual::Str("eighty".into()),
+            "u16".into(),
+        ));
+        e.path = vec!["http".into(), "port".into()];
+        assert!(
+            describe_figment_error(&e).contains("eighty"),
+            "other keys keep their value, which helps to fix them"
+        );
+    }
+
+    #[test]
+    fn parts_must_cover_the_largest_file() {
+        const MIB: u64 = 1024 * 1024;
+        const GIB: u64 = 1024 * MIB;
+        assert_eq!(part_size_short_of(16 * MIB, 10 * GIB), None);
+        assert_eq!(part_size_short_of(5 * MIB, 10 * GIB), None);
+        // Exactly 10,000 parts fit.
+        assert_eq!(part_size_short_of(5 * MIB, 50_000 * MIB), None);
+        let fix = part_size_short_of(5 * MIB, 50_000 * MIB + 1).unwrap();
+        assert!(fix.contains("at least 6 MiB"), "{fix}");
+        let fix = part_size_short_of(16 * MIB, 5 * 1024 * GIB).unwrap();
+        assert!(
+            fix.contains("16 MiB parts") && fix.contains("156.25 GiB") && fix.contains("5 TiB"),
+            "{fix}"
+        );
+        assert!(fix.contains("at least 525 MiB"), "{fix}");
+    }
 
     #[test]
     fn bucket_names_follow_s3_rules() {

@@ -1,6 +1,7 @@
 //! Database access: one pool (SQLite or PostgreSQL), migrations, and every SQL
 //! string in the crate, one submodule per table.
 
+pub mod instances;
 pub mod replication;
 pub mod tokens;
 pub mod uploads;
@@ -38,7 +39,8 @@ pub enum DbError {
 impl From<sqlx::Error> for DbError {
     fn from(source: sqlx::Error) -> Self {
         let busy = matches!(&source, sqlx::Error::Database(e)
-            if matches!(e.code().as_deref(), Some("5" | "6")));
+            if e.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some()
+                && is_busy_code(e.code().as_deref()));
         match source {
             sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
                 Self::Unavailable { source }
@@ -48,6 +50,14 @@ impl From<sqlx::Error> for DbError {
             other => Self::Other { source: other },
         }
     }
+}
+
+/// Whether a SQLite result code is "database is locked" (SQLITE_BUSY, 5) or "table
+/// is locked" (SQLITE_LOCKED, 6), extended codes included: SQLITE_BUSY_SNAPSHOT is
+/// 517, whose low byte is 5.
+fn is_busy_code(code: Option<&str>) -> bool {
+    code.and_then(|c| c.parse::<i32>().ok())
+        .is_some_and(|c| matches!(c & 0xff, 5 | 6))
 }
 
 impl DbError {
@@ -94,7 +104,9 @@ pub struct PoolConfig {
 
 impl Db {
     /// Connects to `url` (`sqlite://…` or `postgres://…`). For SQLite the file and its
-    /// folder are created if missing, and the database is put in WAL mode.
+    /// folder are created if missing, and the database is put in WAL mode. Every
+    /// connection runs `synchronous = FULL`: a commit is in the log on disk before it
+    /// returns, so an acknowledged report survives a power cut or an OS crash.
     pub async fn connect(url: &SecretString, pool: PoolConfig) -> Result<Self> {
         install_default_drivers();
         let raw = url.expose_secret();
@@ -117,7 +129,10 @@ impl Db {
             sqlx::Connection::close(conn).await?;
             options.after_connect(|conn, _| {
                 Box::pin(async move {
-                    conn.execute("PRAGMA synchronous = NORMAL").await?;
+                    // NORMAL would sync only at checkpoints, so a crash could take
+                    // back commits already acknowledged; group commit (the key
+                    // writer, bulk reports) keeps the syncs few.
+                    conn.execute("PRAGMA synchronous = FULL").await?;
                     conn.execute("PRAGMA busy_timeout = 10000").await?;
                     conn.execute("PRAGMA cache_size = -65536").await?;
                     // Pages come straight from the OS page cache, shared by every
@@ -163,6 +178,18 @@ impl Db {
             .run(&self.pool)
             .await
             .map_err(|source| DbError::Migrate { source })
+    }
+
+    /// Begins a transaction that writes. Every transaction that writes begins here.
+    /// On SQLite it takes the write lock at once (`BEGIN IMMEDIATE`), waiting for it
+    /// up to the busy timeout: a deferred transaction that reads before it writes
+    /// cannot become a writer once another connection has written, and SQLite fails
+    /// it at once ("database is locked") instead of waiting its turn.
+    pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        Ok(match self.engine {
+            Engine::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Engine::Postgres => self.pool.begin().await?,
+        })
     }
 
     /// One round trip to the database.
@@ -221,6 +248,47 @@ pub fn now_millis() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn locked_databases_are_recognised_by_primary_and_extended_codes() {
+        // SQLITE_BUSY, _LOCKED, _BUSY_RECOVERY, _BUSY_SNAPSHOT, _BUSY_TIMEOUT,
+        // _LOCKED_SHAREDCACHE.
+        for code in ["5", "6", "261", "517", "773", "262"] {
+            assert!(is_busy_code(Some(code)), "{code}");
+        }
+        // SQLITE_CONSTRAINT_UNIQUE, SQLITE_IOERR_READ, SQLITE_CANTOPEN.
+        for code in ["2067", "266", "14"] {
+            assert!(!is_busy_code(Some(code)), "{code}");
+        }
+        assert!(!is_busy_code(None));
+    }
+
+    #[tokio::test]
+    async fn a_stale_sqlite_reader_that_writes_is_unavailable_not_an_internal_error() {
+        // A deferred transaction reads, another connection commits a write, and the
+        // first one's write then fails with SQLITE_BUSY_SNAPSHOT (517).
+        install_default_drivers();
+        let dir = tempfile::tempdir().unwrap();
+        let url = sqlite_url(&format!("sqlite://{}", dir.path().join("t.db").display()));
+        let connect = || <sqlx::AnyConnection as sqlx::Connection>::connect(&url);
+        let mut a = connect().await.unwrap();
+        a.execute("PRAGMA journal_mode = WAL").await.unwrap();
+        a.execute("CREATE TABLE t (n INTEGER)").await.unwrap();
+        let mut b = connect().await.unwrap();
+        a.execute("BEGIN").await.unwrap();
+        a.execute("SELECT COUNT(*) FROM t").await.unwrap();
+        b.execute("INSERT INTO t VALUES (1)").await.unwrap();
+        let err = a.execute("INSERT INTO t VALUES (2)").await.unwrap_err();
+        let code = match &err {
+            sqlx::Error::Database(e) => e.code().map(|c| c.into_owned()),
+            _ => None,
+        };
+        assert_eq!(code.as_deref(), Some("517"), "{err}");
+        assert!(
+            matches!(DbError::from(err), DbError::Unavailable { .. }),
+            "a locked database is worth a retry"
+        );
+    }
 
     #[test]
     fn sqlite_urls_gain_create_mode() {

@@ -1,6 +1,8 @@
-//! `object_copies`: the replication queue. Claims are leases, so a crashed worker's
-//! copy is taken over once its lease runs out, and no copy is worked on by two
-//! workers at once while its lease is kept alive.
+//! `object_copies`: the replication queue. Claims are leases held by a worker of an
+//! instance (`lease_owner` is `<instance>/<worker>`), so a dead instance's copies can
+//! be returned to the queue at once, a stalled worker's copy is taken over once its
+//! lease runs out, and no copy is worked on by two workers at once while its lease is
+//! kept alive.
 
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -23,6 +25,9 @@ pub struct ClaimedCopy {
     pub bucket_id: String,
     /// Attempts so far, this one included.
     pub attempts: i64,
+    /// The multipart upload an earlier attempt started on the target and may have
+    /// left open.
+    pub upload_id: Option<String>,
 }
 
 /// What a copy needs to know about its object.
@@ -86,6 +91,7 @@ fn claimed_from_row(r: &AnyRow) -> Result<ClaimedCopy> {
         object_id: r.try_get(0)?,
         bucket_id: r.try_get(1)?,
         attempts: r.try_get(2)?,
+        upload_id: r.try_get(3)?,
     })
 }
 
@@ -98,7 +104,7 @@ macro_rules! claim_sql {
             $cond,
             " ORDER BY ",
             $order,
-            " LIMIT 1) RETURNING object_id, bucket_id, attempts"
+            " LIMIT 1) RETURNING object_id, bucket_id, attempts, upload_id"
         )
     };
     (postgres, $cond:literal, $order:literal) => {
@@ -111,7 +117,7 @@ macro_rules! claim_sql {
             " LIMIT 1 FOR UPDATE OF c SKIP LOCKED) \
              UPDATE object_copies t SET state = 'copying', attempts = t.attempts + 1, lease_until = $1, lease_owner = $2 \
              FROM c WHERE t.object_id = c.object_id AND t.bucket_id = c.bucket_id \
-             RETURNING t.object_id, t.bucket_id, t.attempts"
+             RETURNING t.object_id, t.bucket_id, t.attempts, t.upload_id"
         )
     };
 }
@@ -180,7 +186,7 @@ pub async fn claim_siblings(
     sqlx::query(
         "UPDATE object_copies SET state = 'copying', attempts = attempts + 1, lease_until = $1, lease_owner = $2 \
          WHERE object_id = $3 AND CASE WHEN state = 'pending' THEN next_attempt_at <= $4 WHEN state = 'copying' THEN lease_until < $4 ELSE false END \
-         RETURNING object_id, bucket_id, attempts",
+         RETURNING object_id, bucket_id, attempts, upload_id",
     )
     .bind(lease_until)
     .bind(owner)
@@ -240,12 +246,37 @@ pub async fn mark_done(
 ) -> Result<bool> {
     let n = sqlx::query(
         "UPDATE object_copies SET state = 'done', copied_at = $1, verified_size = $2, verified_etag = $3, \
-         last_error = NULL, lease_until = NULL, lease_owner = NULL \
+         last_error = NULL, lease_until = NULL, lease_owner = NULL, upload_id = NULL \
          WHERE object_id = $4 AND bucket_id = $5 AND lease_owner = $6 AND state = 'copying'",
     )
     .bind(now)
     .bind(size)
     .bind(etag)
+    .bind(object_id)
+    .bind(bucket_id)
+    .bind(owner)
+    .execute(&db.pool)
+    .await?
+    .rows_affected();
+    Ok(n == 1)
+}
+
+/// Records the multipart upload `owner` started on the target for its attempt (or
+/// that none is open, with `None`), before any part is sent, so that the next
+/// attempt can abort it if this one dies. Returns false if `owner` no longer holds
+/// the copy.
+pub async fn record_upload(
+    db: &Db,
+    object_id: i64,
+    bucket_id: &str,
+    owner: &str,
+    upload_id: Option<&str>,
+) -> Result<bool> {
+    let n = sqlx::query(
+        "UPDATE object_copies SET upload_id = $1 \
+         WHERE object_id = $2 AND bucket_id = $3 AND lease_owner = $4 AND state = 'copying'",
+    )
+    .bind(upload_id)
     .bind(object_id)
     .bind(bucket_id)
     .bind(owner)
@@ -299,14 +330,34 @@ fn truncate_error(error: &str) -> String {
 }
 
 /// Returns every copy whose lease belongs to an owner starting with `owner_prefix`
-/// to the queue, due at once, without counting the interrupted attempt.
+/// to the queue, due at once, without counting the interrupted attempt (a clean
+/// shutdown interrupted it, not the copy).
 pub async fn release_leases(db: &Db, owner_prefix: &str, now: i64) -> Result<u64> {
     Ok(sqlx::query(
         "UPDATE object_copies SET state = 'pending', next_attempt_at = $1, attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, \
-         lease_until = NULL, lease_owner = NULL WHERE state = 'copying' AND lease_owner LIKE $2",
+         lease_until = NULL, lease_owner = NULL \
+         WHERE state = 'copying' AND substr(lease_owner, 1, length($2)) = $2",
     )
     .bind(now)
-    .bind(format!("{owner_prefix}%"))
+    .bind(owner_prefix)
+    .execute(&db.pool)
+    .await?
+    .rows_affected())
+}
+
+/// Returns every copy whose lease belongs to an owner starting with `owner_prefix`
+/// (the workers of an instance that died) to the queue, due at once, with `reason`
+/// as its error. The interrupted attempt counts, so a copy that keeps killing its
+/// process backs off.
+pub async fn reclaim_leases(db: &Db, owner_prefix: &str, now: i64, reason: &str) -> Result<u64> {
+    Ok(sqlx::query(
+        "UPDATE object_copies SET state = 'pending', next_attempt_at = $1, last_error = $3, \
+         lease_until = NULL, lease_owner = NULL \
+         WHERE state = 'copying' AND substr(lease_owner, 1, length($2)) = $2",
+    )
+    .bind(now)
+    .bind(owner_prefix)
+    .bind(reason)
     .execute(&db.pool)
     .await?
     .rows_affected())
@@ -426,7 +477,7 @@ pub async fn backfill_batch(
     buckets: &[String],
     now: i64,
 ) -> Result<(Option<i64>, u64, usize)> {
-    let mut tx = db.pool.begin().await?;
+    let mut tx = db.begin_write().await?;
     let rows = sqlx::query("SELECT id, bucket_id FROM objects WHERE id > $1 AND deleted_at IS NULL ORDER BY id LIMIT $2")
         .bind(after_id)
         .bind(limit)
@@ -442,54 +493,6 @@ pub async fn backfill_batch(
     }
     tx.commit().await?;
     Ok((last, queued, rows.len()))
-}
-
-/// Done copies after (`after_object`, `after_bucket`) in key order, with their keys.
-pub async fn done_copies_after(
-    db: &Db,
-    after_object: i64,
-    after_bucket: &str,
-    limit: i64,
-) -> Result<Vec<(CopyRow, String)>> {
-    sqlx::query(concat!(
-        "SELECT ",
-        copy_columns!(),
-        ", (SELECT object_key FROM objects o WHERE o.id = c.object_id) FROM object_copies c \
-         WHERE state = 'done' AND (object_id > $1 OR (object_id = $1 AND bucket_id > $2)) \
-         ORDER BY object_id, bucket_id LIMIT $3"
-    ))
-    .bind(after_object)
-    .bind(after_bucket)
-    .bind(limit)
-    .fetch_all(&db.pool)
-    .await?
-    .iter()
-    .map(|r| Ok((copy_from_row(r)?, r.try_get(11)?)))
-    .collect()
-}
-
-/// `n` done copies chosen at random, with their keys.
-pub async fn sample_done_copies(db: &Db, n: i64) -> Result<Vec<(CopyRow, String)>> {
-    sqlx::query(concat!(
-        "SELECT ",
-        copy_columns!(),
-        ", (SELECT object_key FROM objects o WHERE o.id = c.object_id) FROM object_copies c \
-         WHERE state = 'done' ORDER BY RANDOM() LIMIT $1"
-    ))
-    .bind(n)
-    .fetch_all(&db.pool)
-    .await?
-    .iter()
-    .map(|r| Ok((copy_from_row(r)?, r.try_get(11)?)))
-    .collect()
-}
-
-/// Done copies in total.
-pub async fn count_done(db: &Db) -> Result<i64> {
-    let row = sqlx::query("SELECT COUNT(*) FROM object_copies WHERE state = 'done'")
-        .fetch_one(&db.pool)
-        .await?;
-    Ok(row.try_get(0)?)
 }
 
 /// Puts a done copy back in the queue, due now, with the reason.
@@ -523,4 +526,170 @@ pub async fn requeue_failed(db: &Db, now: i64) -> Result<u64> {
     .execute(&db.pool)
     .await?
     .rows_affected())
+}
+
+/// A bucket that holds a verified copy of an object, with the size and ETag it was
+/// verified with: every read of it must find them again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedTier {
+    pub bucket_id: String,
+    pub size: i64,
+    pub etag: Option<String>,
+}
+
+/// The buckets holding a verified copy of an object that its report recorded in
+/// `source_bucket` with `size` and `etag`: that bucket first, as the report found it
+/// (or as a restore left it, once one is done), then every other bucket whose copy
+/// is done.
+pub fn verified_tiers(
+    source_bucket: &str,
+    size: i64,
+    etag: Option<&str>,
+    copies: &[CopyRow],
+) -> Vec<VerifiedTier> {
+    let done = |c: &&CopyRow| c.state == state::DONE;
+    let restored = copies
+        .iter()
+        .filter(done)
+        .find(|c| c.bucket_id == source_bucket);
+    let source = VerifiedTier {
+        bucket_id: source_bucket.to_owned(),
+        size: restored.and_then(|c| c.verified_size).unwrap_or(size),
+        etag: match restored {
+            Some(c) => c.verified_etag.clone(),
+            None => etag.map(str::to_owned),
+        },
+    };
+    std::iter::once(source)
+        .chain(
+            copies
+                .iter()
+                .filter(done)
+                .filter(|c| c.bucket_id != source_bucket)
+                .map(|c| VerifiedTier {
+                    bucket_id: c.bucket_id.clone(),
+                    size: c.verified_size.unwrap_or(size),
+                    etag: c.verified_etag.clone(),
+                }),
+        )
+        .collect()
+}
+
+/// Queues a copy of `object_id` into `bucket_id`, due now, to replace what that
+/// bucket holds from a verified tier: a new row when the bucket is the object's own
+/// (its source, which has no copy row until a first restore), or a done or failed
+/// row put back. A copy already waiting or in progress is left as it is. Returns
+/// whether a copy was queued.
+pub async fn queue_restore(
+    db: &Db,
+    object_id: i64,
+    bucket_id: &str,
+    reason: &str,
+    now: i64,
+) -> Result<bool> {
+    let n = sqlx::query(
+        "INSERT INTO object_copies (object_id, bucket_id, state, attempts, next_attempt_at, last_error, created_at) \
+         VALUES ($1, $2, 'pending', 0, $3, $4, $3) \
+         ON CONFLICT (object_id, bucket_id) DO UPDATE SET state = 'pending', next_attempt_at = $3, last_error = $4 \
+         WHERE object_copies.state IN ('done', 'failed')",
+    )
+    .bind(object_id)
+    .bind(bucket_id)
+    .bind(now)
+    .bind(truncate_error(reason))
+    .execute(&db.pool)
+    .await?
+    .rows_affected();
+    Ok(n == 1)
+}
+
+/// One verified tier of a live object, for `replicate verify`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TierOfObject {
+    pub object_id: i64,
+    pub object_key: String,
+    pub tier: VerifiedTier,
+}
+
+/// Every verified tier of live objects, as [`verified_tiers`] defines them: the
+/// source bucket of each object (checked against its report until a restore is
+/// done there), and each done copy, each arm narrowed by its own condition.
+macro_rules! verified_tiers_sql {
+    ($after_source:literal, $after_copy:literal) => {
+        concat!(
+            "SELECT o.id, o.object_key, o.bucket_id, o.size, o.etag FROM objects o \
+             WHERE o.deleted_at IS NULL ",
+            $after_source,
+            " AND NOT EXISTS (SELECT 1 FROM object_copies r WHERE r.object_id = o.id AND r.bucket_id = o.bucket_id AND r.state = 'done') \
+             UNION ALL \
+             SELECT c.object_id, o.object_key, c.bucket_id, COALESCE(c.verified_size, o.size), c.verified_etag \
+             FROM object_copies c JOIN objects o ON o.id = c.object_id \
+             WHERE c.state = 'done' AND o.deleted_at IS NULL ",
+            $after_copy
+        )
+    };
+}
+
+fn tier_from_row(r: &AnyRow) -> Result<TierOfObject> {
+    Ok(TierOfObject {
+        object_id: r.try_get(0)?,
+        object_key: r.try_get(1)?,
+        tier: VerifiedTier {
+            bucket_id: r.try_get(2)?,
+            size: r.try_get(3)?,
+            etag: r.try_get(4)?,
+        },
+    })
+}
+
+/// Up to `limit` verified tiers after (`after_object`, `after_bucket`), in that order.
+pub async fn verified_tiers_after(
+    db: &Db,
+    after_object: i64,
+    after_bucket: &str,
+    limit: i64,
+) -> Result<Vec<TierOfObject>> {
+    sqlx::query(concat!(
+        "SELECT * FROM (",
+        verified_tiers_sql!(
+            "AND (o.id > $1 OR (o.id = $1 AND o.bucket_id > $2))",
+            "AND (c.object_id > $1 OR (c.object_id = $1 AND c.bucket_id > $2))"
+        ),
+        ") t ORDER BY 1, 3 LIMIT $3"
+    ))
+    .bind(after_object)
+    .bind(after_bucket)
+    .bind(limit)
+    .fetch_all(&db.pool)
+    .await?
+    .iter()
+    .map(tier_from_row)
+    .collect()
+}
+
+/// `n` verified tiers chosen at random.
+pub async fn sample_verified_tiers(db: &Db, n: i64) -> Result<Vec<TierOfObject>> {
+    sqlx::query(concat!(
+        "SELECT * FROM (",
+        verified_tiers_sql!("", ""),
+        ") t ORDER BY RANDOM() LIMIT $1"
+    ))
+    .bind(n)
+    .fetch_all(&db.pool)
+    .await?
+    .iter()
+    .map(tier_from_row)
+    .collect()
+}
+
+/// Verified tiers of live objects in total.
+pub async fn count_verified_tiers(db: &Db) -> Result<i64> {
+    let row = sqlx::query(concat!(
+        "SELECT COUNT(*) FROM (",
+        verified_tiers_sql!("", ""),
+        ") t"
+    ))
+    .fetch_one(&db.pool)
+    .await?;
+    Ok(row.try_get(0)?)
 }

@@ -291,10 +291,10 @@ pub async fn find_object_by_key(db: &Db, object_key: &str) -> Result<Option<Stor
 /// Records every object and removes its `temp_objects` row, in one transaction,
 /// all or none. A key already recorded is returned as [`Committed::Existing`] and
 /// left as it is, so a repeated report creates no second row. A key whose issued row
-/// is gone (cleaned up after expiry) is [`Committed::Gone`], and then nothing is
-/// recorded: the cleanup job may have deleted its bytes.
+/// is gone or taken by the cleanup sweep (after expiry) is [`Committed::Gone`], and
+/// then nothing is recorded: the sweep may have deleted its bytes.
 pub async fn commit_objects(db: &Db, objects: &[NewObject]) -> Result<Vec<Committed>> {
-    let mut tx = db.pool.begin().await?;
+    let mut tx = db.begin_write().await?;
     let out = insert_objects(&mut tx, objects).await?;
     if out.iter().any(|c| matches!(c, Committed::Gone(_))) {
         tx.rollback().await?;
@@ -313,7 +313,7 @@ pub async fn commit_file(
     objects: &[NewObject],
     file: &NewFile,
 ) -> Result<(Vec<Committed>, Option<FileRecord>)> {
-    let mut tx = db.pool.begin().await?;
+    let mut tx = db.begin_write().await?;
     let out = insert_objects(&mut tx, objects).await?;
     if out.iter().any(|c| matches!(c, Committed::Gone(_))) {
         tx.rollback().await?;
@@ -342,13 +342,14 @@ async fn insert_objects(
 ) -> Result<Vec<Committed>> {
     let mut out = Vec::with_capacity(objects.len());
     for o in objects {
-        let claimed =
-            sqlx::query("DELETE FROM temp_objects WHERE object_key = $1 AND user_id = $2")
-                .bind(&o.object_key)
-                .bind(o.user_id)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
+        let claimed = sqlx::query(
+            "DELETE FROM temp_objects WHERE object_key = $1 AND user_id = $2 AND swept_at IS NULL",
+        )
+        .bind(&o.object_key)
+        .bind(o.user_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
         let inserted = if claimed == 1 {
             sqlx::query(concat!("INSERT INTO objects (object_key, user_id, bucket_id, size, md5, etag, created_at) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (object_key) DO NOTHING RETURNING ", object_columns!()))
@@ -405,7 +406,7 @@ pub async fn ensure_file(
     thumbnail_id: Option<i64>,
     file: &NewFile,
 ) -> Result<FileRecord> {
-    let mut tx = db.pool.begin().await?;
+    let mut tx = db.begin_write().await?;
     let record = upsert_file(&mut tx, id, owner_id, thumbnail_id, file).await?;
     tx.commit().await?;
     Ok(record)
@@ -437,33 +438,67 @@ async fn upsert_file(
     .await?)
 }
 
-/// Removes an expired issued key's row if it is still there and still expired at
-/// `now`. Returns whether this call removed it; only then may its bytes be deleted,
-/// since a report that commits first removes the row itself.
-pub async fn claim_expired_temp_object(db: &Db, object_key: &str, now: i64) -> Result<bool> {
-    let n = sqlx::query("DELETE FROM temp_objects WHERE object_key = $1 AND expires_at < $2")
-        .bind(object_key)
-        .bind(now)
-        .execute(&db.pool)
-        .await?
-        .rows_affected();
+/// Marks an expired issued key as taken by the cleanup sweep at `now`, unless a report
+/// recorded it first. Returns whether the key is the sweep's (now or from an earlier
+/// sweep whose removal failed); only then may its bytes be deleted. From here on no
+/// report can commit the key, and its row stays until [`forget_swept_temp_object`].
+pub async fn mark_swept(db: &Db, object_key: &str, now: i64) -> Result<bool> {
+    let n = sqlx::query(
+        "UPDATE temp_objects SET swept_at = COALESCE(swept_at, $2) \
+         WHERE object_key = $1 AND expires_at < $2",
+    )
+    .bind(object_key)
+    .bind(now)
+    .execute(&db.pool)
+    .await?
+    .rows_affected();
     Ok(n == 1)
 }
 
-/// Up to `limit` issued keys whose expiry is before `now`, oldest first.
-pub async fn list_expired_temp_objects(db: &Db, now: i64, limit: i64) -> Result<Vec<TempObject>> {
-    sqlx::query(concat!(
-        "SELECT ",
-        temp_columns!(),
-        " FROM temp_objects WHERE expires_at < $1 ORDER BY expires_at LIMIT $2"
-    ))
-    .bind(now)
-    .bind(limit)
-    .fetch_all(&db.pool)
-    .await?
-    .iter()
-    .map(temp_from_row)
-    .collect()
+/// Forgets a swept key once its bucket has confirmed that the bytes are gone.
+pub async fn forget_swept_temp_object(db: &Db, object_key: &str) -> Result<()> {
+    sqlx::query("DELETE FROM temp_objects WHERE object_key = $1 AND swept_at IS NOT NULL")
+        .bind(object_key)
+        .execute(&db.pool)
+        .await?;
+    Ok(())
+}
+
+/// Up to `limit` issued keys whose expiry is before `now`, swept or not, in order of
+/// (expiry, key) and after `after` in that order when given, so a pass can page past
+/// keys it could not remove.
+pub async fn list_expired_temp_objects(
+    db: &Db,
+    now: i64,
+    after: Option<(i64, &str)>,
+    limit: i64,
+) -> Result<Vec<TempObject>> {
+    let query = match after {
+        None => sqlx::query(concat!(
+            "SELECT ",
+            temp_columns!(),
+            " FROM temp_objects WHERE expires_at < $1 ORDER BY expires_at, object_key LIMIT $2"
+        ))
+        .bind(now)
+        .bind(limit),
+        Some((expires_at, object_key)) => sqlx::query(concat!(
+            "SELECT ",
+            temp_columns!(),
+            " FROM temp_objects WHERE expires_at < $1 \
+             AND (expires_at > $2 OR (expires_at = $2 AND object_key > $3)) \
+             ORDER BY expires_at, object_key LIMIT $4"
+        ))
+        .bind(now)
+        .bind(expires_at)
+        .bind(object_key)
+        .bind(limit),
+    };
+    query
+        .fetch_all(&db.pool)
+        .await?
+        .iter()
+        .map(temp_from_row)
+        .collect()
 }
 
 /// The recorded object with ID `id`, deleted or not.
@@ -486,7 +521,7 @@ pub async fn find_object(db: &Db, id: i64) -> Result<Option<StoredObject>> {
 /// purge later removes them from every bucket). Returns the object as it now stands,
 /// or `None` if `user` has no such object.
 pub async fn mark_deleted(db: &Db, id: i64, user: i64, now: i64) -> Result<Option<StoredObject>> {
-    let mut tx = db.pool.begin().await?;
+    let mut tx = db.begin_write().await?;
     let thumbnail: Option<Option<i64>> =
         sqlx::query_scalar("SELECT thumbnail_id FROM files WHERE id = $1 AND owner_id = $2")
             .bind(id)
@@ -543,7 +578,7 @@ pub async fn list_purgeable(
 /// Forgets a purged object, its copies, and the file record it heads or is the
 /// thumbnail of.
 pub async fn delete_object_rows(db: &Db, id: i64) -> Result<()> {
-    let mut tx = db.pool.begin().await?;
+    let mut tx = db.begin_write().await?;
     sqlx::query("DELETE FROM files WHERE id = $1")
         .bind(id)
         .execute(&mut *tx)

@@ -1,6 +1,7 @@
-//! One streaming copy: a single GET of the source feeds a PUT (or a multipart upload)
-//! to every target at once, computing MD5s on the way; then each target is verified
-//! with a HEAD. Memory stays bounded by a few chunks per target, whatever the size.
+//! One streaming copy: a single GET of the source feeds a PUT (or the parts of a
+//! multipart upload already started) to every target at once, computing MD5s on the
+//! way; then each target is verified with a HEAD. Memory stays bounded by a few
+//! chunks per target, whatever the size.
 
 use std::sync::Arc;
 
@@ -9,11 +10,16 @@ use futures_util::StreamExt;
 use md5::{Digest, Md5};
 use tokio::sync::mpsc;
 
-use crate::storage::presign::multipart_etag;
-use crate::storage::{BucketClient, ByteStream, StorageError};
+use crate::storage::presign::{content_md5, decode_md5, multipart_etag};
+use crate::storage::watch::Activity;
+use crate::storage::{BodyStream, BucketClient, ByteStream, StorageError};
 
 /// Chunks buffered per target before the source read waits for it.
 const CHANNEL_CHUNKS: usize = 8;
+/// S3's most parts in one multipart upload.
+const MAX_PARTS: u64 = 10_000;
+/// S3's largest part.
+const MAX_PART_SIZE: u64 = 5 * 1024 * 1024 * 1024;
 
 /// Why a copy (or one target of it) failed.
 #[derive(Debug, thiserror::Error)]
@@ -25,7 +31,7 @@ pub enum CopyError {
         #[source]
         source: StorageError,
     },
-    /// The source's bytes are not the recorded object's.
+    /// The source's bytes are not the recorded object's (its length or MD5 differ).
     #[error("the source in {bucket} does not match the recorded object: {detail}")]
     SourceMismatch { bucket: String, detail: String },
     /// Writing to the target failed.
@@ -38,6 +44,14 @@ pub enum CopyError {
     /// The target holds something other than what was sent.
     #[error("verifying the copy in {bucket}: {detail}")]
     Verify { bucket: String, detail: String },
+    /// No tier holds the recorded bytes any more (`detail` says why): each was
+    /// damaged or missing, at least one damaged, or the only ones are being written.
+    /// No retry can bring them back.
+    #[error("no verified copy exists to copy the recorded bytes from: {detail}")]
+    NoVerifiedSource { detail: String },
+    /// The object is larger than S3's 10,000 parts of at most 5 GiB can carry.
+    #[error("{size} bytes do not fit in {MAX_PARTS} parts of at most 5 GiB")]
+    TooLarge { size: u64 },
 }
 
 impl CopyError {
@@ -46,6 +60,7 @@ impl CopyError {
     pub fn is_permanent(&self) -> bool {
         let storage = match self {
             Self::Source { source, .. } | Self::Target { source, .. } => source,
+            Self::NoVerifiedSource { .. } | Self::TooLarge { .. } => return true,
             _ => return false,
         };
         match storage {
@@ -62,6 +77,19 @@ impl CopyError {
             StorageError::Config { .. } => true,
             _ => false,
         }
+    }
+
+    /// Whether the source holds other bytes than the record: its ETag, length or
+    /// MD5 differ. Retrying that source will not heal it; another verified tier may.
+    pub fn is_source_damaged(&self) -> bool {
+        matches!(
+            self,
+            Self::SourceMismatch { .. }
+                | Self::Source {
+                    source: StorageError::Changed { .. },
+                    ..
+                }
+        )
     }
 
     /// Whether the source object was not found.
@@ -102,6 +130,37 @@ pub struct CopyJob<'a> {
     /// Above this size the copy is a multipart upload.
     pub multipart_threshold: u64,
     pub part_size: u64,
+    /// Where the bytes the copy moves are counted (the lease heartbeat reads it).
+    pub activity: &'a Activity,
+}
+
+impl CopyJob<'_> {
+    /// Whether each target gets a multipart upload rather than one PUT.
+    pub fn is_multipart(&self) -> bool {
+        self.size > self.multipart_threshold
+    }
+}
+
+/// A bucket to copy to and, for a multipart copy, the upload started there for it.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub bucket: Arc<BucketClient>,
+    pub upload_id: Option<String>,
+}
+
+/// The part size of a multipart copy of `size` bytes: `configured`, doubled until the
+/// object fits in S3's 10,000 parts. Start-up checks that `replication.part-size`
+/// covers `max-file-size`, so doubling only happens for objects recorded under a
+/// larger limit (or a smaller part size) than today's.
+fn part_size_for(size: u64, configured: u64) -> Result<u64, CopyError> {
+    let mut part_size = configured.max(1);
+    while size.div_ceil(part_size) > MAX_PARTS {
+        part_size = part_size.saturating_mul(2);
+    }
+    if part_size > MAX_PART_SIZE.max(configured) {
+        return Err(CopyError::TooLarge { size });
+    }
+    Ok(part_size)
 }
 
 /// Reads a source stream in pieces of at most a given length.
@@ -122,16 +181,18 @@ impl Reader {
                     Some(Err(e)) => {
                         return Err(CopyError::Source {
                             bucket: self.bucket.clone(),
-                            source: StorageError::Unavailable {
-                                bucket: self.bucket.clone(),
-                                source: Box::new(e.without_url()),
-                            },
+                            source: e,
                         });
                     }
+                    // The answer promised the recorded length: a short body is a
+                    // broken read, not other bytes.
                     None => {
-                        return Err(CopyError::SourceMismatch {
+                        return Err(CopyError::Source {
                             bucket: self.bucket.clone(),
-                            detail: "the source ended before its recorded size".to_owned(),
+                            source: StorageError::Unavailable {
+                                bucket: self.bucket.clone(),
+                                source: "the body ended before its announced length".into(),
+                            },
                         });
                     }
                 }
@@ -153,25 +214,39 @@ struct Sink {
     error: Option<CopyError>,
 }
 
-fn channel_body(rx: mpsc::Receiver<Result<Bytes, std::io::Error>>) -> reqwest::Body {
-    reqwest::Body::wrap_stream(futures_util::stream::unfold(rx, |mut rx| async move {
+fn channel_body(rx: mpsc::Receiver<Result<Bytes, std::io::Error>>) -> BodyStream {
+    Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
     }))
 }
 
 /// Copies `job.key` from `source` to every target with one read of the source, then
-/// verifies each target. An `Err` means the source could not be read correctly, and
-/// no target may be trusted.
+/// verifies each target. The read is conditional on `source_etag`, the ETag recorded
+/// for that tier, so a replaced source is refused before any byte reaches a target.
+/// An `Err` means the source could not be read correctly, and no target may be
+/// trusted; the targets' multipart uploads are then aborted (best effort). A
+/// multipart copy needs an upload started on each target beforehand.
 pub async fn copy_object(
     source: &BucketClient,
-    targets: &[Arc<BucketClient>],
+    source_etag: Option<&str>,
+    targets: &[Target],
     job: &CopyJob<'_>,
 ) -> Result<CopyReport, CopyError> {
+    let source = &source.reporting_to(job.activity);
     let source_error = |e| CopyError::Source {
         bucket: source.id().to_owned(),
         source: e,
     };
-    let (len, stream) = source.get_stream(job.key).await.map_err(source_error)?;
+    let multipart = job.is_multipart();
+    let part_size = if multipart {
+        part_size_for(job.size, job.part_size)?
+    } else {
+        job.size
+    };
+    let (len, stream) = source
+        .get_stream_if_match(job.key, source_etag)
+        .await
+        .map_err(source_error)?;
     if len != job.size {
         return Err(CopyError::SourceMismatch {
             bucket: source.id().to_owned(),
@@ -183,35 +258,27 @@ pub async fn copy_object(
         leftover: None,
         bucket: source.id().to_owned(),
     };
-    let multipart = job.size > job.multipart_threshold;
     let mut sinks: Vec<Sink> = targets
         .iter()
         .map(|t| Sink {
-            bucket: Arc::clone(t),
-            upload_id: None,
+            bucket: Arc::clone(&t.bucket),
+            upload_id: t.upload_id.clone(),
             etags: Vec::new(),
-            error: None,
+            error: (multipart && t.upload_id.is_none()).then(|| CopyError::Target {
+                bucket: t.bucket.id().to_owned(),
+                source: StorageError::Protocol {
+                    bucket: t.bucket.id().to_owned(),
+                    message: "no multipart upload was started for the copy".to_owned(),
+                },
+            }),
         })
         .collect();
-    if multipart {
-        for sink in &mut sinks {
-            match sink.bucket.create_multipart_upload(job.key).await {
-                Ok(id) => sink.upload_id = Some(id),
-                Err(e) => {
-                    sink.error = Some(CopyError::Target {
-                        bucket: sink.bucket.id().to_owned(),
-                        source: e,
-                    });
-                }
-            }
-        }
-    }
 
-    let result = pump(&mut reader, &mut sinks, job, multipart).await;
+    let result = pump(&mut reader, &mut sinks, job, multipart.then_some(part_size)).await;
     let (whole_md5, part_md5s) = match result {
         Ok(digests) => digests,
         Err(e) => {
-            abort_uploads(&sinks, job.key).await;
+            abort_uploads(&sinks, job.key, true).await;
             return Err(e);
         }
     };
@@ -219,7 +286,7 @@ pub async fn copy_object(
     if let Some(expected) = job.expected_md5
         && !expected.eq_ignore_ascii_case(&md5)
     {
-        abort_uploads(&sinks, job.key).await;
+        abort_uploads(&sinks, job.key, true).await;
         return Err(CopyError::SourceMismatch {
             bucket: source.id().to_owned(),
             detail: format!("its MD5 is {md5}, the record says {expected}"),
@@ -240,7 +307,7 @@ pub async fn copy_object(
                 });
             }
         }
-        abort_uploads(&sinks, job.key).await;
+        abort_uploads(&sinks, job.key, false).await;
     }
 
     let expected_etag = if multipart {
@@ -260,28 +327,36 @@ pub async fn copy_object(
     Ok(CopyReport { md5, results })
 }
 
-/// Streams the source into every healthy sink, part by part. Returns the whole
+/// Streams the source into every healthy sink, part by part: in parts of
+/// `part_size` for a multipart copy, as one piece otherwise. Returns the whole
 /// object's MD5 and, for a multipart copy, each part's MD5.
 async fn pump(
     reader: &mut Reader,
     sinks: &mut [Sink],
     job: &CopyJob<'_>,
-    multipart: bool,
+    part_size: Option<u64>,
 ) -> Result<([u8; 16], Vec<[u8; 16]>), CopyError> {
+    let multipart = part_size.is_some();
     let mut whole = Md5::new();
     let mut part_md5s = Vec::new();
-    let parts = if multipart {
-        job.size.div_ceil(job.part_size)
-    } else {
-        1
-    };
+    // A single PUT carries the recorded MD5, so a target refuses other bytes itself.
+    let content_md5 = job
+        .expected_md5
+        .filter(|_| !multipart)
+        .and_then(|hex| decode_md5(hex).ok())
+        .map(|md5| content_md5(&md5));
+    let parts = part_size.map_or(1, |p| job.size.div_ceil(p));
     for part in 0..parts {
-        let part_len = if multipart {
-            job.part_size.min(job.size - part * job.part_size)
-        } else {
-            job.size
+        let part_len = match part_size {
+            Some(p) => p.min(job.size - part * p),
+            None => job.size,
         };
-        let part_number = u16::try_from(part + 1).unwrap_or(u16::MAX);
+        // At most MAX_PARTS by `part_size_for`; a number that does not fit is refused,
+        // never clamped onto another part.
+        let part_number = u16::try_from(part + 1)
+            .ok()
+            .filter(|n| u64::from(*n) <= MAX_PARTS)
+            .ok_or(CopyError::TooLarge { size: job.size })?;
         let mut senders = Vec::new();
         let mut handles = Vec::new();
         for (i, sink) in sinks.iter().enumerate().filter(|(_, s)| s.error.is_none()) {
@@ -289,6 +364,7 @@ async fn pump(
             let bucket = Arc::clone(&sink.bucket);
             let key = job.key.to_owned();
             let upload_id = sink.upload_id.clone();
+            let content_md5 = content_md5.clone();
             let handle = tokio::spawn(async move {
                 let body = channel_body(rx);
                 match upload_id {
@@ -297,7 +373,11 @@ async fn pump(
                             .upload_part_stream(&key, &id, part_number, part_len, body)
                             .await
                     }
-                    None => bucket.put_stream(&key, part_len, body).await,
+                    None => {
+                        bucket
+                            .put_stream_with_md5(&key, part_len, content_md5.as_deref(), body)
+                            .await
+                    }
                 }
             });
             senders.push(Some(tx));
@@ -349,10 +429,10 @@ async fn pump(
     Ok((whole.finalize().into(), part_md5s))
 }
 
-/// Aborts the multipart uploads of sinks that failed; best effort, since a bucket's
-/// lifecycle rules or the next attempt clean up what this cannot.
-async fn abort_uploads(sinks: &[Sink], key: &str) {
-    for sink in sinks.iter().filter(|s| s.error.is_some()) {
+/// Aborts the multipart uploads of sinks that failed, or of every sink when `all`;
+/// best effort, since the next attempt aborts the upload recorded with its copy.
+async fn abort_uploads(sinks: &[Sink], key: &str, all: bool) {
+    for sink in sinks.iter().filter(|s| all || s.error.is_some()) {
         if let Some(id) = &sink.upload_id
             && let Err(e) = sink.bucket.abort_multipart_upload(key, id).await
         {
@@ -392,4 +472,58 @@ async fn verify(
         size: meta.size,
         etag: meta.etag,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: u64 = 1024 * 1024;
+
+    #[test]
+    fn the_configured_part_size_is_kept_while_it_fits() {
+        assert_eq!(part_size_for(10 * 1024 * MIB, 16 * MIB).unwrap(), 16 * MIB);
+        assert_eq!(
+            part_size_for(MAX_PARTS * 5 * MIB, 5 * MIB).unwrap(),
+            5 * MIB
+        );
+    }
+
+    #[test]
+    fn the_part_size_doubles_until_the_object_fits_in_10000_parts() {
+        assert_eq!(
+            part_size_for(MAX_PARTS * 5 * MIB + 1, 5 * MIB).unwrap(),
+            10 * MIB
+        );
+        assert_eq!(
+            part_size_for(5 * 1024 * 1024 * MIB, 16 * MIB).unwrap(),
+            1024 * MIB
+        );
+        assert_eq!(part_size_for(1_000_100, 100).unwrap(), 200);
+        assert_eq!(
+            part_size_for(10, 0).unwrap(),
+            1,
+            "a zero part size is not a division by zero"
+        );
+    }
+
+    #[test]
+    fn an_object_past_10000_parts_of_5_gib_is_refused_for_good() {
+        let e = part_size_for(MAX_PARTS * MAX_PART_SIZE + 1, 16 * MIB).unwrap_err();
+        assert!(matches!(e, CopyError::TooLarge { .. }));
+        assert!(e.is_permanent());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn every_planned_copy_has_at_most_10000_parts_of_at_most_5_gib(
+            size in 1u64..=5 * 1024 * 1024 * MIB,
+            configured in 1u64..=5 * 1024 * MIB,
+        ) {
+            let part = part_size_for(size, configured).unwrap();
+            proptest::prop_assert!(part >= configured);
+            proptest::prop_assert!(size.div_ceil(part) <= MAX_PARTS);
+            proptest::prop_assert!(part <= MAX_PART_SIZE.max(configured));
+        }
+    }
 }

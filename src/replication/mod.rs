@@ -1,8 +1,10 @@
 //! Replication: workers that copy each recorded object from the bucket holding it to
-//! every other present bucket, verify each copy, and retry with backoff; and the
+//! every other present bucket, verify each copy, and retry with backoff; the
+//! instance heartbeat that hands a dead process's copies to the others; and the
 //! purger that removes deleted objects from every bucket after a delay.
 
 pub mod copy;
+pub mod instance;
 pub mod purge;
 
 use std::sync::Arc;
@@ -11,12 +13,14 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use self::copy::{CopyError, CopyJob, copy_object};
+use self::copy::{CopyError, CopyJob, Target, copy_object};
 use crate::db::replication::{self as queue, ClaimedCopy, CopySource};
 use crate::db::{Db, DbError, now_millis};
+use crate::events::{self, FoundBy};
 use crate::metrics::Metrics;
 use crate::storage::presign::looks_like_md5_etag;
-use crate::storage::{BucketClient, Buckets};
+use crate::storage::watch::Activity;
+use crate::storage::{BucketClient, Buckets, StorageError, error_chain};
 
 /// Errors that stop a worker's pass (copy failures are recorded, not returned).
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +78,23 @@ fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
+/// What reading an object's verified tiers gave: the copy's report, or why no tier
+/// could be read; and the tiers passed over as damaged or missing, with why, to be
+/// restored once a verified tier has been read.
+struct SourceRead {
+    result: Result<copy::CopyReport, CopyError>,
+    broken: Vec<(String, String)>,
+}
+
+/// How readying one target for a copy went.
+enum Prepared {
+    Ready(Target),
+    /// The copy cannot go ahead this time; its failure is recorded.
+    Failed,
+    /// Another worker holds the copy now.
+    Lost,
+}
+
 /// Stops the lease heartbeat when the pass ends, however it ends (also when the
 /// pass itself is dropped mid-copy, so an abandoned copy's lease lapses).
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
@@ -114,8 +135,9 @@ impl ReplicationWorker {
 
     /// Claims the longest-due copy and every other due copy of the same object,
     /// copies them with one read of the source, verifies each, and records the
-    /// results. The lease is renewed while the copy runs, so a long copy is not
-    /// taken over; if the process dies, the lease lapses and another worker retries.
+    /// results. The lease is renewed while the copy's bytes move, so a slow copy is
+    /// not taken over and a stalled one is; if the process dies, its instance's
+    /// heartbeat stops and another instance retries (see [`instance`]).
     pub async fn run_once(&self) -> Result<Outcome, ReplicationError> {
         let now = now_millis();
         let lease_until = now + millis(self.config.lease);
@@ -128,17 +150,31 @@ impl ReplicationWorker {
             queue::claim_siblings(&self.db, object_id, &self.owner, now, lease_until).await?,
         );
 
-        let _heartbeat = AbortOnDrop(self.spawn_heartbeat(object_id));
-        self.copy_claimed(object_id, &claimed).await
+        let activity = Activity::new();
+        let _heartbeat = AbortOnDrop(self.spawn_heartbeat(object_id, activity.clone()));
+        self.copy_claimed(object_id, &claimed, &activity).await
     }
 
-    fn spawn_heartbeat(&self, object_id: i64) -> tokio::task::JoinHandle<()> {
+    /// Renews the leases on `object_id`'s copies every third of a lease, but only if
+    /// a byte of the copy moved since the last renewal (or a request that streams
+    /// nothing awaits its bounded answer). A copy that stops moving loses its lease.
+    fn spawn_heartbeat(&self, object_id: i64, activity: Activity) -> tokio::task::JoinHandle<()> {
         let db = self.db.clone();
         let owner = self.owner.clone();
         let lease = self.config.lease;
         tokio::spawn(async move {
+            let mut seen = activity.progress();
             loop {
                 tokio::time::sleep(lease / 3).await;
+                let progress = activity.progress();
+                if progress == seen && !activity.is_waiting() {
+                    tracing::debug!(
+                        object_id,
+                        "no byte of the copy moved since its lease was last renewed; letting it run down"
+                    );
+                    continue;
+                }
+                seen = progress;
                 let until = now_millis() + millis(lease);
                 if let Err(e) = queue::renew_leases(&db, object_id, &owner, until).await {
                     tracing::warn!(error.message = %e, "could not renew a copy lease");
@@ -151,6 +187,7 @@ impl ReplicationWorker {
         &self,
         object_id: i64,
         claimed: &[ClaimedCopy],
+        activity: &Activity,
     ) -> Result<Outcome, ReplicationError> {
         let Some(source) = queue::find_source(&self.db, object_id).await? else {
             for c in claimed {
@@ -171,23 +208,7 @@ impl ReplicationWorker {
             });
         };
 
-        let mut targets = Vec::new();
-        let mut failed = 0;
-        for c in claimed {
-            match self.buckets.get(&c.bucket_id) {
-                Some(b) => targets.push(Arc::clone(b)),
-                None => {
-                    failed += 1;
-                    self.record_failure(
-                        &source,
-                        c,
-                        true,
-                        &format!("bucket {} is not configured any more", c.bucket_id),
-                    )
-                    .await?;
-                }
-            }
-        }
+        let (targets, mut failed) = self.prepare_targets(&source, claimed, activity).await?;
         if targets.is_empty() {
             return Ok(Outcome::Copied {
                 object_id,
@@ -196,9 +217,11 @@ impl ReplicationWorker {
             });
         }
 
-        let outcome = self.copy_from_any_source(&source, &targets).await?;
+        let read = self
+            .copy_from_any_source(&source, &targets, activity)
+            .await?;
         let mut done = 0;
-        match outcome {
+        match read.result {
             Ok(report) => {
                 if source.md5.is_none()
                     && queue::record_md5(&self.db, object_id, &report.md5).await?
@@ -231,19 +254,28 @@ impl ReplicationWorker {
                         }
                         Err(e) => {
                             failed += 1;
-                            self.record_failure(&source, c, e.is_permanent(), &e.to_string())
+                            self.record_failure(&source, c, e.is_permanent(), &error_chain(&e))
                                 .await?;
                         }
+                    }
+                }
+                // A verified tier was read: the damaged or missing ones are
+                // restored from it by copies of their own.
+                for (bucket_id, reason) in &read.broken {
+                    if queue::queue_restore(&self.db, object_id, bucket_id, reason, now_millis())
+                        .await?
+                    {
+                        tracing::info!(object_id, bucket = %bucket_id, "restore queued");
                     }
                 }
             }
             Err(e) => {
                 for c in claimed
                     .iter()
-                    .filter(|c| targets.iter().any(|t| t.id() == c.bucket_id))
+                    .filter(|c| targets.iter().any(|t| t.bucket.id() == c.bucket_id))
                 {
                     failed += 1;
-                    self.record_failure(&source, c, e.is_permanent(), &e.to_string())
+                    self.record_failure(&source, c, e.is_permanent(), &error_chain(&e))
                         .await?;
                 }
             }
@@ -255,25 +287,143 @@ impl ReplicationWorker {
         })
     }
 
-    /// Copies from the bucket that holds the object; if the object is missing there,
-    /// from a verified replica instead.
+    /// The buckets the claimed copies go to, each counting its bytes in `activity`
+    /// (see [`Self::prepare_target`]), and how many copies failed on the way.
+    async fn prepare_targets(
+        &self,
+        source: &CopySource,
+        claimed: &[ClaimedCopy],
+        activity: &Activity,
+    ) -> Result<(Vec<Target>, usize), ReplicationError> {
+        let mut targets = Vec::new();
+        let mut failed = 0;
+        for c in claimed {
+            let Some(bucket) = self.buckets.get(&c.bucket_id) else {
+                failed += 1;
+                self.record_failure(
+                    source,
+                    c,
+                    true,
+                    &format!("bucket {} is not configured any more", c.bucket_id),
+                )
+                .await?;
+                continue;
+            };
+            let bucket = Arc::new(bucket.reporting_to(activity));
+            match self.prepare_target(source, c, bucket).await? {
+                Prepared::Ready(target) => targets.push(target),
+                Prepared::Failed => failed += 1,
+                Prepared::Lost => {}
+            }
+        }
+        Ok((targets, failed))
+    }
+
+    /// Readies `bucket` for copy `c`: aborts the multipart upload an earlier attempt
+    /// left open, and for a multipart copy starts a new one and records it with the
+    /// copy before any part is sent, so that a crash leaves it to the next attempt to
+    /// abort. A failure is recorded with the copy.
+    async fn prepare_target(
+        &self,
+        source: &CopySource,
+        c: &ClaimedCopy,
+        bucket: Arc<BucketClient>,
+    ) -> Result<Prepared, ReplicationError> {
+        let key = source.object_key.as_str();
+        let target_error = |e| CopyError::Target {
+            bucket: c.bucket_id.clone(),
+            source: e,
+        };
+        if let Some(old) = &c.upload_id {
+            match bucket.abort_multipart_upload(key, old).await {
+                Ok(()) => {}
+                // Refused for good (s3s-fs refuses an upload it no longer knows):
+                // there is nothing left to wait for.
+                Err(e @ StorageError::Refused { .. }) => tracing::debug!(
+                    object_id = source.object_id,
+                    destination = %c.bucket_id,
+                    error.message = %e,
+                    "the upload an earlier attempt left cannot be aborted"
+                ),
+                Err(e) => {
+                    let why = format!(
+                        "aborting the multipart upload an earlier attempt left: {}",
+                        error_chain(&target_error(e))
+                    );
+                    self.record_failure(source, c, false, &why).await?;
+                    return Ok(Prepared::Failed);
+                }
+            }
+        }
+        let multipart = u64::try_from(source.size).unwrap_or(0) > self.config.multipart_threshold;
+        let upload_id = if multipart {
+            match bucket.create_multipart_upload(key).await {
+                Ok(id) => Some(id),
+                Err(e) => {
+                    let e = target_error(e);
+                    self.record_failure(source, c, e.is_permanent(), &error_chain(&e))
+                        .await?;
+                    return Ok(Prepared::Failed);
+                }
+            }
+        } else {
+            None
+        };
+        if (upload_id.is_some() || c.upload_id.is_some())
+            && !queue::record_upload(
+                &self.db,
+                source.object_id,
+                &c.bucket_id,
+                &self.owner,
+                upload_id.as_deref(),
+            )
+            .await?
+        {
+            // Taken over meanwhile: the copy and its uploads are its new holder's.
+            if let Some(id) = &upload_id
+                && let Err(e) = bucket.abort_multipart_upload(key, id).await
+            {
+                tracing::warn!(destination = %c.bucket_id, error.message = %e, "could not abort an upload started for a copy taken over");
+            }
+            return Ok(Prepared::Lost);
+        }
+        Ok(Prepared::Ready(Target { bucket, upload_id }))
+    }
+
+    /// Copies from the first verified tier that holds the recorded object: the bucket
+    /// the report put it in, else a done copy (never one of the `targets`). Each read
+    /// is conditional on the ETag recorded for its tier; a tier that holds other
+    /// bytes is reported as tampered and passed over, as is one that lost the object.
+    /// If every tier was passed over and one was tampered, or no tier but the targets
+    /// is left, the recorded bytes are gone: that is a permanent failure, not
+    /// something to retry.
     async fn copy_from_any_source(
         &self,
         source: &CopySource,
-        targets: &[Arc<BucketClient>],
-    ) -> Result<Result<copy::CopyReport, CopyError>, ReplicationError> {
-        let mut ids = vec![source.bucket_id.clone()];
-        for row in queue::list_copies(&self.db, source.object_id).await? {
-            if row.state == queue::state::DONE && !ids.contains(&row.bucket_id) {
-                ids.push(row.bucket_id);
-            }
+        targets: &[Target],
+        activity: &Activity,
+    ) -> Result<SourceRead, ReplicationError> {
+        let copies = queue::list_copies(&self.db, source.object_id).await?;
+        let mut tiers = queue::verified_tiers(
+            &source.bucket_id,
+            source.size,
+            source.etag.as_deref(),
+            &copies,
+        );
+        tiers.retain(|t| !targets.iter().any(|b| b.bucket.id() == t.bucket_id));
+        if tiers.is_empty() {
+            // Only a restore of the object's last tier gets here: nothing is left to
+            // copy from, and waiting will not change that.
+            return Ok(SourceRead {
+                result: Err(CopyError::NoVerifiedSource {
+                    detail: "every tier that held it is one being written".to_owned(),
+                }),
+                broken: Vec::new(),
+            });
         }
-        let candidates: Vec<Arc<BucketClient>> = self
+        let order = self
             .buckets
-            .read_order(ids)
-            .iter()
-            .filter_map(|id| self.buckets.get(id).cloned())
-            .collect();
+            .read_order(tiers.iter().map(|t| t.bucket_id.clone()).collect());
         let expected_md5 = source.md5.clone().or_else(|| {
             source
                 .etag
@@ -286,18 +436,50 @@ impl ReplicationWorker {
             expected_md5: expected_md5.as_deref(),
             multipart_threshold: self.config.multipart_threshold,
             part_size: self.config.part_size,
+            activity,
         };
-        let mut last = None;
-        for candidate in candidates {
-            match copy_object(&candidate, targets, &job).await {
-                Err(e) if e.is_source_missing() => last = Some(e),
-                other => return Ok(other),
+        let mut broken = Vec::new();
+        let mut damage = None;
+        let mut last_missing = None;
+        for id in order {
+            let (Some(bucket), Some(tier)) = (
+                self.buckets.get(&id),
+                tiers.iter().find(|t| t.bucket_id == id),
+            ) else {
+                continue;
+            };
+            match copy_object(bucket, tier.etag.as_deref(), targets, &job).await {
+                Err(e) if e.is_source_missing() => {
+                    broken.push((id, format!("restore: {e}")));
+                    last_missing = Some(e);
+                }
+                Err(e) if e.is_source_damaged() => {
+                    let detail = e.to_string();
+                    events::tampered(
+                        Some(&self.metrics),
+                        &id,
+                        source.object_id,
+                        FoundBy::Copy,
+                        &detail,
+                    );
+                    broken.push((id, format!("restore: {detail}")));
+                    damage.get_or_insert(detail);
+                }
+                result => return Ok(SourceRead { result, broken }),
             }
         }
-        Ok(Err(last.unwrap_or_else(|| CopyError::SourceMismatch {
-            bucket: source.bucket_id.clone(),
-            detail: "no configured bucket holds the object".to_owned(),
-        })))
+        let error = match (damage, last_missing) {
+            (Some(detail), _) => CopyError::NoVerifiedSource { detail },
+            (None, Some(missing)) => missing,
+            (None, None) => CopyError::SourceMismatch {
+                bucket: source.bucket_id.clone(),
+                detail: "no configured bucket holds a verified copy".to_owned(),
+            },
+        };
+        Ok(SourceRead {
+            result: Err(error),
+            broken: Vec::new(),
+        })
     }
 
     async fn record_failure(

@@ -1,8 +1,10 @@
 //! Buckets: S3 requests (HEAD, DELETE, multipart set-up) and presigned URLs, one
-//! signer (rusty-s3) for all of them, and the embedded S3 server.
+//! signer (rusty-s3) for all of them, the timeouts every request keeps to, and the
+//! embedded S3 server.
 
 pub mod embedded;
 pub mod presign;
+pub mod watch;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -12,6 +14,7 @@ use rusty_s3::actions::CreateMultipartUpload;
 use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
 use secrecy::ExposeSecret;
 
+use self::watch::{Activity, PeerClock, Stall, Timeouts, WatchedResponse, stalled, watch_body};
 use crate::config::{BUCKET_IDS, GLACIER_BUCKET_ID, S3Config};
 
 /// How long a URL that museum signs for its own request stays valid.
@@ -44,6 +47,10 @@ pub enum StorageError {
     /// The endpoint answered something museum cannot read.
     #[error("bucket {bucket} answered unexpectedly: {message}")]
     Protocol { bucket: String, message: String },
+    /// The object is not the one recorded: a read conditional on the recorded ETag
+    /// was refused, or the answer carried another ETag or length.
+    #[error("the object in bucket {bucket} is not the recorded one: {detail}")]
+    Changed { bucket: String, detail: String },
 }
 
 /// Result alias for storage calls.
@@ -58,7 +65,27 @@ pub struct ObjectMeta {
     pub storage_class: Option<String>,
 }
 
-/// One configured bucket: where it is, how to sign for it, and its storage class.
+impl ObjectMeta {
+    /// Why this is not the object recorded with `size` and `etag`, or `None` if it
+    /// is. Without an ETag on either side only the size can tell.
+    pub fn differs_from(&self, size: u64, etag: Option<&str>) -> Option<String> {
+        if self.size != size {
+            return Some(format!(
+                "it holds {} bytes, the record says {size}",
+                self.size
+            ));
+        }
+        match (etag, self.etag.as_deref()) {
+            (Some(recorded), Some(found)) if !found.eq_ignore_ascii_case(recorded) => {
+                Some(format!("its ETag is {found}, the record says {recorded}"))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// One configured bucket: where it is, how to sign for it, its storage class and
+/// the timeouts its requests keep to.
 #[derive(Debug)]
 pub struct BucketClient {
     id: &'static str,
@@ -69,6 +96,9 @@ pub struct BucketClient {
     credentials: Credentials,
     storage_class: Option<String>,
     http: reqwest::Client,
+    timeouts: Timeouts,
+    /// Where the bytes this client moves are counted, if anywhere.
+    activity: Option<Activity>,
 }
 
 impl BucketClient {
@@ -104,6 +134,21 @@ impl BucketClient {
 
     pub(crate) fn credentials(&self) -> &Credentials {
         &self.credentials
+    }
+
+    /// The same bucket, counting every byte its requests move in `activity` (for a
+    /// copy's lease heartbeat).
+    pub fn reporting_to(&self, activity: &Activity) -> Self {
+        Self {
+            id: self.id,
+            bucket: self.bucket.clone(),
+            public: self.public.clone(),
+            credentials: self.credentials.clone(),
+            storage_class: self.storage_class.clone(),
+            http: self.http.clone(),
+            timeouts: self.timeouts,
+            activity: Some(activity.clone()),
+        }
     }
 
     /// A transport failure, with the request URL dropped: a signed URL is a
@@ -358,39 +403,117 @@ impl BucketClient {
     }
 }
 
-/// An error and its sources, joined with `: `.
+/// An error and those of its sources its message does not already carry, joined
+/// with `: `.
 pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut out = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
+        // Many errors already quote their cause; it is said once.
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
         source = s.source();
     }
     out
 }
 
-/// A byte stream read from a bucket.
-pub type ByteStream = std::pin::Pin<
-    Box<dyn futures_util::Stream<Item = Result<bytes::Bytes, reqwest::Error>> + Send>,
+/// A byte stream read from a bucket. It ends with an error if the bucket stops
+/// sending for `s3.idle-timeout`, or keeps museum waiting longer than the request's
+/// budget in all.
+pub type ByteStream =
+    std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<bytes::Bytes, StorageError>> + Send>>;
+
+/// A byte stream to write to a bucket.
+pub type BodyStream = std::pin::Pin<
+    Box<dyn futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send>,
 >;
 
 impl BucketClient {
-    /// Starts a GET of `key`; returns its length and the body as a stream.
+    /// Starts a GET of `key`; returns its length and the body as a stream. No answer
+    /// within `s3.idle-timeout` is [`StorageError::Unavailable`].
     pub async fn get_stream(&self, key: &str) -> Result<(u64, ByteStream)> {
+        self.get_stream_if_match(key, None).await
+    }
+
+    /// Starts a GET of `key` that only reads the object whose ETag is `etag`, when
+    /// given: the request carries `If-Match`, and since not every server honours it
+    /// (s3s-fs ignores it on GET), the answer's own ETag is compared too. Either
+    /// refusal is [`StorageError::Changed`], before any byte of the body is read.
+    pub async fn get_stream_if_match(
+        &self,
+        key: &str,
+        etag: Option<&str>,
+    ) -> Result<(u64, ByteStream)> {
         let url = self.internal_get_url(key, INTERNAL_URL_TTL);
-        let response = self.send(self.http.get(url)).await?;
+        let idle = self.timeouts.idle;
+        let asked = tokio::time::Instant::now();
+        let mut request = self.http.get(url);
+        if let Some(etag) = etag {
+            request = request.header(http::header::IF_MATCH, format!("\"{etag}\""));
+        }
+        let response = tokio::time::timeout(idle, request.send())
+            .await
+            .map_err(|_| stalled(self.id, Stall::Idle(idle)))?
+            .map_err(|e| self.transport(e))?;
+        if response.status() == reqwest::StatusCode::PRECONDITION_FAILED {
+            return Err(StorageError::Changed {
+                bucket: self.id.to_owned(),
+                detail: format!(
+                    "it refused a read conditional on the recorded ETag {} (HTTP 412 to If-Match)",
+                    etag.unwrap_or_default()
+                ),
+            });
+        }
+        if !response.status().is_success() {
+            return Err(self.error_for(response).await);
+        }
+        let found = response
+            .headers()
+            .get(http::header::ETAG)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.trim_matches('"'));
+        if let (Some(recorded), Some(found)) = (etag, found)
+            && !found.eq_ignore_ascii_case(recorded)
+        {
+            return Err(StorageError::Changed {
+                bucket: self.id.to_owned(),
+                detail: format!("it answered ETag {found}, the record says {recorded}"),
+            });
+        }
         let len = response.content_length().unwrap_or(0);
-        Ok((len, Box::pin(response.bytes_stream())))
+        let mut clock = PeerClock::new(idle, self.timeouts.budget(len));
+        clock.wait(asked);
+        clock.stop(tokio::time::Instant::now());
+        if let Some(a) = &self.activity {
+            a.moved();
+        }
+        let body = WatchedResponse::new(response, clock, self.id, self.activity.clone());
+        Ok((len, Box::pin(body)))
     }
 
     /// PUTs `len` bytes from `body` to `key`, with this bucket's storage class.
-    /// Returns the ETag the bucket answered, without quotes.
+    /// Returns the ETag the bucket answered, without quotes. The bucket not taking a
+    /// byte (or not answering once all are sent) for `s3.idle-timeout` fails it.
     pub async fn put_stream(
         &self,
         key: &str,
         len: u64,
-        body: reqwest::Body,
+        body: BodyStream,
+    ) -> Result<Option<String>> {
+        self.put_stream_with_md5(key, len, None, body).await
+    }
+
+    /// As [`Self::put_stream`], with a `Content-MD5` (base64) when given, so the
+    /// bucket itself refuses to store any other bytes.
+    pub async fn put_stream_with_md5(
+        &self,
+        key: &str,
+        len: u64,
+        content_md5: Option<&str>,
+        body: BodyStream,
     ) -> Result<Option<String>> {
         let mut action = self.bucket.put_object(Some(&self.credentials), key);
         if let Some(class) = &self.storage_class {
@@ -398,12 +521,18 @@ impl BucketClient {
                 .headers_mut()
                 .insert("x-amz-storage-class", class.clone());
         }
+        if let Some(md5) = content_md5 {
+            action.headers_mut().insert("content-md5", md5.to_owned());
+        }
         let url = action.sign(INTERNAL_URL_TTL);
         let mut request = self.http.put(url).header(http::header::CONTENT_LENGTH, len);
         if let Some(class) = &self.storage_class {
             request = request.header("x-amz-storage-class", class);
         }
-        self.send_for_etag(request.body(body)).await
+        if let Some(md5) = content_md5 {
+            request = request.header("content-md5", md5);
+        }
+        self.send_streamed(request, len, body).await
     }
 
     /// Starts a multipart upload of `key`, with this bucket's storage class if it has
@@ -418,10 +547,14 @@ impl BucketClient {
                 .insert("x-amz-storage-class", class.clone());
         }
         let url = action.sign(INTERNAL_URL_TTL);
-        let mut request = self.http.post(url).timeout(Duration::from_secs(30));
+        let mut request = self
+            .http
+            .post(url)
+            .timeout(self.timeouts.request.min(Duration::from_secs(30)));
         if let Some(class) = &self.storage_class {
             request = request.header("x-amz-storage-class", class);
         }
+        let _waiting = self.activity.as_ref().map(Activity::waiting);
         let response = self.send(request).await?;
         let body = response.text().await.map_err(|e| self.transport(e))?;
         let parsed =
@@ -432,22 +565,33 @@ impl BucketClient {
         Ok(parsed.upload_id().to_owned())
     }
 
-    /// PUTs one part of `len` bytes; returns its ETag.
+    /// PUTs one part of `len` bytes; returns its ETag. Timeouts as [`Self::put_stream`].
     pub async fn upload_part_stream(
         &self,
         key: &str,
         upload_id: &str,
         part_number: u16,
         len: u64,
-        body: reqwest::Body,
+        body: BodyStream,
     ) -> Result<Option<String>> {
         let url = self.internal_part_url(key, upload_id, part_number, INTERNAL_URL_TTL);
-        let request = self
-            .http
-            .put(url)
-            .header(http::header::CONTENT_LENGTH, len)
-            .body(body);
-        self.send_for_etag(request).await
+        let request = self.http.put(url).header(http::header::CONTENT_LENGTH, len);
+        self.send_streamed(request, len, body).await
+    }
+
+    /// Sends `request` with `body` (`len` bytes) and returns the answer's ETag, or
+    /// fails once the bucket stalls it (see [`watch::Timeouts`]).
+    async fn send_streamed(
+        &self,
+        request: reqwest::RequestBuilder,
+        len: u64,
+        body: BodyStream,
+    ) -> Result<Option<String>> {
+        let (body, stalls) = watch_body(body, self.timeouts, len, self.activity.clone());
+        tokio::select! {
+            answer = self.send_for_etag(request.body(body)) => answer,
+            stall = stalls => Err(stalled(self.id, stall)),
+        }
     }
 
     /// Completes a multipart upload from its parts' ETags, in order.
@@ -465,12 +609,15 @@ impl BucketClient {
         );
         let url = action.sign(INTERNAL_URL_TTL);
         let body = action.body();
+        // The bucket assembles the object before it answers, which may take minutes
+        // for a large one: this wait is bounded by s3.request-timeout alone.
+        let _waiting = self.activity.as_ref().map(Activity::waiting);
         let response = self
             .send(
                 self.http
                     .post(url)
                     .body(body)
-                    .timeout(Duration::from_secs(300)),
+                    .timeout(self.timeouts.request),
             )
             .await?;
         // S3 may answer 200 with an error document after a long completion.
@@ -575,6 +722,12 @@ impl Buckets {
                     credentials,
                     storage_class,
                     http: http.clone(),
+                    timeouts: Timeouts {
+                        idle: s3.idle_timeout.get(),
+                        request: s3.request_timeout.get(),
+                        min_bytes_per_second: s3.min_bytes_per_second,
+                    },
+                    activity: None,
                 }),
             );
         }
@@ -622,6 +775,31 @@ impl Buckets {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_object_differs_from_its_record_by_size_or_etag() {
+        let meta = |size, etag: Option<&str>| ObjectMeta {
+            size,
+            etag: etag.map(str::to_owned),
+            storage_class: None,
+        };
+        let md5 = "d41d8cd98f00b204e9800998ecf8427e";
+        assert_eq!(meta(5, Some(md5)).differs_from(5, Some(md5)), None);
+        assert_eq!(
+            meta(5, Some(&md5.to_uppercase())).differs_from(5, Some(md5)),
+            None
+        );
+        assert_eq!(meta(5, None).differs_from(5, Some(md5)), None);
+        assert_eq!(meta(5, Some(md5)).differs_from(5, None), None);
+        let other = meta(5, Some("00000000000000000000000000000000"));
+        assert!(other.differs_from(5, Some(md5)).unwrap().contains("ETag"));
+        assert!(
+            meta(6, Some(md5))
+                .differs_from(5, Some(md5))
+                .unwrap()
+                .contains("6 bytes")
+        );
+    }
 
     #[test]
     fn reads_error_codes_from_s3_xml() {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-const BIN: &str = env!("CARGO_BIN_EXE_museum");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_museum");
 
 pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -18,7 +18,12 @@ pub(crate) fn free_port() -> u16 {
 }
 
 pub(crate) fn museum(dir: &Path, api: u16, metrics: u16) -> Command {
-    let mut cmd = Command::new(BIN);
+    with_museum_env(Command::new(BIN), dir, api, metrics)
+}
+
+/// `cmd`, which runs the museum binary (itself, or a tracer given `BIN`), in `dir`
+/// with the environment the binary's tests use.
+pub(crate) fn with_museum_env(mut cmd: Command, dir: &Path, api: u16, metrics: u16) -> Command {
     cmd.current_dir(dir)
         .env_remove("ENVIRONMENT")
         .env("ENTE_HTTP_HOST", "127.0.0.1")
@@ -82,6 +87,48 @@ pub(crate) async fn wait_for_ping(base: &str) {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Uploads and reports `bytes` through the binary at `base`; returns (id, key).
+pub(crate) async fn upload(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+    bytes: &[u8],
+) -> (i64, String) {
+    let key = unreported_upload(client, base, token, bytes).await;
+    let reported: Value = client
+        .post(format!("{base}/files"))
+        .header("X-Auth-Token", token)
+        .json(&json!({"file": {"objectKey": key, "size": bytes.len()}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    (reported["file"]["id"].as_i64().unwrap(), key)
+}
+
+/// Uploads `bytes` to a fresh key without reporting it; returns the key.
+pub(crate) async fn unreported_upload(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+    bytes: &[u8],
+) -> String {
+    let urls: Value = client
+        .get(format!("{base}/files/upload-urls?count=1"))
+        .header("X-Auth-Token", token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let url = urls["urls"][0]["url"].as_str().unwrap();
+    assert_eq!(crate::helpers::put(url, bytes.to_vec(), None).await, 200);
+    urls["urls"][0]["objectKey"].as_str().unwrap().to_owned()
 }
 
 #[tokio::test]
@@ -195,16 +242,47 @@ fn an_invalid_configuration_stops_the_binary_with_every_problem() {
     );
 }
 
-async fn count_done(dir: &Path) -> i64 {
+#[test]
+fn configuration_files_are_read_from_the_start_folder_only() {
+    // A museum.yaml in a folder above must not reach a museum started below it.
+    let dir = checkout_copy();
+    let child = dir.path().join("child");
+    std::fs::create_dir_all(child.join("configurations")).unwrap();
+    for file in ["configurations/local.yaml", "credentials.yaml"] {
+        std::fs::copy(dir.path().join(file), child.join(file)).unwrap();
+    }
+    std::fs::write(
+        dir.path().join("museum.yaml"),
+        "s3:\n  hot_storage:\n    primary: scw-eu-fr-v3\n",
+    )
+    .unwrap();
+    let out = museum(&child, free_port(), free_port())
+        .arg("migrate")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the parent folder's museum.yaml was read: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Copies in `state` in the database of the museum in `dir`.
+async fn count_copies(dir: &Path, state: &str) -> i64 {
     use sqlx::Connection;
     let url = format!("sqlite://{}", dir.join("data/museum.db").display());
     let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
-    let done: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM object_copies WHERE state = 'done'")
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM object_copies WHERE state = $1")
+        .bind(state)
         .fetch_one(&mut conn)
         .await
         .unwrap();
     conn.close().await.unwrap();
-    done
+    n
+}
+
+async fn count_done(dir: &Path) -> i64 {
+    count_copies(dir, "done").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -214,8 +292,8 @@ async fn sigkill_during_replication_loses_nothing() {
     let dir = checkout_copy();
     let (api, metrics) = (free_port(), free_port());
     let start = || {
+        // The default lease (60 s): recovery must not wait for it to run out.
         let child = museum(dir.path(), api, metrics)
-            .env("ENTE_REPLICATION_LEASE", "1s")
             .env("ENTE_REPLICATION_PART_SIZE", (5 * 1024 * 1024).to_string())
             .env("ENTE_REPLICATION_WORKER_COUNT", "4")
             .stdout(Stdio::null())
@@ -253,8 +331,9 @@ async fn sigkill_during_replication_loses_nothing() {
             .unwrap();
         for (j, u) in urls["urls"].as_array().unwrap().iter().enumerate() {
             let i = batch * 50 + j;
-            // Mostly small objects, every 25th over the 5 MiB part size (multipart).
-            let size = if i % 25 == 0 {
+            // Mostly small objects, every 25th over the 5 MiB part size (multipart),
+            // and the last, so that the last kill finds a copy in flight.
+            let size = if i % 25 == 0 || i == OBJECTS - 1 {
                 6 * 1024 * 1024 + i
             } else {
                 64 * 1024 + 997 * i
@@ -274,6 +353,8 @@ async fn sigkill_during_replication_loses_nothing() {
     // Report in batches between kills, at pseudo-random moments.
     let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
     let mut done_at_kills = Vec::new();
+    let mut last_restart = Instant::now();
+    let mut in_flight_at_last_kill = 0;
     for (kill, batch) in objects.chunks(OBJECTS / KILLS).enumerate() {
         for (key, bytes) in batch {
             let r = client
@@ -288,9 +369,19 @@ async fn sigkill_during_replication_loses_nothing() {
         seed = seed
             .wrapping_mul(6_364_136_223_846_793_005)
             .wrapping_add(1_442_695_040_888_963_407);
-        tokio::time::sleep(Duration::from_millis(seed >> 56)).await;
+        if kill + 1 < KILLS {
+            tokio::time::sleep(Duration::from_millis(seed >> 56)).await;
+        } else {
+            // The last kill lands while copies are in flight.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while count_copies(dir.path(), "copying").await == 0 {
+                assert!(Instant::now() < deadline, "no copy ever in flight");
+            }
+        }
         drop(museum_process); // SIGKILL, then reap
+        in_flight_at_last_kill = count_copies(dir.path(), "copying").await;
         done_at_kills.push(count_done(dir.path()).await);
+        last_restart = Instant::now();
         museum_process = start();
         wait_for_ping(&base).await;
     }
@@ -301,31 +392,45 @@ async fn sigkill_during_replication_loses_nothing() {
     );
 
     let deadline = Instant::now() + Duration::from_secs(180);
-    while count_done(dir.path()).await < total {
-        assert!(
-            Instant::now() < deadline,
-            "copies never all arrived after {KILLS} kills"
-        );
+    while count_done(dir.path()).await < total && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let recovery = last_restart.elapsed();
     drop(museum_process);
-    let mut checked = 0;
+    let (mut checked, mut lost) = (0, 0);
     for (key, bytes) in &objects {
+        let mut intact = true;
         for bucket in ["b2-eu-cen", "wasabi-eu-central-2-v3", "scw-eu-fr-v3"] {
-            let stored = std::fs::read(dir.path().join("data/s3").join(bucket).join(key)).unwrap();
-            assert!(
-                &stored == bytes,
-                "{bucket}/{key} differs from what was uploaded"
-            );
+            let stored = std::fs::read(dir.path().join("data/s3").join(bucket).join(key));
+            intact &= stored.is_ok_and(|s| &s == bytes);
             checked += 1;
         }
+        lost += usize::from(!intact);
     }
     println!("sigkill: verified copies at each kill {done_at_kills:?}");
-    crate::helpers::record_reliability(
-        "kill -9 of museum while reporting and replicating",
-        KILLS,
+    let stuck = usize::try_from(total - count_done(dir.path()).await).unwrap_or(0);
+    crate::helpers::Reliability {
+        fault: "kill -9 of museum while reporting and replicating",
+        injections: KILLS,
         checked,
-        0,
+        lost,
+        stuck,
+        note: &format!(
+            "{in_flight_at_last_kill} copies in flight at the last kill; every copy verified \
+             {:.1} s after the restart (replication.lease 60 s)",
+            recovery.as_secs_f64()
+        ),
+    }
+    .record();
+    assert_eq!(lost, 0, "objects differ from what was uploaded");
+    assert_eq!(stuck, 0, "copies never all arrived after {KILLS} kills");
+    assert!(
+        in_flight_at_last_kill > 0,
+        "the last kill found no copy in flight"
+    );
+    assert!(
+        recovery <= Duration::from_secs(15),
+        "the copies in flight at the last kill waited {recovery:?} after the restart"
     );
 }
 

@@ -279,3 +279,156 @@ fn a_multipart_threshold_past_s3s_limits_is_named_with_its_range() {
         );
     }
 }
+
+#[test]
+fn unquoted_numbers_and_booleans_in_text_keys_are_read_as_written() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "configurations/local.yaml", LOCAL);
+    write(
+        dir.path(),
+        "credentials.yaml",
+        "s3:\n  b2-eu-cen:\n    key: 4711\n    secret: 12345678\n  wasabi-eu-central-2-v3:\n    secret: 0x1F\n\
+         db:\n  host: db.internal\n  user: 1000\n  name: 42\n  password: 1.50\n",
+    );
+    write(
+        dir.path(),
+        "museum.yaml",
+        "s3:\n  scw-eu-fr-v3:\n    key: k3\n    secret: true\n    endpoint: localhost:3200\n    region: 1\n    bucket: 123\n",
+    );
+    let loaded = load(dir.path(), &[]).unwrap();
+    let s = &loaded.settings;
+    let secret =
+        |b: &museum::config::BucketConfig| b.secret.as_ref().unwrap().expose_secret().to_owned();
+    assert_eq!(secret(&s.s3.b2_eu_cen), "12345678");
+    assert_eq!(s.s3.b2_eu_cen.key.as_deref(), Some("4711"));
+    assert_eq!(
+        secret(&s.s3.wasabi_eu_central_2_v3),
+        "0x1F",
+        "as written, not 31"
+    );
+    assert_eq!(secret(&s.s3.scw_eu_fr_v3), "true");
+    assert_eq!(s.s3.scw_eu_fr_v3.region.as_deref(), Some("1"));
+    assert_eq!(s.s3.scw_eu_fr_v3.bucket.as_deref(), Some("123"));
+    assert_eq!(
+        s.db.connection_url().expose_secret(),
+        "postgres://1000:1.50@db.internal:5432/42?sslmode=disable",
+        "1.50, not 1.5"
+    );
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+}
+
+#[test]
+fn a_secret_that_cannot_be_read_is_named_without_its_value() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "configurations/local.yaml", LOCAL);
+    write(
+        dir.path(),
+        "credentials.yaml",
+        "db:\n  password:\n    hunter2: 987654\n",
+    );
+    let problems = problems(load(dir.path(), &[]).unwrap_err());
+    let all = problems.join("\n");
+    assert!(
+        all.contains("`db.password`") && all.contains("credentials.yaml"),
+        "{all}"
+    );
+    assert!(!all.contains("hunter2") && !all.contains("987654"), "{all}");
+}
+
+#[test]
+fn a_part_size_too_small_for_max_file_size_names_both_keys_and_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "configurations/local.yaml", LOCAL);
+    // 16 MiB parts × 10,000 = 156.25 GiB, short of 200 GiB.
+    write(
+        dir.path(),
+        "museum.yaml",
+        "max-file-size: 214748364800\nreplication:\n  part-size: 16777216\n",
+    );
+    let problems = problems(load(dir.path(), &[]).unwrap_err());
+    let all = problems.join("\n");
+    assert_eq!(problems.len(), 1, "{all}");
+    assert!(
+        all.contains("`replication.part-size`")
+            && all.contains("max-file-size")
+            && all.contains("museum.yaml")
+            && all.contains("10,000")
+            && all.contains("at least 21 MiB"),
+        "{all}"
+    );
+    // Set by variable, the part size that fits is accepted.
+    let loaded = load(dir.path(), &[("ENTE_REPLICATION_PART_SIZE", "22020096")]).unwrap();
+    assert_eq!(loaded.settings.replication.part_size, 21 * 1024 * 1024);
+}
+
+#[test]
+fn timeouts_and_the_instance_timeout_are_read_and_checked_against_each_other() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "configurations/local.yaml", LOCAL);
+    let loaded = load(
+        dir.path(),
+        &[
+            ("ENTE_S3_IDLE_TIMEOUT", "10s"),
+            ("ENTE_S3_REQUEST_TIMEOUT", "2m"),
+            ("ENTE_S3_MIN_BYTES_PER_SECOND", "65536"),
+            ("ENTE_REPLICATION_INSTANCE_TIMEOUT", "8s"),
+        ],
+    )
+    .unwrap();
+    let s3 = &loaded.settings.s3;
+    assert_eq!(s3.idle_timeout.get(), std::time::Duration::from_secs(10));
+    assert_eq!(
+        s3.request_timeout.get(),
+        std::time::Duration::from_secs(120)
+    );
+    assert_eq!(s3.min_bytes_per_second, 65536);
+    assert_eq!(
+        loaded.settings.replication.instance_timeout.get(),
+        std::time::Duration::from_secs(8)
+    );
+
+    // A lease shorter than two idle timeouts would be lost by a copy whose bytes move.
+    let problems = problems(
+        load(
+            dir.path(),
+            &[
+                ("ENTE_S3_IDLE_TIMEOUT", "45s"),
+                ("ENTE_S3_REQUEST_TIMEOUT", "20s"),
+                ("ENTE_S3_MIN_BYTES_PER_SECOND", "0"),
+                ("ENTE_REPLICATION_INSTANCE_TIMEOUT", "0s"),
+            ],
+        )
+        .unwrap_err(),
+    );
+    let all = problems.join("\n");
+    for (key, variable, fix) in [
+        (
+            "replication.lease",
+            "built-in default",
+            "twice s3.idle-timeout (45s)",
+        ),
+        (
+            "s3.request-timeout",
+            "ENTE_S3_REQUEST_TIMEOUT",
+            "between s3.idle-timeout (45s) and 24h",
+        ),
+        (
+            "s3.min-bytes-per-second",
+            "ENTE_S3_MIN_BYTES_PER_SECOND",
+            "at least 1024",
+        ),
+        (
+            "replication.instance-timeout",
+            "ENTE_REPLICATION_INSTANCE_TIMEOUT",
+            "between 1s and 10m",
+        ),
+    ] {
+        assert!(
+            problems.iter().any(|p| p.contains(&format!("`{key}`"))
+                && p.contains(variable)
+                && p.contains(fix)),
+            "no problem for {key} from {variable} naming the fix in:\n{all}"
+        );
+    }
+    assert_eq!(problems.len(), 4, "{all}");
+}

@@ -1,5 +1,6 @@
-//! Fault injection in front of real servers: a proxy that corrupts or truncates what
-//! is written through it, and moto, a real S3 server that keeps storage classes.
+//! Fault injection in front of real servers: a proxy that corrupts, truncates,
+//! refuses, slows down or stalls what goes through it, a TCP proxy that cuts
+//! connections, and moto, a real S3 server that keeps storage classes.
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -24,12 +25,28 @@ pub enum Mode {
     Truncate = 2,
     /// Answer every write 507 Insufficient Storage, as a full disk would.
     Full = 3,
+    /// Send every answer's body slowly: [`TRICKLE_BYTES`] every [`TRICKLE_TICK`].
+    Trickle = 4,
+}
+
+/// How much of a body a trickling proxy sends per tick.
+pub const TRICKLE_BYTES: usize = 32 * 1024;
+/// How often a trickling proxy sends a piece of a body.
+pub const TRICKLE_TICK: Duration = Duration::from_millis(50);
+
+/// Requests that get no answer: (method, a fragment of the path), and how many have
+/// been held so far.
+#[derive(Default)]
+struct Stalls {
+    rules: std::sync::Mutex<Vec<(http::Method, String)>>,
+    held: std::sync::atomic::AtomicUsize,
 }
 
 /// An HTTP proxy to one S3 server whose write path can be sabotaged.
 pub struct FaultProxy {
     pub addr: SocketAddr,
     mode: Arc<AtomicU8>,
+    stalls: Arc<Stalls>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -37,6 +54,7 @@ pub struct FaultProxy {
 struct ProxyState {
     upstream: SocketAddr,
     mode: Arc<AtomicU8>,
+    stalls: Arc<Stalls>,
     client: reqwest::Client,
 }
 
@@ -44,9 +62,11 @@ impl FaultProxy {
     /// Starts a proxy to `upstream` on a random port.
     pub async fn start(upstream: SocketAddr, mode: Mode) -> Self {
         let mode = Arc::new(AtomicU8::new(mode as u8));
+        let stalls = Arc::new(Stalls::default());
         let state = ProxyState {
             upstream,
             mode: Arc::clone(&mode),
+            stalls: Arc::clone(&stalls),
             client: reqwest::Client::new(),
         };
         let app = axum::Router::new().fallback(forward).with_state(state);
@@ -55,12 +75,37 @@ impl FaultProxy {
         let task = tokio::spawn(async move {
             axum::serve(listener, app).await.unwrap();
         });
-        Self { addr, mode, task }
+        Self {
+            addr,
+            mode,
+            stalls,
+            task,
+        }
     }
 
     /// Changes what the proxy does from now on.
     pub fn set_mode(&self, mode: Mode) {
         self.mode.store(mode as u8, Ordering::SeqCst);
+    }
+
+    /// From now on, a `method` request whose path contains `fragment` is accepted and
+    /// then met with silence: its body is never read and no answer ever comes.
+    pub fn stall(&self, method: http::Method, fragment: &str) {
+        self.stalls
+            .rules
+            .lock()
+            .unwrap()
+            .push((method, fragment.to_owned()));
+    }
+
+    /// Answers every request again (requests already stalled stay stalled).
+    pub fn lift_stalls(&self) {
+        self.stalls.rules.lock().unwrap().clear();
+    }
+
+    /// How many requests have been stalled so far.
+    pub fn stalled(&self) -> usize {
+        self.stalls.held.load(Ordering::SeqCst)
     }
 }
 
@@ -72,6 +117,18 @@ impl Drop for FaultProxy {
 
 async fn forward(State(state): State<ProxyState>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let stalled = state
+        .stalls
+        .rules
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|(method, fragment)| *method == parts.method && path.contains(fragment.as_str()));
+    if stalled {
+        state.stalls.held.fetch_add(1, Ordering::SeqCst);
+        std::future::pending::<()>().await;
+    }
     let mut bytes = axum::body::to_bytes(body, 1 << 30).await.unwrap().to_vec();
     let mode = state.mode.load(Ordering::SeqCst);
     let writes = parts.method == http::Method::PUT || parts.method == http::Method::POST;
@@ -91,7 +148,6 @@ async fn forward(State(state): State<ProxyState>, request: Request) -> Response 
             bytes.pop();
         }
     }
-    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let mut upstream = state.client.request(
         parts.method.clone(),
         format!("http://{}{path}", state.upstream),
@@ -113,8 +169,19 @@ async fn forward(State(state): State<ProxyState>, request: Request) -> Response 
             out = out.header(name, value);
         }
     }
-    out.body(Body::from(response.bytes().await.unwrap()))
-        .unwrap()
+    let bytes = response.bytes().await.unwrap();
+    if mode != Mode::Trickle as u8 {
+        return out.body(Body::from(bytes)).unwrap();
+    }
+    let pieces = futures_util::stream::unfold(bytes, |mut rest| async move {
+        if rest.is_empty() {
+            return None;
+        }
+        tokio::time::sleep(TRICKLE_TICK).await;
+        let piece = rest.split_to(TRICKLE_BYTES.min(rest.len()));
+        Some((Ok::<_, std::io::Error>(piece), rest))
+    });
+    out.body(Body::from_stream(pieces)).unwrap()
 }
 
 /// A moto S3 server on a random port, stopped on drop.
@@ -126,6 +193,11 @@ pub struct Moto {
 impl Moto {
     /// Starts `moto_server` (installed by `.ci/test`) and waits until it answers.
     pub async fn start() -> Self {
+        Self::start_with_env(&[]).await
+    }
+
+    /// [`Moto::start`] with moto's settings in `env` (e.g. `S3_UPLOAD_PART_MIN_SIZE`).
+    pub async fn start_with_env(env: &[(&str, &str)]) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -133,6 +205,7 @@ impl Moto {
             .port();
         let child = Command::new("moto_server")
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -273,6 +273,47 @@ async fn start(settings: Settings) -> (String, String, AppState, CancellationTok
     (address, metrics_address, state, cancel)
 }
 
+/// Another museum on the same database and buckets, on a runtime of its own, so that
+/// it can die at once, as a process killed with `kill -9` does: every task stops where
+/// it is and nothing is released.
+pub struct Sibling {
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Sibling {
+    /// Builds and runs museum with `settings` on a runtime of its own.
+    pub async fn start(settings: Settings) -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        runtime.spawn(async move {
+            let app = Application::build(settings).await.expect("app builds");
+            tx.send(()).unwrap();
+            app.run(CancellationToken::new()).await
+        });
+        rx.await.unwrap();
+        Self {
+            runtime: Some(runtime),
+        }
+    }
+
+    /// Stops every task of this museum where it stands.
+    pub fn kill(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+impl Drop for Sibling {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 /// A JSON answer: status and body.
 pub struct Answer {
     pub status: u16,
@@ -439,18 +480,41 @@ pub fn bytes_of(len: usize, seed: u8) -> Vec<u8> {
         .collect()
 }
 
-/// Records one row of RELIABILITY.md's table (fault class, injections, objects
-/// checked, objects lost) where `.ci/test` collects them, and prints it.
-pub fn record_reliability(fault: &str, injections: usize, checked: usize, lost: usize) {
-    let row = format!("| {fault} | {injections} | {checked} | {lost} |");
-    println!("reliability: {row}");
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("reliability");
-    std::fs::create_dir_all(&dir).unwrap();
-    let slug: String = fault
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-        .collect();
-    std::fs::write(dir.join(format!("{slug}.row")), row + "\n").unwrap();
+/// One row of RELIABILITY.md's table. `lost` and `stuck` must be counted from what
+/// the buckets and the queue hold after the fault, never assumed.
+#[derive(Debug, Default)]
+pub struct Reliability<'a> {
+    /// The fault injected.
+    pub fault: &'a str,
+    /// How many times it was injected.
+    pub injections: usize,
+    /// (object, bucket) pairs whose bytes were compared with what was uploaded.
+    pub checked: usize,
+    /// Objects whose bytes were missing or different in some bucket.
+    pub lost: usize,
+    /// Copies not verified when the test ended.
+    pub stuck: usize,
+    /// A figure of the run, such as the time to recover.
+    pub note: &'a str,
+}
+
+impl Reliability<'_> {
+    /// Records the row where `.ci/test` collects them, and prints it.
+    pub fn record(&self) {
+        let row = format!(
+            "| {} | {} | {} | {} | {} | {} |",
+            self.fault, self.injections, self.checked, self.lost, self.stuck, self.note
+        );
+        println!("reliability: {row}");
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("reliability");
+        std::fs::create_dir_all(&dir).unwrap();
+        let slug: String = self
+            .fault
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect();
+        std::fs::write(dir.join(format!("{slug}.row")), row + "\n").unwrap();
+    }
 }
 
 /// Uploads `parts` to a multipart URL set and completes it; returns the complete status.
@@ -472,6 +536,12 @@ pub async fn upload_parts(
         assert_eq!(r.status(), 200, "part {i}: {}", r.text().await.unwrap());
         etags.push(r.headers()["etag"].to_str().unwrap().to_owned());
     }
+    complete_upload(urls["completeURL"].as_str().unwrap(), &etags).await
+}
+
+/// POSTs a multipart upload's completion listing `etags` as parts 1, 2, …; returns
+/// the status.
+pub async fn complete_upload(url: &str, etags: &[String]) -> u16 {
     let body: String = etags
         .iter()
         .enumerate()
@@ -482,8 +552,8 @@ pub async fn upload_parts(
             )
         })
         .collect();
-    let r = client
-        .post(urls["completeURL"].as_str().unwrap())
+    let r = reqwest::Client::new()
+        .post(url)
         .body(format!(
             "<CompleteMultipartUpload>{body}</CompleteMultipartUpload>"
         ))

@@ -249,7 +249,14 @@ fn hostile_requests_get_a_4xx_json_error_and_write_nothing() {
         "a refused request wrote a row"
     );
     let n = checked.into_inner() as usize;
-    crate::helpers::record_reliability("hostile requests on every endpoint (proptest)", n, n, 0);
+    crate::helpers::Reliability {
+        fault: "hostile requests on every endpoint (proptest)",
+        injections: n,
+        checked: n,
+        note: "no refused request wrote a row",
+        ..Default::default()
+    }
+    .record();
 }
 
 #[test]

@@ -5,14 +5,24 @@
 
 mod binary;
 mod browser;
+mod cleanup;
 mod clients;
 mod config;
+mod embedded;
 mod ente;
 mod faults;
 mod helpers;
 mod hostile;
+mod leases;
+mod lifecycle;
+mod limits;
+mod metrics;
+mod openapi;
 mod operations;
+mod process;
 mod reliability;
 mod replication;
 mod soak;
+mod sqlite_durability;
+mod tamper;
 mod uploads;

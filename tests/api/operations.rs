@@ -246,7 +246,11 @@ async fn verify_requeues_missing_copies(engine: Engine) {
     let report = museum::ops::verify(&app.state.db, &app.state.buckets, None)
         .await
         .unwrap();
-    assert_eq!((report.checked, report.requeued), (4, 0));
+    assert_eq!(
+        (report.checked, report.requeued),
+        (6, 0),
+        "two objects in three tiers each, the primary included"
+    );
 
     std::fs::remove_file(
         app.server("scw-eu-fr-v3")
@@ -262,7 +266,7 @@ async fn verify_requeues_missing_copies(engine: Engine) {
     let report = museum::ops::verify(&app.state.db, &app.state.buckets, None)
         .await
         .unwrap();
-    assert_eq!(report.checked + sample.requeued, 4);
+    assert_eq!(report.checked + sample.requeued, 6);
     assert_eq!(report.requeued + sample.requeued, 1);
     let scw = app
         .copies(id)

@@ -171,10 +171,12 @@ async fn corrupted_or_short_copies_are_never_marked_done(engine: Engine) {
     })
     .await;
     let token = app.token_for(1).await;
-    for (mode, size, expect) in [
-        (Mode::Corrupt, 4096, "ETag"),
-        (Mode::Truncate, 4096, "bytes"),
-        (Mode::Corrupt, PART_SIZE as usize + 10, "ETag"),
+    // A single PUT carries the recorded MD5, so the target refuses corrupted bytes
+    // itself; a multipart copy's parts are caught by the verifying HEAD.
+    for (mode, size, step, expect) in [
+        (Mode::Corrupt, 4096, "writing", "BadDigest"),
+        (Mode::Truncate, 4096, "writing", "BadDigest"),
+        (Mode::Corrupt, PART_SIZE as usize + 10, "verifying", "ETag"),
     ] {
         proxy.set_mode(mode);
         let bytes = bytes_of(size, 9);
@@ -198,7 +200,7 @@ async fn corrupted_or_short_copies_are_never_marked_done(engine: Engine) {
         assert_eq!(cold.state, state::PENDING, "{mode:?}: {cold:?}");
         let error = cold.last_error.unwrap_or_default();
         assert!(
-            error.contains("verifying") && error.contains(expect),
+            error.contains(step) && error.contains(expect),
             "{mode:?}: {error}"
         );
 
@@ -541,10 +543,13 @@ async fn a_source_that_changed_after_its_report_is_not_copied(engine: Engine) {
             failed: 2
         }
     );
+    // Nothing verified is left to copy from: failed for good, not retried forever.
     for c in app.copies(id).await {
-        assert_eq!(c.state, state::PENDING);
+        assert_eq!(c.state, state::FAILED);
         assert!(
-            c.last_error.as_deref().is_some_and(|e| e.contains("MD5")),
+            c.last_error
+                .as_deref()
+                .is_some_and(|e| e.contains("MD5") && e.contains("no verified copy")),
             "{c:?}"
         );
     }

@@ -3,7 +3,9 @@
 
 use serde_json::json;
 
-use crate::helpers::{Engine, bytes_of, md5_b64, put, spawn_app, spawn_app_with, upload_parts};
+use crate::helpers::{
+    Engine, bytes_of, complete_upload, md5_b64, put, spawn_app, spawn_app_with, upload_parts,
+};
 use crate::on_both_databases;
 
 on_both_databases!(
@@ -20,7 +22,7 @@ on_both_databases!(
     objects_over_max_file_size_are_refused_with_413,
     head_failure_is_a_503,
     signed_multipart_upload_is_verified_by_its_etag,
-    multipart_parts_with_other_bytes_fail_the_checksum,
+    multipart_parts_with_other_bytes_are_refused,
     unsigned_multipart_upload_completes_and_is_recorded,
     multipart_requests_with_inconsistent_parts_are_refused,
     expired_unreported_keys_are_cleaned_up,
@@ -250,11 +252,10 @@ async fn signed_urls_make_s3_refuse_other_bytes(engine: Engine) {
     assert_eq!(status, 400, "same length, other bytes: BadDigest");
     let status = put(&url, bytes.clone(), Some(&md5_b64(b"other"))).await;
     assert_eq!(status, 403, "another Content-MD5 breaks the signature");
-    // s3s-fs answers BadDigest but keeps the bytes it wrote; the report's own ETag
-    // check is the second line of defence.
+    // The refused PUTs stored nothing: there is nothing to report yet.
+    assert!(app.server("b2-eu-cen").object(&key).is_none());
     let a = app.report(&token, &key, 4096).await;
-    assert_eq!(a.status, 400, "{}", a.body);
-    assert_eq!(a.body["code"], "CHECKSUM_MISMATCH");
+    assert_eq!(a.status, 404, "{}", a.body);
 
     assert_eq!(put(&url, bytes.clone(), Some(&md5)).await, 200);
     let a = app.report(&token, &key, 4096).await;
@@ -430,7 +431,7 @@ async fn signed_multipart_upload_is_verified_by_its_etag(engine: Engine) {
     );
 }
 
-async fn multipart_parts_with_other_bytes_fail_the_checksum(engine: Engine) {
+async fn multipart_parts_with_other_bytes_are_refused(engine: Engine) {
     let app = spawn_app(engine).await;
     let token = app.token_for(1).await;
     let declared = [bytes_of(5 * MIB, 9), bytes_of(10, 10)];
@@ -444,13 +445,38 @@ async fn multipart_parts_with_other_bytes_fail_the_checksum(engine: Engine) {
         .await;
     assert_eq!(a.status, 200, "{}", a.body);
     let key = a.body["objectKey"].as_str().unwrap().to_owned();
-    // Same lengths and the signed Content-MD5 headers, but other bytes in part 2.
-    // s3s-fs does not check part digests, so the report must catch it.
-    let sent = vec![declared[0].clone(), bytes_of(10, 11)];
-    assert_eq!(upload_parts(&a.body, &sent, Some(&md5s)).await, 200);
+    // Same length and the signed Content-MD5 header, but other bytes in part 2: the
+    // embedded server refuses the part, so the upload cannot complete.
+    let client = reqwest::Client::new();
+    let mut etags = Vec::new();
+    for (i, part) in [declared[0].clone(), bytes_of(10, 11)]
+        .into_iter()
+        .enumerate()
+    {
+        let r = client
+            .put(a.body["partURLs"][i].as_str().unwrap())
+            .header("content-md5", &md5s[i])
+            .body(part)
+            .send()
+            .await
+            .unwrap();
+        if i == 0 {
+            assert_eq!(r.status(), 200);
+            etags.push(r.headers()["etag"].to_str().unwrap().to_owned());
+        } else {
+            assert_eq!(r.status(), 400, "the other bytes are refused");
+            assert!(r.text().await.unwrap().contains("BadDigest"));
+        }
+    }
+    etags.push(format!(
+        "\"{}\"",
+        hex::encode(<md5::Md5 as md5::Digest>::digest(&declared[1]))
+    ));
+    let complete = complete_upload(a.body["completeURL"].as_str().unwrap(), &etags).await;
+    assert_eq!(complete, 400, "part 2 was never stored");
+    assert!(app.server("b2-eu-cen").object(&key).is_none());
     let a = app.report(&token, &key, (5 * MIB + 10) as u64).await;
-    assert_eq!(a.status, 400, "{}", a.body);
-    assert_eq!(a.body["code"], "CHECKSUM_MISMATCH");
+    assert_eq!(a.status, 404, "{}", a.body);
     assert!(
         museum::db::uploads::find_object_by_key(&app.state.db, &key)
             .await

@@ -1,5 +1,10 @@
 //! The embedded S3 server: s3s-fs on a local folder, one sub-folder per bucket, so a
-//! fresh checkout runs with no other process.
+//! fresh checkout runs with no other process. Its writes go through museum's own path
+//! (`durable`): atomic, checked and synced before they are acknowledged.
+
+mod disk;
+mod durable;
+mod layout;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -33,10 +38,12 @@ pub enum EmbeddedError {
 }
 
 /// Serves S3 from `root` on `listener` until `cancel` fires. Every bucket in
-/// `buckets` exists as `<root>/<bucket>` before this returns. Requests must be signed
-/// with one of `credentials` (access key, secret key). CORS preflights are answered
-/// by `cors` before the signature check, and every answer to an allowed origin
-/// exposes its `ETag`, so a browser on another origin can upload.
+/// `buckets` exists as `<root>/<bucket>` (created and synced) before this returns. A
+/// PUT, part upload or completion is answered only once it is on disk, and one that
+/// is refused changes nothing. Requests must be signed with one of `credentials`
+/// (access key, secret key). CORS preflights are answered by `cors` before the
+/// signature check, and every answer to an allowed origin exposes its `ETag`, so a
+/// browser on another origin can upload.
 pub async fn serve(
     root: &Path,
     listener: TcpListener,
@@ -45,16 +52,18 @@ pub async fn serve(
     cors: CorsPolicy,
     cancel: CancellationToken,
 ) -> Result<SocketAddr, EmbeddedError> {
+    let folder_failed = |path: &Path| {
+        let path = path.display().to_string();
+        move |source| EmbeddedError::Folder { path, source }
+    };
+    disk::create_dirs(root).await.map_err(folder_failed(root))?;
     for bucket in buckets {
         let path = root.join(bucket);
-        std::fs::create_dir_all(&path).map_err(|source| EmbeddedError::Folder {
-            path: path.display().to_string(),
-            source,
-        })?;
+        disk::create_dirs(&path)
+            .await
+            .map_err(folder_failed(&path))?;
     }
-    let fs = s3s_fs::FileSystem::new(root).map_err(|e| EmbeddedError::Start {
-        source: format!("{e:?}").into(),
-    })?;
+    let fs = durable::DurableFs::new(root).map_err(folder_failed(root))?;
     let mut builder = S3ServiceBuilder::new(fs);
     let mut auth = SimpleAuth::new();
     for (key, secret) in credentials {

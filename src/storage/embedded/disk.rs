@@ -1,0 +1,220 @@
+//! Files the embedded S3 server writes so that a refused request or a crash leaves the
+//! old state or the new one, never a mix: each file is written under a temporary name
+//! in the staging folder, synced, and only then renamed into place, and every folder
+//! that gains a name is synced before the request is answered.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use tokio::fs::{self, File, OpenOptions};
+use tokio::io::{AsyncWriteExt, BufWriter};
+
+/// Bytes gathered in memory before they are handed to the file.
+const BUFFER: usize = 256 * 1024;
+
+/// The folder where files are written before they are renamed into place. It sits
+/// beside the buckets, where no listing looks, and on their file system, so a rename
+/// out of it is atomic.
+#[derive(Debug)]
+pub(super) struct Staging {
+    dir: PathBuf,
+}
+
+impl Staging {
+    /// Makes `dir` an empty staging folder: whatever is in it was left by requests that
+    /// a crash or a stop cut short, and no name outside points to it.
+    pub(super) fn prepare(dir: PathBuf) -> io::Result<Self> {
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        std::fs::create_dir(&dir)?;
+        if let Some(parent) = dir.parent() {
+            sync_dir_now(parent)?;
+        }
+        Ok(Self { dir })
+    }
+
+    /// A new, empty file in the staging folder. It is removed when dropped, unless it
+    /// was placed.
+    pub(super) async fn create(&self) -> io::Result<StagedFile> {
+        let path = self
+            .dir
+            .join(format!("{}.part", uuid::Uuid::new_v4().simple()));
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .await?;
+        Ok(StagedFile {
+            path,
+            writer: BufWriter::with_capacity(BUFFER, file),
+            len: 0,
+            synced: true,
+            placed: false,
+        })
+    }
+
+    /// A staging file holding `bytes`.
+    pub(super) async fn stage(&self, bytes: &[u8]) -> io::Result<StagedFile> {
+        let mut file = self.create().await?;
+        file.write(bytes).await?;
+        Ok(file)
+    }
+
+    /// Writes `bytes` as `dest`, atomically and synced. Its folder is the caller's to
+    /// sync.
+    pub(super) async fn write_file(&self, dest: &Path, bytes: &[u8]) -> io::Result<()> {
+        self.stage(bytes).await?.place(dest).await
+    }
+}
+
+/// A file being written in the staging folder.
+#[derive(Debug)]
+pub(super) struct StagedFile {
+    path: PathBuf,
+    writer: BufWriter<File>,
+    len: u64,
+    synced: bool,
+    placed: bool,
+}
+
+impl StagedFile {
+    /// Appends `bytes`.
+    pub(super) async fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.writer.write_all(bytes).await?;
+        self.len += bytes.len() as u64;
+        self.synced = false;
+        Ok(())
+    }
+
+    /// How many bytes were written.
+    pub(super) fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Flushes and syncs what was written, so it survives a crash.
+    pub(super) async fn sync(&mut self) -> io::Result<()> {
+        if !self.synced {
+            self.writer.flush().await?;
+            self.writer.get_ref().sync_all().await?;
+            self.synced = true;
+        }
+        Ok(())
+    }
+
+    /// Syncs the file and renames it to `dest`, which then holds either its old bytes
+    /// or these, whatever happens. The new name lasts once `dest`'s folder is synced.
+    pub(super) async fn place(mut self, dest: &Path) -> io::Result<()> {
+        self.sync().await?;
+        fs::rename(&self.path, dest).await?;
+        self.placed = true;
+        Ok(())
+    }
+}
+
+impl Drop for StagedFile {
+    fn drop(&mut self) {
+        if !self.placed {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Syncs folder `dir`, so the names made, renamed or removed in it last.
+pub(super) async fn sync_dir(dir: &Path) -> io::Result<()> {
+    let dir = dir.to_owned();
+    tokio::task::spawn_blocking(move || sync_dir_now(&dir))
+        .await
+        .map_err(io::Error::other)?
+}
+
+fn sync_dir_now(dir: &Path) -> io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// Creates folder `dir` and its missing parents, syncing the parent of each folder
+/// made, so that every new folder lasts.
+pub(super) async fn create_dirs(dir: &Path) -> io::Result<()> {
+    let mut missing = Vec::new();
+    let mut at = dir;
+    while !fs::try_exists(at).await? {
+        missing.push(at);
+        match at.parent() {
+            Some(parent) => at = parent,
+            None => break,
+        }
+    }
+    for folder in missing.into_iter().rev() {
+        match fs::create_dir(folder).await {
+            Ok(()) => {}
+            // Made meanwhile by a request that may not have synced it yet.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+        if let Some(parent) = folder.parent() {
+            sync_dir(parent).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Removes file `path`; true if it was there.
+pub(super) async fn remove_file(path: &Path) -> io::Result<bool> {
+    match fs::remove_file(path).await {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_staged_file_appears_only_when_placed_and_is_removed_otherwise() {
+        let root = tempfile::tempdir().unwrap();
+        let staging = Staging::prepare(root.path().join(".staging")).unwrap();
+        let dest = root.path().join("object");
+        std::fs::write(&dest, b"old").unwrap();
+
+        let mut dropped = staging.create().await.unwrap();
+        dropped.write(b"refused").await.unwrap();
+        drop(dropped);
+        assert_eq!(std::fs::read(&dest).unwrap(), b"old");
+
+        let mut placed = staging.create().await.unwrap();
+        placed.write(b"new").await.unwrap();
+        assert_eq!(placed.len(), 3);
+        placed.place(&dest).await.unwrap();
+        assert_eq!(std::fs::read(&dest).unwrap(), b"new");
+        assert_eq!(
+            std::fs::read_dir(root.path().join(".staging"))
+                .unwrap()
+                .count(),
+            0,
+            "nothing is left in the staging folder"
+        );
+    }
+
+    #[tokio::test]
+    async fn preparing_the_staging_folder_empties_it() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join(".staging");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join("left-by-a-crash.part"), b"x").unwrap();
+        Staging::prepare(dir.clone()).unwrap();
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+    }
+
+    #[tokio::test]
+    async fn create_dirs_makes_the_missing_folders() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("bucket/a/b");
+        create_dirs(&dir).await.unwrap();
+        assert!(dir.is_dir());
+        create_dirs(&dir).await.unwrap();
+    }
+}

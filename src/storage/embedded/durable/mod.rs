@@ -1,0 +1,614 @@
+//! The embedded S3 server's store: s3s-fs answers reads, listings and deletes, and
+//! museum writes every object and part itself (PUT, part upload, part copy, multipart
+//! creation and completion, copy). Each write goes to a staging file, is checked (its
+//! signed length, Content-MD5, checksums, part ETags), synced, and only then renamed
+//! into place; the folders it changed are synced before the answer. So a refused
+//! request changes nothing, and an acknowledged one survives a crash.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::io;
+use std::path::{Path, PathBuf};
+
+use md5::{Digest, Md5};
+use s3s::dto::*;
+use s3s::{S3, S3Error, S3Request, S3Response, S3Result, s3_error};
+use s3s_fs::FileSystem;
+use tokio::fs::{self, File};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::sync::{Mutex, MutexGuard};
+
+use self::body::Claims;
+use super::disk::{StagedFile, Staging, create_dirs, remove_file, sync_dir};
+use super::layout::{Attributes, Internal, Layout};
+
+/// The metadata of a PUT, a multipart creation or a copy request, whose fields share
+/// their names.
+macro_rules! attributes_of {
+    ($input:ident) => {
+        Attributes {
+            user_metadata: $input.metadata,
+            content_encoding: $input.content_encoding,
+            content_type: $input.content_type,
+            content_disposition: $input.content_disposition,
+            content_language: $input.content_language,
+            cache_control: $input.cache_control,
+            expires: Attributes::format_expires($input.expires.as_ref()),
+            website_redirect_location: $input.website_redirect_location,
+        }
+    };
+}
+
+/// What a PUT or a part upload claims about its body, whose fields share their names.
+macro_rules! claims_of {
+    ($input:ident) => {
+        Claims {
+            length: $input.content_length,
+            md5: $input.content_md5,
+            checksum: Checksum {
+                checksum_crc32: $input.checksum_crc32,
+                checksum_crc32c: $input.checksum_crc32c,
+                checksum_sha1: $input.checksum_sha1,
+                checksum_sha256: $input.checksum_sha256,
+                checksum_crc64nvme: $input.checksum_crc64nvme,
+                checksum_type: None,
+            },
+            algorithm: $input.checksum_algorithm,
+        }
+    };
+}
+
+mod body;
+mod multipart;
+
+/// Writes to one object are serialised by one of this many locks, chosen by its path.
+const LOCKS: usize = 256;
+/// Bytes read at once when copying a stored file.
+const READ_BUFFER: usize = 256 * 1024;
+
+/// s3s-fs on `root`, with museum's atomic and synced write path.
+#[derive(Debug)]
+pub(super) struct DurableFs {
+    inner: FileSystem,
+    layout: Layout,
+    staging: Staging,
+    locks: Vec<Mutex<()>>,
+}
+
+impl DurableFs {
+    /// The store under `root`, a folder that exists. Staging files that an earlier run
+    /// left behind are removed.
+    pub(super) fn new(root: &Path) -> io::Result<Self> {
+        let layout = Layout::new(root.canonicalize()?);
+        let staging = Staging::prepare(layout.staging())?;
+        let inner = FileSystem::new(layout.root())
+            .map_err(|e| io::Error::other(format!("s3s-fs refused its root: {e:?}")))?;
+        Ok(Self {
+            inner,
+            layout,
+            staging,
+            locks: (0..LOCKS).map(|_| Mutex::new(())).collect(),
+        })
+    }
+
+    /// The lock for writes to `path`.
+    async fn lock(&self, path: &Path) -> MutexGuard<'_, ()> {
+        let mut hasher = DefaultHasher::new();
+        path.hash(&mut hasher);
+        let index = usize::try_from(hasher.finish() % LOCKS as u64).unwrap_or(0);
+        self.locks[index].lock().await
+    }
+
+    /// Where object `key` of `bucket` goes; the bucket must exist.
+    async fn target(&self, bucket: &str, key: &str) -> S3Result<Target> {
+        let bucket_dir = self.layout.bucket(bucket)?;
+        if !fs::metadata(&bucket_dir).await.is_ok_and(|m| m.is_dir()) {
+            return Err(s3_error!(NoSuchBucket));
+        }
+        Ok(Target {
+            path: self.layout.object(bucket, key)?,
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+        })
+    }
+
+    /// Copies `len` bytes of stored file `path` from `start` into a staging file;
+    /// returns it with the MD5 of the bytes.
+    async fn stage_copy(
+        &self,
+        path: &Path,
+        start: u64,
+        len: u64,
+    ) -> S3Result<(StagedFile, String)> {
+        let mut source = File::open(path)
+            .await
+            .map_err(|e| s3_error!(e, NoSuchKey))?;
+        source
+            .seek(io::SeekFrom::Start(start))
+            .await
+            .map_err(failed("read a stored file"))?;
+        let mut source = source.take(len);
+        let mut file = self
+            .staging
+            .create()
+            .await
+            .map_err(failed("create a staging file"))?;
+        let mut md5 = Md5::new();
+        let mut buf = vec![0; READ_BUFFER];
+        loop {
+            let n = source
+                .read(&mut buf)
+                .await
+                .map_err(failed("read a stored file"))?;
+            if n == 0 {
+                break;
+            }
+            md5.update(&buf[..n]);
+            file.write(&buf[..n])
+                .await
+                .map_err(failed("write a staging file"))?;
+        }
+        if file.len() != len {
+            return Err(S3Error::internal_error(io::Error::other(
+                "a stored file changed while it was copied",
+            )));
+        }
+        Ok((file, hex::encode(md5.finalize())))
+    }
+
+    /// Checks `conditions` against object `target` as it stands.
+    async fn check_conditions(&self, target: &Target, conditions: &Conditions) -> S3Result<()> {
+        if conditions.if_none_match.is_none() && conditions.if_match.is_none() {
+            return Ok(());
+        }
+        let exists = fs::try_exists(&target.path)
+            .await
+            .map_err(failed("look for an object"))?;
+        if exists
+            && conditions
+                .if_none_match
+                .as_ref()
+                .is_some_and(|c| c.is_any())
+        {
+            return Err(s3_error!(PreconditionFailed, "the object exists"));
+        }
+        if let Some(condition) = &conditions.if_match {
+            if !exists {
+                return Err(s3_error!(PreconditionFailed, "the object does not exist"));
+            }
+            if let Some(expected) = condition.as_etag() {
+                let current = self
+                    .e_tag_of(&target.bucket, &target.key, &target.path)
+                    .await?;
+                if !current.strong_cmp(expected) {
+                    return Err(s3_error!(PreconditionFailed, "the object's ETag differs"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Object `key`'s ETag: the recorded one, else (as s3s-fs does) its bytes' MD5.
+    async fn e_tag_of(&self, bucket: &str, key: &str, path: &Path) -> S3Result<ETag> {
+        let internal = Internal::load(&self.layout.internal(bucket, key))
+            .await
+            .map_err(failed("read an object's ETag"))?;
+        if let Some(e_tag) = internal.as_ref().and_then(Internal::e_tag) {
+            return Ok(e_tag);
+        }
+        let mut file = File::open(path)
+            .await
+            .map_err(|e| s3_error!(e, NoSuchKey))?;
+        let mut md5 = Md5::new();
+        let mut buf = vec![0; READ_BUFFER];
+        loop {
+            let n = file
+                .read(&mut buf)
+                .await
+                .map_err(failed("read a stored file"))?;
+            if n == 0 {
+                return Ok(ETag::Strong(hex::encode(md5.finalize())));
+            }
+            md5.update(&buf[..n]);
+        }
+    }
+
+    /// Puts staged `file` in place as object `target`, with its metadata (`None`:
+    /// none) and its ETag record, if `conditions` still hold under the object's lock.
+    /// What may fail for want of space is done first, while the old object stands;
+    /// everything is synced before this returns. A crash at any point leaves the old
+    /// object or the new one, each with an ETag true of its bytes: where the record was
+    /// lost, s3s-fs answers their MD5 (for a completed multipart upload, not S3's
+    /// multipart form; its parts stay until this returns, so a retried completion
+    /// restores it).
+    async fn publish(
+        &self,
+        target: &Target,
+        mut file: StagedFile,
+        metadata: Option<Vec<u8>>,
+        internal: Internal,
+        conditions: &Conditions,
+    ) -> S3Result<()> {
+        let _guard = self.lock(&target.path).await;
+        self.check_conditions(target, conditions).await?;
+        let root = self.layout.root();
+        let folder = target.path.parent().unwrap_or(root);
+        let record_path = self.layout.internal(&target.bucket, &target.key);
+        let metadata_path = self.layout.metadata(&target.bucket, &target.key, None);
+
+        let stage = |bytes: Vec<u8>| async move {
+            let mut staged = self.staging.stage(&bytes).await?;
+            staged.sync().await?;
+            Ok::<_, io::Error>(staged)
+        };
+        let (record, metadata, (), ()) = tokio::try_join!(
+            async {
+                stage(internal.to_json()?)
+                    .await
+                    .map_err(failed("write an ETag record"))
+            },
+            async {
+                match metadata {
+                    Some(bytes) => stage(bytes)
+                        .await
+                        .map(Some)
+                        .map_err(failed("write an object's metadata")),
+                    None => Ok(None),
+                }
+            },
+            async { file.sync().await.map_err(failed("sync a staging file")) },
+            async {
+                create_dirs(folder)
+                    .await
+                    .map_err(failed("create an object's folder"))
+            },
+        )?;
+
+        let replacing = fs::try_exists(&target.path)
+            .await
+            .map_err(failed("look for an object"))?;
+        // Neither old bytes with the new ETag nor new bytes with an old one (also that
+        // of a deleted object, whose record s3s-fs leaves): an old record goes first,
+        // for good.
+        if remove_file(&record_path)
+            .await
+            .map_err(failed("remove an ETag record"))?
+        {
+            sync_dir(root).await.map_err(failed("sync the store"))?;
+        }
+        let mut record = Some(record);
+        if !replacing && let Some(record) = record.take() {
+            // Invisible until the object exists.
+            record
+                .place(&record_path)
+                .await
+                .map_err(failed("write an ETag record"))?;
+        }
+        match metadata {
+            Some(metadata) => metadata.place(&metadata_path).await,
+            None => remove_file(&metadata_path).await.map(drop),
+        }
+        .map_err(failed("write an object's metadata"))?;
+        file.place(&target.path)
+            .await
+            .map_err(failed("rename an object into place"))?;
+        if let Some(record) = record {
+            record
+                .place(&record_path)
+                .await
+                .map_err(failed("write an ETag record"))?;
+        }
+        // Until both are synced, a crash may keep the object without its record, and
+        // s3s-fs then answers the MD5 of its bytes: never an ETag of other bytes.
+        tokio::try_join!(sync_dir(root), sync_dir(folder))
+            .map_err(failed("sync an object's folders"))?;
+        Ok(())
+    }
+}
+
+/// An object about to be written.
+#[derive(Debug)]
+struct Target {
+    bucket: String,
+    key: String,
+    path: PathBuf,
+}
+
+/// A write's conditions on the object it replaces.
+#[derive(Debug, Default)]
+struct Conditions {
+    if_none_match: Option<ETagCondition>,
+    if_match: Option<ETagCondition>,
+}
+
+/// An I/O failure while trying to `what`: logged here with its cause (never a path
+/// or key), answered as an internal error.
+fn failed(what: &'static str) -> impl FnOnce(io::Error) -> S3Error {
+    move |e| {
+        tracing::warn!(error.message = %e, "embedded S3 could not {what}");
+        S3Error::internal_error(e)
+    }
+}
+
+/// `path`'s bytes, if the file exists.
+async fn read_if_exists(path: &Path) -> io::Result<Option<Vec<u8>>> {
+    match fs::read(path).await {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+#[async_trait::async_trait]
+impl S3 for DurableFs {
+    async fn put_object(
+        &self,
+        req: S3Request<PutObjectInput>,
+    ) -> S3Result<S3Response<PutObjectOutput>> {
+        let S3Request {
+            input,
+            trailing_headers,
+            ..
+        } = req;
+        if let Some(class) = &input.storage_class
+            && !["STANDARD", "REDUCED_REDUNDANCY"].contains(&class.as_str())
+        {
+            return Err(s3_error!(InvalidStorageClass));
+        }
+        let target = self.target(&input.bucket, &input.key).await?;
+        let conditions = Conditions {
+            if_none_match: input.if_none_match,
+            if_match: input.if_match,
+        };
+        // Before the body is read: a refusal costs no upload.
+        self.check_conditions(&target, &conditions).await?;
+        if input.key.ends_with('/') {
+            if input.content_length.is_some_and(|len| len > 0) {
+                return Err(s3_error!(
+                    UnexpectedContent,
+                    "a folder object (a key ending in /) has no body"
+                ));
+            }
+            create_dirs(&target.path)
+                .await
+                .map_err(failed("create a folder object"))?;
+            return Ok(S3Response::new(PutObjectOutput::default()));
+        }
+        let claims = claims_of!(input);
+        let received = self.receive(input.body, claims, trailing_headers).await?;
+        let attributes = attributes_of!(input);
+        let internal = Internal::new(&received.e_tag, &received.checksum);
+        self.publish(
+            &target,
+            received.file,
+            attributes.to_json()?,
+            internal,
+            &conditions,
+        )
+        .await?;
+        let checksum = received.checksum;
+        Ok(S3Response::new(PutObjectOutput {
+            e_tag: Some(ETag::Strong(received.e_tag)),
+            checksum_crc32: checksum.checksum_crc32,
+            checksum_crc32c: checksum.checksum_crc32c,
+            checksum_sha1: checksum.checksum_sha1,
+            checksum_sha256: checksum.checksum_sha256,
+            checksum_crc64nvme: checksum.checksum_crc64nvme,
+            ..Default::default()
+        }))
+    }
+
+    async fn create_multipart_upload(
+        &self,
+        req: S3Request<CreateMultipartUploadInput>,
+    ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
+        self.create_upload(req).await
+    }
+
+    async fn upload_part(
+        &self,
+        req: S3Request<UploadPartInput>,
+    ) -> S3Result<S3Response<UploadPartOutput>> {
+        self.put_part(req).await
+    }
+
+    async fn upload_part_copy(
+        &self,
+        req: S3Request<UploadPartCopyInput>,
+    ) -> S3Result<S3Response<UploadPartCopyOutput>> {
+        self.copy_part(req).await
+    }
+
+    async fn complete_multipart_upload(
+        &self,
+        req: S3Request<CompleteMultipartUploadInput>,
+    ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+        self.complete_upload(req).await
+    }
+
+    async fn copy_object(
+        &self,
+        req: S3Request<CopyObjectInput>,
+    ) -> S3Result<S3Response<CopyObjectOutput>> {
+        let input = req.input;
+        let CopySource::Bucket {
+            bucket: source_bucket,
+            key: source_key,
+            ..
+        } = &input.copy_source
+        else {
+            return Err(s3_error!(NotImplemented));
+        };
+        let source = self.layout.object(source_bucket, source_key)?;
+        let target = self.target(&input.bucket, &input.key).await?;
+        let stat = fs::metadata(&source)
+            .await
+            .map_err(|e| s3_error!(e, NoSuchKey))?;
+        if stat.is_dir() {
+            return Err(s3_error!(NoSuchKey));
+        }
+        let modified = Timestamp::from(stat.modified().map_err(failed("read a file's time"))?);
+        let source_internal = Internal::load(&self.layout.internal(source_bucket, source_key))
+            .await
+            .map_err(failed("read an object's ETag"))?;
+
+        // S3's order: If-Match overrides If-Unmodified-Since, If-None-Match overrides
+        // If-Modified-Since.
+        if let Some(condition) = &input.copy_source_if_match {
+            let current = self.e_tag_of(source_bucket, source_key, &source).await?;
+            if !condition.is_any() && !condition.as_etag().is_some_and(|e| current.strong_cmp(e)) {
+                return Err(s3_error!(PreconditionFailed));
+            }
+        } else if input
+            .copy_source_if_unmodified_since
+            .as_ref()
+            .is_some_and(|since| modified > *since)
+        {
+            return Err(s3_error!(PreconditionFailed));
+        }
+        if let Some(condition) = &input.copy_source_if_none_match {
+            let current = self.e_tag_of(source_bucket, source_key, &source).await?;
+            if condition.is_any() || condition.as_etag().is_some_and(|e| current.weak_cmp(e)) {
+                return Err(s3_error!(PreconditionFailed));
+            }
+        } else if input
+            .copy_source_if_modified_since
+            .as_ref()
+            .is_some_and(|since| modified <= *since)
+        {
+            return Err(s3_error!(PreconditionFailed));
+        }
+
+        let (file, md5) = self.stage_copy(&source, 0, stat.len()).await?;
+        // A multipart object keeps its ETag through a copy.
+        let e_tag = source_internal
+            .as_ref()
+            .and_then(Internal::e_tag)
+            .map_or(md5, ETag::into_value);
+        let replace = input
+            .metadata_directive
+            .as_ref()
+            .is_some_and(|d| d.as_str() == MetadataDirective::REPLACE);
+        let metadata = if replace {
+            let attributes = attributes_of!(input);
+            attributes.to_json()?
+        } else {
+            read_if_exists(&self.layout.metadata(source_bucket, source_key, None))
+                .await
+                .map_err(failed("read an object's metadata"))?
+        };
+        let mut internal = source_internal.unwrap_or_default();
+        internal.set_e_tag(&e_tag);
+        self.publish(&target, file, metadata, internal, &Conditions::default())
+            .await?;
+        let last_modified = fs::metadata(&target.path)
+            .await
+            .and_then(|m| m.modified())
+            .map_err(failed("read a file's time"))?;
+        Ok(S3Response::new(CopyObjectOutput {
+            copy_object_result: Some(CopyObjectResult {
+                e_tag: Some(ETag::Strong(e_tag)),
+                last_modified: Some(Timestamp::from(last_modified)),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }))
+    }
+
+    async fn create_bucket(
+        &self,
+        req: S3Request<CreateBucketInput>,
+    ) -> S3Result<S3Response<CreateBucketOutput>> {
+        let answer = self.inner.create_bucket(req).await?;
+        sync_dir(self.layout.root())
+            .await
+            .map_err(failed("sync the store"))?;
+        Ok(answer)
+    }
+
+    // s3s-fs as it is: reads, listings and deletes.
+
+    async fn abort_multipart_upload(
+        &self,
+        req: S3Request<AbortMultipartUploadInput>,
+    ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
+        self.inner.abort_multipart_upload(req).await
+    }
+
+    async fn delete_bucket(
+        &self,
+        req: S3Request<DeleteBucketInput>,
+    ) -> S3Result<S3Response<DeleteBucketOutput>> {
+        self.inner.delete_bucket(req).await
+    }
+
+    async fn delete_object(
+        &self,
+        req: S3Request<DeleteObjectInput>,
+    ) -> S3Result<S3Response<DeleteObjectOutput>> {
+        self.inner.delete_object(req).await
+    }
+
+    async fn delete_objects(
+        &self,
+        req: S3Request<DeleteObjectsInput>,
+    ) -> S3Result<S3Response<DeleteObjectsOutput>> {
+        self.inner.delete_objects(req).await
+    }
+
+    async fn get_bucket_location(
+        &self,
+        req: S3Request<GetBucketLocationInput>,
+    ) -> S3Result<S3Response<GetBucketLocationOutput>> {
+        self.inner.get_bucket_location(req).await
+    }
+
+    async fn get_object(
+        &self,
+        req: S3Request<GetObjectInput>,
+    ) -> S3Result<S3Response<GetObjectOutput>> {
+        self.inner.get_object(req).await
+    }
+
+    async fn head_bucket(
+        &self,
+        req: S3Request<HeadBucketInput>,
+    ) -> S3Result<S3Response<HeadBucketOutput>> {
+        self.inner.head_bucket(req).await
+    }
+
+    async fn head_object(
+        &self,
+        req: S3Request<HeadObjectInput>,
+    ) -> S3Result<S3Response<HeadObjectOutput>> {
+        self.inner.head_object(req).await
+    }
+
+    async fn list_buckets(
+        &self,
+        req: S3Request<ListBucketsInput>,
+    ) -> S3Result<S3Response<ListBucketsOutput>> {
+        self.inner.list_buckets(req).await
+    }
+
+    async fn list_objects(
+        &self,
+        req: S3Request<ListObjectsInput>,
+    ) -> S3Result<S3Response<ListObjectsOutput>> {
+        self.inner.list_objects(req).await
+    }
+
+    async fn list_objects_v2(
+        &self,
+        req: S3Request<ListObjectsV2Input>,
+    ) -> S3Result<S3Response<ListObjectsV2Output>> {
+        self.inner.list_objects_v2(req).await
+    }
+
+    async fn list_parts(
+        &self,
+        req: S3Request<ListPartsInput>,
+    ) -> S3Result<S3Response<ListPartsOutput>> {
+        self.inner.list_parts(req).await
+    }
+}

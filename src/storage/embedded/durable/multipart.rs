@@ -1,0 +1,318 @@
+//! Multipart uploads on the embedded server: creation, parts (uploaded or copied) and
+//! completion, each staged, checked and synced like a PUT, in s3s-fs's layout so that
+//! s3s-fs can list and abort them.
+
+use std::io;
+
+use md5::{Digest, Md5};
+use s3s::auth::Credentials;
+use s3s::dto::*;
+use s3s::{S3Error, S3Request, S3Response, S3Result, s3_error};
+use tokio::fs::{self, File};
+use tokio::io::AsyncReadExt;
+use uuid::Uuid;
+
+use super::super::disk::{StagedFile, remove_file, sync_dir};
+use super::super::layout::{Attributes, Internal};
+use super::body::Claims;
+use super::{Conditions, DurableFs, READ_BUFFER, failed, read_if_exists};
+
+/// S3's smallest part, except the last.
+const MIN_PART: u64 = 5 * 1024 * 1024;
+
+impl DurableFs {
+    /// Multipart upload `id`, which must exist and have been begun with `credentials`.
+    async fn owned_upload(&self, id: &str, credentials: Option<&Credentials>) -> S3Result<Uuid> {
+        let upload = Uuid::parse_str(id).map_err(|_| s3_error!(NoSuchUpload))?;
+        let owner: Option<String> = match fs::read(self.layout.upload(&upload)).await {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(S3Error::internal_error)?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(s3_error!(NoSuchUpload)),
+            Err(e) => return Err(failed("read an upload's record")(e)),
+        };
+        if owner.as_deref() != credentials.map(|c| c.access_key.as_str()) {
+            return Err(s3_error!(AccessDenied));
+        }
+        Ok(upload)
+    }
+
+    /// Renames staged part `file` into place as part `number` of `upload`, synced.
+    async fn place_part(&self, file: StagedFile, upload: &Uuid, number: i32) -> S3Result<()> {
+        file.place(&self.layout.part(upload, number))
+            .await
+            .map_err(failed("rename a part into place"))?;
+        sync_dir(self.layout.root())
+            .await
+            .map_err(failed("sync the store"))
+    }
+
+    /// Begins a multipart upload: its record (the access key that began it) and its
+    /// metadata, synced.
+    pub(super) async fn create_upload(
+        &self,
+        req: S3Request<CreateMultipartUploadInput>,
+    ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
+        let S3Request {
+            input, credentials, ..
+        } = req;
+        self.target(&input.bucket, &input.key).await?;
+        let upload = Uuid::new_v4();
+        let owner = serde_json::to_vec(&credentials.as_ref().map(|c| c.access_key.as_str()))
+            .map_err(S3Error::internal_error)?;
+        let attributes = attributes_of!(input);
+        if let Some(metadata) = attributes.to_json()? {
+            let path = self
+                .layout
+                .metadata(&input.bucket, &input.key, Some(&upload));
+            self.staging
+                .write_file(&path, &metadata)
+                .await
+                .map_err(failed("write an upload's metadata"))?;
+        }
+        self.staging
+            .write_file(&self.layout.upload(&upload), &owner)
+            .await
+            .map_err(failed("write an upload's record"))?;
+        sync_dir(self.layout.root())
+            .await
+            .map_err(failed("sync the store"))?;
+        Ok(S3Response::new(CreateMultipartUploadOutput {
+            bucket: Some(input.bucket),
+            key: Some(input.key),
+            upload_id: Some(upload.to_string()),
+            ..Default::default()
+        }))
+    }
+
+    /// Receives a part, checks it like a PUT, and renames it into place, synced.
+    pub(super) async fn put_part(
+        &self,
+        req: S3Request<UploadPartInput>,
+    ) -> S3Result<S3Response<UploadPartOutput>> {
+        let S3Request {
+            input,
+            credentials,
+            trailing_headers,
+            ..
+        } = req;
+        check_part_number(input.part_number)?;
+        let upload = self
+            .owned_upload(&input.upload_id, credentials.as_ref())
+            .await?;
+        let claims = claims_of!(input);
+        let received = self.receive(input.body, claims, trailing_headers).await?;
+        self.place_part(received.file, &upload, input.part_number)
+            .await?;
+        let checksum = received.checksum;
+        Ok(S3Response::new(UploadPartOutput {
+            e_tag: Some(ETag::Strong(received.e_tag)),
+            checksum_crc32: checksum.checksum_crc32,
+            checksum_crc32c: checksum.checksum_crc32c,
+            checksum_sha1: checksum.checksum_sha1,
+            checksum_sha256: checksum.checksum_sha256,
+            checksum_crc64nvme: checksum.checksum_crc64nvme,
+            ..Default::default()
+        }))
+    }
+
+    /// Copies a range of a stored object as a part, synced.
+    pub(super) async fn copy_part(
+        &self,
+        req: S3Request<UploadPartCopyInput>,
+    ) -> S3Result<S3Response<UploadPartCopyOutput>> {
+        let S3Request {
+            input, credentials, ..
+        } = req;
+        check_part_number(input.part_number)?;
+        let upload = self
+            .owned_upload(&input.upload_id, credentials.as_ref())
+            .await?;
+        let CopySource::Bucket { bucket, key, .. } = &input.copy_source else {
+            return Err(s3_error!(NotImplemented));
+        };
+        let source = self.layout.object(bucket, key)?;
+        let size = fs::metadata(&source)
+            .await
+            .map_err(|e| s3_error!(e, NoSuchKey))?
+            .len();
+        let (start, len) = copy_range(input.copy_source_range.as_deref(), size)?;
+        let (file, e_tag) = self.stage_copy(&source, start, len).await?;
+        self.place_part(file, &upload, input.part_number).await?;
+        Ok(S3Response::new(UploadPartCopyOutput {
+            copy_part_result: Some(CopyPartResult {
+                e_tag: Some(ETag::Strong(e_tag)),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }))
+    }
+
+    /// Joins the parts listed, checking each against the ETag given for it, and puts
+    /// the object in place like a PUT; the parts and records of the upload go after.
+    pub(super) async fn complete_upload(
+        &self,
+        req: S3Request<CompleteMultipartUploadInput>,
+    ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+        let S3Request {
+            input, credentials, ..
+        } = req;
+        let parts = input
+            .multipart_upload
+            .and_then(|m| m.parts)
+            .unwrap_or_default();
+        if parts.is_empty() {
+            return Err(s3_error!(InvalidPart, "You must specify at least one part"));
+        }
+        let upload = self
+            .owned_upload(&input.upload_id, credentials.as_ref())
+            .await?;
+        let target = self.target(&input.bucket, &input.key).await?;
+        let conditions = Conditions {
+            if_none_match: input.if_none_match,
+            if_match: input.if_match,
+        };
+        self.check_conditions(&target, &conditions).await?;
+
+        // Every part listed is there, in order and big enough, before a byte is copied.
+        let mut files = Vec::with_capacity(parts.len());
+        let mut previous = 0;
+        for (i, part) in parts.iter().enumerate() {
+            let number = part
+                .part_number
+                .ok_or_else(|| s3_error!(InvalidPart, "a part without its number"))?;
+            if number <= previous {
+                return Err(s3_error!(InvalidPartOrder));
+            }
+            previous = number;
+            let path = self.layout.part(&upload, number);
+            let len = match fs::metadata(&path).await {
+                Ok(m) => m.len(),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    return Err(s3_error!(InvalidPart, "part {number} was not uploaded"));
+                }
+                Err(e) => return Err(failed("read a part")(e)),
+            };
+            if i + 1 < parts.len() && len < MIN_PART {
+                return Err(s3_error!(EntityTooSmall));
+            }
+            files.push((path, len));
+        }
+
+        let mut file = self
+            .staging
+            .create()
+            .await
+            .map_err(failed("create a staging file"))?;
+        let mut digests = Md5::new();
+        let mut buf = vec![0; READ_BUFFER];
+        for (part, (path, len)) in parts.iter().zip(&files) {
+            let mut reader = File::open(path)
+                .await
+                .map_err(failed("read a part"))?
+                .take(*len);
+            let mut md5 = Md5::new();
+            loop {
+                let n = reader.read(&mut buf).await.map_err(failed("read a part"))?;
+                if n == 0 {
+                    break;
+                }
+                md5.update(&buf[..n]);
+                file.write(&buf[..n])
+                    .await
+                    .map_err(failed("write a staging file"))?;
+            }
+            let md5: [u8; 16] = md5.finalize().into();
+            if let Some(claimed) = &part.e_tag
+                && claimed.value() != hex::encode(md5)
+            {
+                return Err(s3_error!(
+                    InvalidPart,
+                    "part {}'s ETag is not that of the part uploaded",
+                    part.part_number.unwrap_or_default()
+                ));
+            }
+            digests.update(md5);
+        }
+        let e_tag = format!("{}-{}", hex::encode(digests.finalize()), parts.len());
+        let upload_metadata = self
+            .layout
+            .metadata(&target.bucket, &target.key, Some(&upload));
+        let metadata = read_if_exists(&upload_metadata)
+            .await
+            .map_err(failed("read an upload's metadata"))?;
+        self.publish(
+            &target,
+            file,
+            metadata,
+            Internal::new(&e_tag, &Checksum::default()),
+            &conditions,
+        )
+        .await?;
+
+        // Done with the upload. A crash before these removals leaves them for the
+        // cleanup's abort; the object is in place either way.
+        for (path, _) in &files {
+            remove_file(path).await.map_err(failed("remove a part"))?;
+        }
+        remove_file(&upload_metadata)
+            .await
+            .map_err(failed("remove an upload's metadata"))?;
+        remove_file(&self.layout.upload(&upload))
+            .await
+            .map_err(failed("remove an upload's record"))?;
+        Ok(S3Response::new(CompleteMultipartUploadOutput {
+            bucket: Some(target.bucket),
+            key: Some(target.key),
+            e_tag: Some(ETag::Strong(e_tag)),
+            ..Default::default()
+        }))
+    }
+}
+
+/// The `(start, length)` of `range` (`bytes=first-last`) in a file of `size` bytes.
+fn copy_range(range: Option<&str>, size: u64) -> S3Result<(u64, u64)> {
+    let Some(range) = range else {
+        return Ok((0, size));
+    };
+    let bad = || s3_error!(InvalidArgument, "the copy range is not bytes=first-last");
+    let (first, last) = range
+        .strip_prefix("bytes=")
+        .and_then(|r| r.split_once('-'))
+        .ok_or_else(bad)?;
+    let first: u64 = first.parse().map_err(|_| bad())?;
+    let last: u64 = if last.is_empty() {
+        size.saturating_sub(1)
+    } else {
+        last.parse().map_err(|_| bad())?
+    };
+    if first > last || last >= size {
+        return Err(s3_error!(InvalidRange));
+    }
+    Ok((first, last - first + 1))
+}
+
+/// A part number S3 allows.
+fn check_part_number(number: i32) -> S3Result<()> {
+    if (1..=10_000).contains(&number) {
+        Ok(())
+    } else {
+        Err(s3_error!(
+            InvalidArgument,
+            "Part number must be an integer between 1 and 10000, inclusive"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_ranges_follow_s3() {
+        assert_eq!(copy_range(None, 10).unwrap(), (0, 10));
+        assert_eq!(copy_range(Some("bytes=2-5"), 10).unwrap(), (2, 4));
+        assert_eq!(copy_range(Some("bytes=2-"), 10).unwrap(), (2, 8));
+        for bad in ["2-5", "bytes=a-5", "bytes=5", "bytes=6-5", "bytes=0-10"] {
+            assert!(copy_range(Some(bad), 10).is_err(), "{bad}");
+        }
+    }
+}
