@@ -95,108 +95,78 @@ fn claimed_from_row(r: &AnyRow) -> Result<ClaimedCopy> {
     })
 }
 
-macro_rules! claim_sql {
-    (sqlite, $cond:literal, $order:literal) => {
-        concat!(
-            "UPDATE object_copies SET state = 'copying', attempts = attempts + 1, lease_until = $1, lease_owner = $2 \
-             WHERE rowid = (SELECT c.rowid FROM object_copies c JOIN objects o ON o.id = c.object_id \
-             WHERE o.deleted_at IS NULL AND ",
-            $cond,
-            " ORDER BY ",
-            $order,
-            " LIMIT 1) RETURNING object_id, bucket_id, attempts, upload_id"
-        )
-    };
-    (postgres, $cond:literal, $order:literal) => {
-        concat!(
-            "WITH c AS (SELECT c.object_id, c.bucket_id FROM object_copies c JOIN objects o ON o.id = c.object_id \
-             WHERE o.deleted_at IS NULL AND ",
-            $cond,
-            " ORDER BY ",
-            $order,
-            " LIMIT 1 FOR UPDATE OF c SKIP LOCKED) \
-             UPDATE object_copies t SET state = 'copying', attempts = t.attempts + 1, lease_until = $1, lease_owner = $2 \
-             FROM c WHERE t.object_id = c.object_id AND t.bucket_id = c.bucket_id \
-             RETURNING t.object_id, t.bucket_id, t.attempts, t.upload_id"
-        )
+/// The due test for one `object_copies` row: pending and due, or copying with a lapsed
+/// lease. A CASE, so that the planner looks an object's copies up by its key instead
+/// of scanning the whole due index (an OR here made SQLite do that).
+macro_rules! due_case {
+    () => {
+        "CASE WHEN state = 'pending' THEN next_attempt_at <= $3 WHEN state = 'copying' THEN lease_until < $3 ELSE false END"
     };
 }
 
-/// Claims a copy for `owner` until `lease_until`: first one whose lease lapsed (its
-/// worker died), else the pending copy that has been due longest. Each of the two
-/// looks is a range scan of its own index, so the cost does not grow with the
-/// backlog. Copies of deleted objects are never claimed.
-pub async fn claim_next(
+/// Copies whose lease lapsed (their worker died) come before pending ones, each kind
+/// in the order it fell due; each kind is a range scan of its own index, so the cost
+/// of a claim does not grow with the backlog.
+const SQLITE_CLAIM: &str = concat!(
+    "UPDATE object_copies SET state = 'copying', attempts = attempts + 1, lease_until = $1, lease_owner = $2 \
+     WHERE object_id IN (SELECT object_id FROM ( \
+       SELECT object_id, 0 AS kind, lease_until AS due FROM (SELECT c.object_id, c.lease_until FROM object_copies c \
+         JOIN objects o ON o.id = c.object_id WHERE o.deleted_at IS NULL AND c.state = 'copying' AND c.lease_until < $3 \
+         ORDER BY c.lease_until LIMIT $4) \
+       UNION ALL \
+       SELECT object_id, 1, next_attempt_at FROM (SELECT c.object_id, c.next_attempt_at FROM object_copies c \
+         JOIN objects o ON o.id = c.object_id WHERE o.deleted_at IS NULL AND c.state = 'pending' AND c.next_attempt_at <= $3 \
+         ORDER BY c.next_attempt_at LIMIT $4) \
+     ) GROUP BY object_id ORDER BY MIN(kind), MIN(due) LIMIT $4) AND ",
+    due_case!(),
+    " RETURNING object_id, bucket_id, attempts, upload_id"
+);
+
+/// As [`SQLITE_CLAIM`]; the objects are locked (`SKIP LOCKED`) rather than their
+/// copies, so two claims never split one object's copies between them.
+const POSTGRES_CLAIM: &str = concat!(
+    "WITH lapsed AS (SELECT o.id AS object_id, 0 AS kind, c.lease_until AS due FROM object_copies c \
+       JOIN objects o ON o.id = c.object_id WHERE o.deleted_at IS NULL AND c.state = 'copying' AND c.lease_until < $3 \
+       ORDER BY c.lease_until LIMIT $4 FOR NO KEY UPDATE OF o SKIP LOCKED), \
+     pending AS (SELECT o.id AS object_id, 1 AS kind, c.next_attempt_at AS due FROM object_copies c \
+       JOIN objects o ON o.id = c.object_id WHERE o.deleted_at IS NULL AND c.state = 'pending' AND c.next_attempt_at <= $3 \
+       ORDER BY c.next_attempt_at LIMIT $4 FOR NO KEY UPDATE OF o SKIP LOCKED), \
+     picked AS (SELECT object_id FROM (SELECT * FROM lapsed UNION ALL SELECT * FROM pending) x \
+       GROUP BY object_id ORDER BY MIN(kind), MIN(due) LIMIT $4) \
+     UPDATE object_copies SET state = 'copying', attempts = attempts + 1, lease_until = $1, lease_owner = $2 \
+     FROM picked WHERE object_copies.object_id = picked.object_id AND ",
+    due_case!(),
+    " RETURNING object_copies.object_id, object_copies.bucket_id, object_copies.attempts, object_copies.upload_id"
+);
+
+/// Claims for `owner`, until `lease_until`, every due copy of up to `objects`
+/// objects, in one statement: all of an object's due copies go to one claim, so one
+/// read of its source can feed them all. Copies of deleted objects are never
+/// claimed. The copies come back grouped by object, in no particular order of
+/// objects.
+pub async fn claim_batch(
     db: &Db,
     owner: &str,
     now: i64,
     lease_until: i64,
-) -> Result<Option<ClaimedCopy>> {
-    let (lapsed, due) = match db.engine {
-        Engine::Sqlite => (
-            claim_sql!(
-                sqlite,
-                "c.state = 'copying' AND c.lease_until < $3",
-                "c.lease_until"
-            ),
-            claim_sql!(
-                sqlite,
-                "c.state = 'pending' AND c.next_attempt_at <= $3",
-                "c.next_attempt_at"
-            ),
-        ),
-        Engine::Postgres => (
-            claim_sql!(
-                postgres,
-                "c.state = 'copying' AND c.lease_until < $3",
-                "c.lease_until"
-            ),
-            claim_sql!(
-                postgres,
-                "c.state = 'pending' AND c.next_attempt_at <= $3",
-                "c.next_attempt_at"
-            ),
-        ),
-    };
-    for sql in [lapsed, due] {
-        let row = sqlx::query(sql)
-            .bind(lease_until)
-            .bind(owner)
-            .bind(now)
-            .fetch_optional(&db.pool)
-            .await?;
-        if let Some(row) = row {
-            return claimed_from_row(&row).map(Some);
-        }
-    }
-    Ok(None)
-}
-
-/// Claims every other due copy of `object_id`, so one read of the source can feed
-/// them all. Each row is taken by a conditional update, so no two workers get it.
-/// The due test is a CASE so that the planner looks the object up by its key
-/// instead of scanning the whole due index (an OR here made SQLite do that).
-pub async fn claim_siblings(
-    db: &Db,
-    object_id: i64,
-    owner: &str,
-    now: i64,
-    lease_until: i64,
+    objects: u32,
 ) -> Result<Vec<ClaimedCopy>> {
-    sqlx::query(
-        "UPDATE object_copies SET state = 'copying', attempts = attempts + 1, lease_until = $1, lease_owner = $2 \
-         WHERE object_id = $3 AND CASE WHEN state = 'pending' THEN next_attempt_at <= $4 WHEN state = 'copying' THEN lease_until < $4 ELSE false END \
-         RETURNING object_id, bucket_id, attempts, upload_id",
-    )
-    .bind(lease_until)
-    .bind(owner)
-    .bind(object_id)
-    .bind(now)
-    .fetch_all(&db.pool)
-    .await?
-    .iter()
-    .map(claimed_from_row)
-    .collect()
+    let sql = match db.engine {
+        Engine::Sqlite => SQLITE_CLAIM,
+        Engine::Postgres => POSTGRES_CLAIM,
+    };
+    let mut claimed = sqlx::query(sql)
+        .bind(lease_until)
+        .bind(owner)
+        .bind(now)
+        .bind(i64::from(objects.max(1)))
+        .fetch_all(&db.pool)
+        .await?
+        .iter()
+        .map(claimed_from_row)
+        .collect::<Result<Vec<_>>>()?;
+    claimed.sort_by(|a, b| (a.object_id, &a.bucket_id).cmp(&(b.object_id, &b.bucket_id)));
+    Ok(claimed)
 }
 
 /// The object behind a copy.

@@ -141,14 +141,10 @@ impl ReplicationWorker {
     pub async fn run_once(&self) -> Result<Outcome, ReplicationError> {
         let now = now_millis();
         let lease_until = now + millis(self.config.lease);
-        let Some(first) = queue::claim_next(&self.db, &self.owner, now, lease_until).await? else {
+        let claimed = queue::claim_batch(&self.db, &self.owner, now, lease_until, 1).await?;
+        let Some(object_id) = claimed.first().map(|c| c.object_id) else {
             return Ok(Outcome::Idle);
         };
-        let object_id = first.object_id;
-        let mut claimed = vec![first];
-        claimed.extend(
-            queue::claim_siblings(&self.db, object_id, &self.owner, now, lease_until).await?,
-        );
 
         let activity = Activity::new();
         let _heartbeat = AbortOnDrop(self.spawn_heartbeat(object_id, activity.clone()));

@@ -703,19 +703,27 @@ async fn two_processes_on_postgres_drain_500_copies_without_doubles() {
             let worker = app.worker_on(db.clone(), &format!("process-{p}/{w}"));
             tasks.push(tokio::spawn(async move {
                 let mut copies = 0;
+                let mut split = 0;
                 while let Outcome::Copied { done, failed, .. } = worker.run_once().await.unwrap() {
                     assert_eq!(failed, 0);
                     copies += done;
+                    split += usize::from(done != 2);
                 }
-                (p, copies)
+                (p, copies, split)
             }));
         }
     }
     let mut per_process = [0usize; 2];
+    let mut split = 0;
     for t in tasks {
-        let (p, n) = t.await.unwrap();
+        let (p, n, s) = t.await.unwrap();
         per_process[p] += n;
+        split += s;
     }
+    assert_eq!(
+        split, 0,
+        "every claim took both copies of its object, so one read fed both targets"
+    );
     assert_eq!(per_process[0] + per_process[1], 500, "{per_process:?}");
     assert!(
         per_process.iter().all(|n| *n > 0),
