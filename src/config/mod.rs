@@ -351,9 +351,15 @@ impl Default for HttpConfig {
 pub struct ReplicationConfig {
     /// Run the copy workers. When off, copies still queue, to drain once it is on.
     pub enabled: bool,
-    /// Copy workers per process.
+    /// Copy workers per process. Each claims and copies up to `batch-size` objects
+    /// at once.
     #[serde(rename = "worker-count")]
     pub worker_count: u32,
+    /// How many objects one worker claims in one statement and copies at once. Small
+    /// objects cost per round trip, not per byte: batches keep the buckets and the
+    /// database busy while each copy waits on its own requests.
+    #[serde(rename = "batch-size")]
+    pub batch_size: u32,
     /// Objects larger than this are copied with a multipart upload; smaller ones with
     /// one streaming PUT per target.
     #[serde(rename = "multipart-threshold")]
@@ -382,6 +388,7 @@ impl Default for ReplicationConfig {
         Self {
             enabled: true,
             worker_count: 6,
+            batch_size: 16,
             multipart_threshold: 1024 * 1024 * 1024,
             part_size: 16 * 1024 * 1024,
             retry: RetryConfig::default(),

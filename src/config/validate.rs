@@ -213,6 +213,12 @@ pub fn validate(s: &Settings, figment: &Figment) -> Vec<String> {
             "must be between 1 and 256".to_owned(),
         );
     }
+    if !(1..=1024).contains(&s.replication.batch_size) {
+        problem(
+            "replication.batch-size",
+            "must be between 1 and 1024 (objects a worker copies at once)".to_owned(),
+        );
+    }
     let r = &s.replication;
     if r.part_size < 5 * 1024 * 1024 || r.part_size > 5 * 1024 * 1024 * 1024 {
         problem(

@@ -169,26 +169,41 @@ pub async fn claim_batch(
     Ok(claimed)
 }
 
-/// The object behind a copy.
-pub async fn find_source(db: &Db, object_id: i64) -> Result<Option<CopySource>> {
-    sqlx::query(
-        "SELECT id, object_key, bucket_id, size, md5, etag, created_at FROM objects WHERE id = $1",
-    )
-    .bind(object_id)
-    .fetch_optional(&db.pool)
-    .await?
-    .map(|r| {
-        Ok(CopySource {
-            object_id: r.try_get(0)?,
-            object_key: r.try_get(1)?,
-            bucket_id: r.try_get(2)?,
-            size: r.try_get(3)?,
-            md5: r.try_get(4)?,
-            etag: r.try_get(5)?,
-            created_at: r.try_get(6)?,
-        })
-    })
-    .transpose()
+/// The objects behind claimed copies, by id; one query for a whole batch. A deleted
+/// or vanished object is missing from the map.
+pub async fn find_sources(
+    db: &Db,
+    object_ids: &[i64],
+) -> Result<std::collections::HashMap<i64, CopySource>> {
+    let mut sources = std::collections::HashMap::with_capacity(object_ids.len());
+    // Within every engine's limit on bound parameters.
+    for ids in object_ids.chunks(500) {
+        let list = (1..=ids.len())
+            .map(|i| format!("${i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT id, object_key, bucket_id, size, md5, etag, created_at FROM objects WHERE id IN ({list})"
+        );
+        // Only numbered placeholders are spliced in; every id is bound.
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for id in ids {
+            query = query.bind(*id);
+        }
+        for r in query.fetch_all(&db.pool).await? {
+            let source = CopySource {
+                object_id: r.try_get(0)?,
+                object_key: r.try_get(1)?,
+                bucket_id: r.try_get(2)?,
+                size: r.try_get(3)?,
+                md5: r.try_get(4)?,
+                etag: r.try_get(5)?,
+                created_at: r.try_get(6)?,
+            };
+            sources.insert(source.object_id, source);
+        }
+    }
+    Ok(sources)
 }
 
 /// Extends the leases `owner` holds on `object_id`'s copies. Returns how many it kept.
@@ -204,31 +219,48 @@ pub async fn renew_leases(db: &Db, object_id: i64, owner: &str, lease_until: i64
     .rows_affected())
 }
 
-/// Marks a copy verified and done. Returns false if `owner` no longer holds it.
-pub async fn mark_done(
+/// A verified copy, to be marked done.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DoneMark {
+    pub object_id: i64,
+    pub bucket_id: String,
+    pub size: i64,
+    pub etag: Option<String>,
+}
+
+/// Marks verified copies done, all in one transaction (one commit, and on SQLite one
+/// sync, for a whole batch). For each mark, whether `owner` still held the copy: one
+/// it lost meanwhile is left to its new holder.
+pub async fn mark_done_many(
     db: &Db,
-    object_id: i64,
-    bucket_id: &str,
     owner: &str,
     now: i64,
-    size: i64,
-    etag: Option<&str>,
-) -> Result<bool> {
-    let n = sqlx::query(
-        "UPDATE object_copies SET state = 'done', copied_at = $1, verified_size = $2, verified_etag = $3, \
-         last_error = NULL, lease_until = NULL, lease_owner = NULL, upload_id = NULL \
-         WHERE object_id = $4 AND bucket_id = $5 AND lease_owner = $6 AND state = 'copying'",
-    )
-    .bind(now)
-    .bind(size)
-    .bind(etag)
-    .bind(object_id)
-    .bind(bucket_id)
-    .bind(owner)
-    .execute(&db.pool)
-    .await?
-    .rows_affected();
-    Ok(n == 1)
+    marks: &[DoneMark],
+) -> Result<Vec<bool>> {
+    if marks.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut tx = db.begin_write().await?;
+    let mut held = Vec::with_capacity(marks.len());
+    for m in marks {
+        let n = sqlx::query(
+            "UPDATE object_copies SET state = 'done', copied_at = $1, verified_size = $2, verified_etag = $3, \
+             last_error = NULL, lease_until = NULL, lease_owner = NULL, upload_id = NULL \
+             WHERE object_id = $4 AND bucket_id = $5 AND lease_owner = $6 AND state = 'copying'",
+        )
+        .bind(now)
+        .bind(m.size)
+        .bind(m.etag.as_deref())
+        .bind(m.object_id)
+        .bind(&m.bucket_id)
+        .bind(owner)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        held.push(n == 1);
+    }
+    tx.commit().await?;
+    Ok(held)
 }
 
 /// Records the multipart upload `owner` started on the target for its attempt (or

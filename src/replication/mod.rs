@@ -13,8 +13,10 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use tokio::task::{JoinError, JoinSet};
+
 use self::copy::{CopyError, CopyJob, Target, copy_object};
-use crate::db::replication::{self as queue, ClaimedCopy, CopySource};
+use crate::db::replication::{self as queue, ClaimedCopy, CopySource, DoneMark};
 use crate::db::{Db, DbError, now_millis};
 use crate::events::{self, FoundBy};
 use crate::metrics::Metrics;
@@ -38,6 +40,8 @@ pub struct WorkerConfig {
     pub retry_max: Duration,
     pub lease: Duration,
     pub poll_interval: Duration,
+    /// Objects one worker claims and copies at once.
+    pub batch_size: u32,
 }
 
 impl From<&crate::config::ReplicationConfig> for WorkerConfig {
@@ -49,6 +53,7 @@ impl From<&crate::config::ReplicationConfig> for WorkerConfig {
             retry_max: r.retry.max.get(),
             lease: r.lease.get(),
             poll_interval: r.poll_interval.get(),
+            batch_size: r.batch_size.max(1),
         }
     }
 }
@@ -133,22 +138,88 @@ impl ReplicationWorker {
         }
     }
 
-    /// Claims the longest-due copy and every other due copy of the same object,
-    /// copies them with one read of the source, verifies each, and records the
-    /// results. The lease is renewed while the copy's bytes move, so a slow copy is
-    /// not taken over and a stalled one is; if the process dies, its instance's
-    /// heartbeat stops and another instance retries (see [`instance`]).
+    /// Claims every due copy of the object due longest, copies them with one read of
+    /// the source, verifies each, and records the results: one pass of [`Self::run`]
+    /// with a batch of one. The lease is renewed while the copy's bytes move, so a
+    /// slow copy is not taken over and a stalled one is; if the process dies, its
+    /// instance's heartbeat stops and another instance retries (see [`instance`]).
     pub async fn run_once(&self) -> Result<Outcome, ReplicationError> {
-        let now = now_millis();
-        let lease_until = now + millis(self.config.lease);
-        let claimed = queue::claim_batch(&self.db, &self.owner, now, lease_until, 1).await?;
-        let Some(object_id) = claimed.first().map(|c| c.object_id) else {
+        let mut batch = self.claim(1).await?;
+        let Some((object_id, claimed, source)) = batch.pop() else {
             return Ok(Outcome::Idle);
         };
+        let copied = self.copy_one(object_id, claimed, source).await?;
+        let done = self.commit_done(std::slice::from_ref(&copied)).await?;
+        Ok(Outcome::Copied {
+            object_id,
+            done,
+            failed: copied.failed,
+        })
+    }
 
+    /// Claims every due copy of up to `objects` objects, and looks their objects up;
+    /// one statement each.
+    async fn claim(&self, objects: u32) -> Result<Vec<ClaimedObject>, ReplicationError> {
+        let now = now_millis();
+        let lease_until = now + millis(self.config.lease);
+        let claimed = queue::claim_batch(&self.db, &self.owner, now, lease_until, objects).await?;
+        if claimed.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut ids: Vec<i64> = claimed.iter().map(|c| c.object_id).collect();
+        ids.dedup();
+        let mut sources = queue::find_sources(&self.db, &ids).await?;
+        let mut batch: Vec<ClaimedObject> = Vec::with_capacity(ids.len());
+        for c in claimed {
+            match batch.last_mut() {
+                Some((id, copies, _)) if *id == c.object_id => copies.push(c),
+                _ => batch.push((c.object_id, vec![c], None)),
+            }
+        }
+        for (id, _, source) in &mut batch {
+            *source = sources.remove(id);
+        }
+        Ok(batch)
+    }
+
+    /// Copies one claimed object to the targets of its claimed copies, with the
+    /// lease heartbeat running for as long as the copy does. Failures are recorded
+    /// here; the verified copies are returned, to be marked done with others in one
+    /// transaction by [`Self::commit_done`].
+    async fn copy_one(
+        &self,
+        object_id: i64,
+        claimed: Vec<ClaimedCopy>,
+        source: Option<CopySource>,
+    ) -> Result<Copied, ReplicationError> {
         let activity = Activity::new();
         let _heartbeat = AbortOnDrop(self.spawn_heartbeat(object_id, activity.clone()));
-        self.copy_claimed(object_id, &claimed, &activity).await
+        self.copy_claimed(object_id, &claimed, source, &activity)
+            .await
+    }
+
+    /// Marks the verified copies of `batch` done in one transaction, and counts each
+    /// that this worker still held. Returns how many were.
+    async fn commit_done(&self, batch: &[Copied]) -> Result<usize, ReplicationError> {
+        let marks: Vec<DoneMark> = batch
+            .iter()
+            .flat_map(|c| c.verified.iter().cloned())
+            .collect();
+        let now = now_millis();
+        let held = queue::mark_done_many(&self.db, &self.owner, now, &marks).await?;
+        let mut done = 0;
+        let mut held = held.into_iter();
+        for copied in batch {
+            for mark in &copied.verified {
+                if held.next() == Some(true) {
+                    done += 1;
+                    let lag = (now - copied.created_at).max(0) as f64 / 1000.0;
+                    let size = u64::try_from(mark.size).unwrap_or(0);
+                    self.metrics.copy_done(&mark.bucket_id, size, lag);
+                }
+            }
+        }
+        Ok(done)
     }
 
     /// Renews the leases on `object_id`'s copies every third of a lease, but only if
@@ -183,9 +254,10 @@ impl ReplicationWorker {
         &self,
         object_id: i64,
         claimed: &[ClaimedCopy],
+        source: Option<CopySource>,
         activity: &Activity,
-    ) -> Result<Outcome, ReplicationError> {
-        let Some(source) = queue::find_source(&self.db, object_id).await? else {
+    ) -> Result<Copied, ReplicationError> {
+        let Some(source) = source else {
             for c in claimed {
                 queue::mark_attempt_failed(
                     &self.db,
@@ -197,26 +269,27 @@ impl ReplicationWorker {
                 )
                 .await?;
             }
-            return Ok(Outcome::Copied {
-                object_id,
-                done: 0,
+            return Ok(Copied {
+                created_at: 0,
+                verified: Vec::new(),
                 failed: claimed.len(),
             });
         };
 
         let (targets, mut failed) = self.prepare_targets(&source, claimed, activity).await?;
+        let mut copied = Copied {
+            created_at: source.created_at,
+            verified: Vec::new(),
+            failed: 0,
+        };
         if targets.is_empty() {
-            return Ok(Outcome::Copied {
-                object_id,
-                done: 0,
-                failed,
-            });
+            copied.failed = failed;
+            return Ok(copied);
         }
 
         let read = self
             .copy_from_any_source(&source, &targets, activity)
             .await?;
-        let mut done = 0;
         match read.result {
             Ok(report) => {
                 if source.md5.is_none()
@@ -229,25 +302,12 @@ impl ReplicationWorker {
                         continue;
                     };
                     match result {
-                        Ok(v) => {
-                            let size = i64::try_from(v.size).unwrap_or(i64::MAX);
-                            let now = now_millis();
-                            if queue::mark_done(
-                                &self.db,
-                                object_id,
-                                &bucket_id,
-                                &self.owner,
-                                now,
-                                size,
-                                v.etag.as_deref(),
-                            )
-                            .await?
-                            {
-                                done += 1;
-                                let lag = (now - source.created_at).max(0) as f64 / 1000.0;
-                                self.metrics.copy_done(&bucket_id, v.size, lag);
-                            }
-                        }
+                        Ok(v) => copied.verified.push(DoneMark {
+                            object_id,
+                            bucket_id,
+                            size: i64::try_from(v.size).unwrap_or(i64::MAX),
+                            etag: v.etag,
+                        }),
                         Err(e) => {
                             failed += 1;
                             self.record_failure(&source, c, e.is_permanent(), &error_chain(&e))
@@ -276,11 +336,8 @@ impl ReplicationWorker {
                 }
             }
         }
-        Ok(Outcome::Copied {
-            object_id,
-            done,
-            failed,
-        })
+        copied.failed = failed;
+        Ok(copied)
     }
 
     /// The buckets the claimed copies go to, each counting its bytes in `activity`
@@ -514,38 +571,121 @@ impl ReplicationWorker {
         Ok(())
     }
 
-    /// Runs passes until `cancel` fires. Between passes it waits for `wakeup` or the
-    /// poll interval; on a database error it backs off. Cancellation is checked only
-    /// between passes, so a copy in hand is finished, never cut off.
+    /// Copies until `cancel` fires, keeping up to `replication.batch-size` objects in
+    /// flight, each copy a task of its own. Claims come in batches (one statement for
+    /// as many objects as there is room for, once half the room is free or nothing
+    /// is in flight), and the copies that ended together are marked done in one
+    /// transaction. When nothing is due it waits for `wakeup` or the poll interval; on
+    /// a database error it backs off. Once `cancel` fires it claims nothing more, and
+    /// the copies in hand are finished, never cut off.
     pub async fn run(self, wakeup: Arc<Notify>, cancel: CancellationToken) {
+        let batch = usize::try_from(self.config.batch_size.max(1)).unwrap_or(1);
+        let mut in_flight: JoinSet<Result<Copied, ReplicationError>> = JoinSet::new();
         let mut errors = 0u32;
-        while !cancel.is_cancelled() {
-            let pause = match self.run_once().await {
-                Ok(Outcome::Copied { .. }) => {
-                    errors = 0;
-                    continue;
+        // How long to wait when nothing is in flight: the poll interval, or a backoff
+        // after a database error.
+        let mut pause = self.config.poll_interval;
+        loop {
+            let room = batch.saturating_sub(in_flight.len());
+            if !cancel.is_cancelled() && room > 0 && (in_flight.is_empty() || 2 * room >= batch) {
+                match self.claim(u32::try_from(room).unwrap_or(1)).await {
+                    Ok(claimed) => {
+                        errors = 0;
+                        pause = self.config.poll_interval;
+                        for (object_id, copies, source) in claimed {
+                            let worker = self.clone();
+                            in_flight.spawn(async move {
+                                worker.copy_one(object_id, copies, source).await
+                            });
+                        }
+                    }
+                    Err(e) => {
+                        errors = errors.saturating_add(1);
+                        tracing::warn!(error.message = %e, error.cause_chain = ?e, "replication pass failed");
+                        pause = backoff(
+                            Duration::from_millis(500),
+                            Duration::from_secs(30),
+                            i64::from(errors),
+                        );
+                    }
                 }
-                Ok(Outcome::Idle) => {
-                    errors = 0;
-                    self.config.poll_interval
+            }
+            if in_flight.is_empty() {
+                if cancel.is_cancelled() {
+                    break;
                 }
-                Err(e) => {
-                    errors = errors.saturating_add(1);
-                    tracing::warn!(error.message = %e, error.cause_chain = ?e, "replication pass failed");
-                    backoff(
-                        Duration::from_millis(500),
-                        Duration::from_secs(30),
-                        i64::from(errors),
-                    )
+                tokio::select! {
+                    () = cancel.cancelled() => {},
+                    () = wakeup.notified() => {},
+                    () = tokio::time::sleep(pause) => {},
                 }
-            };
+                continue;
+            }
+            // Room for more: a report's wake-up or the poll interval claims again.
+            let can_claim = in_flight.len() < batch && !cancel.is_cancelled();
             tokio::select! {
-                () = cancel.cancelled() => break,
-                () = wakeup.notified() => {},
-                () = tokio::time::sleep(pause) => {},
+                first = in_flight.join_next() => {
+                    let mut ended = Vec::new();
+                    ended.extend(first);
+                    while let Some(next) = in_flight.try_join_next() {
+                        ended.push(next);
+                    }
+                    self.finish(ended).await;
+                }
+                () = wakeup.notified(), if can_claim => {},
+                () = tokio::time::sleep(self.config.poll_interval), if can_claim => {},
             }
         }
     }
+
+    /// Records what the copies that just ended did: their done marks in one
+    /// transaction (retried with backoff while the database is away, since the bytes
+    /// are already verified), and the errors of any that failed to run.
+    async fn finish(&self, ended: Vec<Result<Result<Copied, ReplicationError>, JoinError>>) {
+        let mut copied = Vec::with_capacity(ended.len());
+        for result in ended {
+            match result {
+                Ok(Ok(c)) => copied.push(c),
+                Ok(Err(e)) => {
+                    tracing::warn!(error.message = %e, error.cause_chain = ?e, "a copy could not record its outcome; its lease will run out and it will be retried");
+                }
+                Err(e) => {
+                    tracing::warn!(error.message = %e, "a copy task ended abnormally; its lease will run out and it will be retried");
+                }
+            }
+        }
+        for attempt in 1..=5 {
+            match self.commit_done(&copied).await {
+                Ok(_) => return,
+                Err(e) => {
+                    tracing::warn!(error.message = %e, attempt, "could not mark verified copies done; retrying");
+                    tokio::time::sleep(backoff(
+                        Duration::from_millis(200),
+                        Duration::from_secs(5),
+                        attempt,
+                    ))
+                    .await;
+                }
+            }
+        }
+        tracing::warn!(
+            copies = copied.iter().map(|c| c.verified.len()).sum::<usize>(),
+            "verified copies could not be marked done; their leases will run out and they will be copied again"
+        );
+    }
+}
+
+/// A claimed object: its id, its claimed copies, and the object (if it still exists).
+type ClaimedObject = (i64, Vec<ClaimedCopy>, Option<CopySource>);
+
+/// What copying one object gave, before the done marks are committed.
+#[derive(Debug)]
+struct Copied {
+    /// When the object was recorded (milliseconds), for the replication lag.
+    created_at: i64,
+    verified: Vec<DoneMark>,
+    /// Copies whose failure was recorded.
+    failed: usize,
 }
 
 #[cfg(test)]

@@ -274,7 +274,7 @@ async fn a_dead_instance_s_copies_are_taken_over_within_ten_seconds(engine: Engi
                 held.push(*id);
             }
         }
-        if held.len() == 2 {
+        if held.len() == OBJECTS {
             break held;
         }
         assert!(
@@ -303,9 +303,13 @@ async fn a_dead_instance_s_copies_are_taken_over_within_ten_seconds(engine: Engi
             in_flight.push(id);
         }
     }
+    let mut seen = Vec::new();
+    for (id, _, _) in &objects {
+        seen.push(app.copies(*id).await);
+    }
     assert!(
         !in_flight.is_empty(),
-        "the dead instance's copies all finished before it died"
+        "the dead instance's copies all finished before it died: {seen:#?}"
     );
     doomed.kill();
     let took = wait_all_done(&app, &in_flight, Duration::from_secs(30)).await;
