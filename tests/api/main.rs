@@ -11,6 +11,7 @@ mod config;
 mod embedded;
 mod ente;
 mod faults;
+mod garage;
 mod helpers;
 mod hostile;
 mod leases;
