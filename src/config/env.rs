@@ -26,9 +26,10 @@ pub fn env_name_for(path: &str) -> String {
 /// Last path segments whose values stay strings even when they look like numbers
 /// or booleans (a secret such as `123456` must not become an integer), in variables
 /// and in YAML files alike.
-pub(super) const STRING_KEYS: [&str; 20] = [
+pub(super) const STRING_KEYS: [&str; 21] = [
     "key",
     "secret",
+    "sse_c_key",
     "endpoint",
     "public_endpoint",
     "allowed-origins",

@@ -201,6 +201,11 @@ pub struct BucketConfig {
     pub use_path_style_urls: Option<bool>,
     pub disable_ssl: Option<bool>,
     pub storage_class: Option<String>,
+    /// The SSE-C key (base64 of 32 bytes) copies written to this bucket are encrypted
+    /// with; every read, verify and failover of this bucket sends it. Replica buckets
+    /// only: clients upload to the primary without a key.
+    #[serde(serialize_with = "serialize_secret")]
+    pub sse_c_key: Option<SecretString>,
 }
 
 impl BucketConfig {

@@ -167,6 +167,23 @@ pub fn validate(s: &Settings, figment: &Figment) -> Vec<String> {
                 format!("`{class}` is not a storage class; use e.g. STANDARD or GLACIER"),
             );
         }
+        if let Some(key) = &b.sse_c_key {
+            if let Err(why) = check_sse_c_key(key.expose_secret()) {
+                problem(
+                    &format!("s3.{id}.sse_c_key"),
+                    format!(
+                        "{why}; set it to the base64 of 32 random bytes (e.g. `openssl rand -base64 32`), in credentials.yaml"
+                    ),
+                );
+            } else if id == s.s3.hot_storage.primary {
+                problem(
+                    &format!("s3.{id}.sse_c_key"),
+                    format!(
+                        "bucket {id} is the primary, and clients upload to it without a key; set sse_c_key only on replica buckets"
+                    ),
+                );
+            }
+        }
     }
 
     for origin in &s.http.cors.allowed_origins {
@@ -309,6 +326,20 @@ pub fn validate(s: &Settings, figment: &Figment) -> Vec<String> {
 
 /// S3's most parts in one multipart upload.
 pub const MAX_PARTS: u64 = 10_000;
+
+/// Why `key` is not an SSE-C key: the base64 of exactly 32 bytes. The key itself is
+/// never part of the answer.
+fn check_sse_c_key(key: &str) -> Result<(), String> {
+    use base64::Engine as _;
+    match base64::engine::general_purpose::STANDARD.decode(key.trim()) {
+        Ok(bytes) if bytes.len() == 32 => Ok(()),
+        Ok(bytes) => Err(format!(
+            "the key decodes to {} bytes, and SSE-C (AES-256) needs 32",
+            bytes.len()
+        )),
+        Err(_) => Err("the key is not base64".to_owned()),
+    }
+}
 
 /// Why parts of `part_size` bytes cannot carry an object of `max_file_size` within
 /// S3's [`MAX_PARTS`], with the fix; `None` when they can.
@@ -642,5 +673,18 @@ mod tests {
         ] {
             assert!(check_origin(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn sse_c_keys_are_the_base64_of_32_bytes_and_errors_never_quote_them() {
+        assert_eq!(
+            check_sse_c_key("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="),
+            Ok(())
+        );
+        let short = check_sse_c_key("AAAA").unwrap_err();
+        assert!(short.contains("3 bytes"), "{short}");
+        let garbage = check_sse_c_key("not-base64-sekrit").unwrap_err();
+        assert!(garbage.contains("not base64"), "{garbage}");
+        assert!(!garbage.contains("sekrit"), "{garbage}");
     }
 }

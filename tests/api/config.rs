@@ -432,3 +432,48 @@ fn timeouts_and_the_instance_timeout_are_read_and_checked_against_each_other() {
     }
     assert_eq!(problems.len(), 4, "{all}");
 }
+
+#[test]
+fn sse_c_keys_are_read_from_credentials_checked_and_never_shown() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "configurations/local.yaml", LOCAL);
+    // A key of 17 bytes, and a key on the primary: both named, neither shown.
+    let short = "c2hvcnQta2V5LXNpeHRlZW4="; // 17 bytes
+    let good = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="; // 32 bytes
+    write(
+        dir.path(),
+        "credentials.yaml",
+        &format!(
+            "s3:\n  b2-eu-cen:\n    sse_c_key: {good}\n  wasabi-eu-central-2-v3:\n    sse_c_key: {short}\n"
+        ),
+    );
+    let problems = problems(load(dir.path(), &[]).unwrap_err());
+    let all = problems.join("\n");
+    assert_eq!(problems.len(), 2, "{all}");
+    assert!(
+        all.contains("`s3.wasabi-eu-central-2-v3.sse_c_key`") && all.contains("17 bytes"),
+        "{all}"
+    );
+    assert!(
+        all.contains("`s3.b2-eu-cen.sse_c_key`") && all.contains("primary"),
+        "{all}"
+    );
+    assert!(!all.contains(short) && !all.contains(good), "{all}");
+
+    // On a replica, a 32-byte key is taken, and debug output hides it.
+    write(
+        dir.path(),
+        "credentials.yaml",
+        &format!("s3:\n  wasabi-eu-central-2-v3:\n    sse_c_key: {good}\n"),
+    );
+    let loaded = load(dir.path(), &[]).unwrap();
+    let key = loaded
+        .settings
+        .s3
+        .wasabi_eu_central_2_v3
+        .sse_c_key
+        .as_ref()
+        .unwrap();
+    assert_eq!(key.expose_secret(), good);
+    assert!(!format!("{:?}", loaded.settings).contains(good));
+}
