@@ -428,6 +428,22 @@ async fn abort_uploads(sinks: &[Sink], key: &str, all: bool) {
     }
 }
 
+/// What the ETag a target answered to its write proves: `Ok` with it when it is
+/// MD5-derived and the one the bytes sent give, `Err` with it when it is
+/// MD5-derived and another, `None` when it is absent or not MD5-derived (SSE-C,
+/// some providers), so a HEAD must tell.
+fn proved_by_answer<'a>(
+    answered: Option<&'a str>,
+    expected_etag: &str,
+) -> Option<Result<&'a str, &'a str>> {
+    let etag = answered.filter(|e| looks_like_md5_etag(e))?;
+    Some(if etag.eq_ignore_ascii_case(expected_etag) {
+        Ok(etag)
+    } else {
+        Err(etag)
+    })
+}
+
 /// Proves the target holds the bytes sent. An MD5-derived ETag answered by the PUT
 /// (or the completion) that equals the one the bytes imply is the proof: a HEAD
 /// would tell nothing new. Without such an ETag, the target is HEADed: its size
@@ -444,14 +460,15 @@ async fn verify(
         bucket: bucket.id().to_owned(),
         detail: format!("{how} ETag {etag}, the bytes sent give {expected_etag}"),
     };
-    if let Some(etag) = answered.filter(|e| looks_like_md5_etag(e)) {
-        if etag.eq_ignore_ascii_case(expected_etag) {
+    match proved_by_answer(answered, expected_etag) {
+        Some(Ok(etag)) => {
             return Ok(Verified {
                 size,
                 etag: Some(etag.to_owned()),
             });
         }
-        return Err(mismatch(etag, "it answered the write with"));
+        Some(Err(etag)) => return Err(mismatch(etag, "it answered the write with")),
+        None => {}
     }
     let meta = bucket.head(key).await.map_err(|e| CopyError::Target {
         bucket: bucket.id().to_owned(),
@@ -480,6 +497,28 @@ mod tests {
     use super::*;
 
     const MIB: u64 = 1024 * 1024;
+
+    #[test]
+    fn only_an_md5_etag_answered_to_the_write_proves_the_copy() {
+        let md5 = "9e107d9d372bb6826bd81d3542a419d6";
+        let multipart = "c0f8e7d6a5b4c3d2e1f0a9b8c7d6e5f4-3";
+        assert_eq!(proved_by_answer(Some(md5), md5), Some(Ok(md5)));
+        assert_eq!(
+            proved_by_answer(Some(&md5.to_uppercase()), md5).map(|r| r.is_ok()),
+            Some(true)
+        );
+        assert_eq!(
+            proved_by_answer(Some(multipart), multipart),
+            Some(Ok(multipart))
+        );
+        assert_eq!(proved_by_answer(Some(md5), multipart), Some(Err(md5)));
+        assert_eq!(
+            proved_by_answer(Some("not-an-md5"), md5),
+            None,
+            "a HEAD decides"
+        );
+        assert_eq!(proved_by_answer(None, md5), None, "a HEAD decides");
+    }
 
     #[test]
     fn the_configured_part_size_is_kept_while_it_fits() {

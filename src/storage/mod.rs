@@ -7,6 +7,7 @@
 pub mod control;
 pub mod embedded;
 pub mod presign;
+mod transport;
 pub mod watch;
 
 use std::collections::BTreeMap;
@@ -24,10 +25,11 @@ use object_store::{
 };
 use secrecy::ExposeSecret;
 
-pub use self::control::Reachability;
 use self::control::ControlClient;
+pub use self::control::Reachability;
 use self::presign::Signer;
-use self::watch::{Activity, PeerClock, Stall, Timeouts, WatchedResponse, stalled};
+use self::transport::Transport;
+use self::watch::{Activity, PeerClock, Stall, Timeouts, WatchedResponse, stalled, watchdog};
 use crate::config::{BUCKET_IDS, GLACIER_BUCKET_ID, S3Config};
 
 /// The longest a HEAD may take, retries included: a HEAD answers at once or the
@@ -180,9 +182,11 @@ impl BucketClient {
             .map_err(|e| self.failed(key, e))
     }
 
-    /// Runs `call`, which sends `len` bytes, within their budget
-    /// ([`Timeouts::budget`]). The copy it serves counts as waiting on the bucket
-    /// meanwhile (the wait is bounded), and as having moved bytes once it succeeds.
+    /// Runs `call`, which sends `len` bytes: it fails once the bucket takes no byte
+    /// (or, all sent, gives no answer) for `s3.idle-timeout`, or has kept museum
+    /// waiting longer than the bytes' budget ([`Timeouts::budget`]), retries
+    /// included. The copy it serves counts as waiting on the bucket meanwhile (the
+    /// wait is bounded), and as having moved bytes once it succeeds.
     async fn sending<T>(
         &self,
         key: &str,
@@ -190,7 +194,15 @@ impl BucketClient {
         call: impl Future<Output = object_store::Result<T>>,
     ) -> Result<T> {
         let waiting = self.activity.as_ref().map(Activity::waiting);
-        let answer = self.bounded(key, self.timeouts.budget(len), call).await;
+        let mut clock = PeerClock::new(self.timeouts.idle, self.timeouts.budget(len));
+        clock.wait(tokio::time::Instant::now());
+        let clock = Arc::new(std::sync::Mutex::new(clock));
+        let answer = tokio::select! {
+            answer = transport::watched(Arc::clone(&clock), call) => {
+                answer.map_err(|e| self.failed(key, e))
+            }
+            stall = watchdog(clock, self.timeouts.idle) => Err(stalled(self.id, stall)),
+        };
         drop(waiting);
         if answer.is_ok()
             && let Some(a) = &self.activity
@@ -563,6 +575,11 @@ impl Buckets {
     /// has been validated; anything unusable is still reported, not panicked on.
     pub fn from_config(s3: &S3Config) -> Result<Self> {
         let control = ControlClient::new()?;
+        // One client, one connection pool, for every bucket's requests.
+        let http = transport::shared_client().map_err(|e| StorageError::Config {
+            bucket: "*".to_owned(),
+            message: e.to_string(),
+        })?;
         let timeouts = Timeouts {
             idle: s3.idle_timeout.get(),
             request: s3.request_timeout.get(),
@@ -613,11 +630,10 @@ impl Buckets {
             // The bucket's own URL, path style or virtual host, is the endpoint
             // object_store addresses objects under.
             let bucket_url = signer.base_url().as_str().trim_end_matches('/');
-            let options = ClientOptions::new()
-                .with_allow_http(bucket_url.starts_with("http://"))
-                .with_connect_timeout(Duration::from_secs(5))
-                .with_pool_idle_timeout(Duration::from_secs(30));
-            let store = |options: ClientOptions| {
+            let options = ClientOptions::new().with_allow_http(bucket_url.starts_with("http://"));
+            // The timeouts are the transport's: object_store's own overall timeout
+            // would also cut a long GET body, and it cannot tell a stalled PUT.
+            let store = |overall: Option<Duration>| {
                 AmazonS3Builder::new()
                     .with_endpoint(bucket_url)
                     .with_virtual_hosted_style_request(true)
@@ -625,7 +641,8 @@ impl Buckets {
                     .with_region(&region)
                     .with_access_key_id(&key)
                     .with_secret_access_key(&secret)
-                    .with_client_options(options)
+                    .with_client_options(options.clone())
+                    .with_http_connector(Transport::new(http.clone(), overall))
                     .with_retry(retry.clone())
                     .build()
                     .map(Arc::new)
@@ -636,8 +653,8 @@ impl Buckets {
                 (None, GLACIER_BUCKET_ID) if !s3.are_local_buckets => Some("GLACIER".to_owned()),
                 _ => None,
             };
-            let request_store = store(options.clone().with_timeout(timeouts.request))?;
-            let bytes_store = store(options.with_timeout_disabled())?;
+            let request_store = store(Some(timeouts.request))?;
+            let bytes_store = store(None)?;
             clients.insert(
                 id,
                 Arc::new(BucketClient {
@@ -721,5 +738,81 @@ mod tests {
                 .unwrap()
                 .contains("6 bytes")
         );
+    }
+
+    fn source(text: &str) -> Box<dyn std::error::Error + Send + Sync> {
+        text.to_owned().into()
+    }
+
+    #[test]
+    fn object_store_errors_sort_by_kind_and_keep_no_url_or_key() {
+        let key = "7/0b7b0c4e-5d8e-4a1c-9d1e-8f4b2a6c3d10";
+        let url = format!("http://127.0.0.1:9/b/{key}?uploadId=x&X-Amz-Signature=abc");
+        let not_found = object_store::Error::NotFound {
+            path: key.to_owned(),
+            source: source(&format!("Error performing HEAD {url} in 2ms - 404")),
+        };
+        assert!(matches!(
+            classify("b", key, &not_found),
+            StorageError::NotFound { .. }
+        ));
+        let no_bucket = object_store::Error::NotFound {
+            path: key.to_owned(),
+            source: source("<Error><Code>NoSuchBucket</Code></Error>"),
+        };
+        assert!(matches!(
+            classify("b", key, &no_bucket),
+            StorageError::Refused { status: 404, ref code, .. } if code == "NoSuchBucket"
+        ));
+        let denied = object_store::Error::PermissionDenied {
+            path: key.to_owned(),
+            source: source("403"),
+        };
+        assert!(matches!(
+            classify("b", key, &denied),
+            StorageError::Refused { status: 403, ref code, .. } if code == "AccessDenied"
+        ));
+        let class = object_store::Error::Generic {
+            store: "S3",
+            source: source(
+                "Server returned non-2xx status code: 400 Bad Request: <Error><Code>InvalidStorageClass</Code></Error>",
+            ),
+        };
+        assert!(matches!(
+            classify("b", key, &class),
+            StorageError::Refused { status: 400, ref code, .. } if code == "InvalidStorageClass"
+        ));
+        let busy = object_store::Error::Generic {
+            store: "S3",
+            source: source(&format!(
+                "Error performing PUT {url} in 1s - Server returned non-2xx status code: 503 Service Unavailable: <Code>SlowDown</Code>"
+            )),
+        };
+        let busy = classify("b", key, &busy);
+        assert!(matches!(busy, StorageError::Unavailable { .. }), "{busy:?}");
+        let logged = format!("{busy:?} {}", error_chain(&busy));
+        assert!(
+            !logged.contains("X-Amz-Signature")
+                && !logged.contains(key)
+                && !logged.contains("127.0.0.1"),
+            "{logged}"
+        );
+        let unreadable = object_store::Error::Generic {
+            store: "S3",
+            source: source(&format!("Missing ETag for {key}")),
+        };
+        assert!(matches!(
+            classify("b", key, &unreadable),
+            StorageError::Protocol { ref message, .. } if !message.contains(key)
+        ));
+    }
+
+    #[test]
+    fn redacting_drops_every_url_and_the_key() {
+        assert_eq!(
+            redact("GET https://h/k/x?a=1 failed (http://h/k) for k/x", "k/x"),
+            "GET <url> failed (<url>) for <key>"
+        );
+        assert_eq!(redact("nothing here", ""), "nothing here");
     }
 }

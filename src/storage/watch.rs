@@ -5,8 +5,8 @@
 //! which tells a copy's lease heartbeat whether the copy's bytes still move.
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -229,6 +229,21 @@ impl Stream for WatchedResponse {
                 Poll::Pending
             }
         }
+    }
+}
+
+/// Resolves with the reason to give a call up once the bucket stalls it, as
+/// `clock` tells (see [`super::transport`]).
+pub(crate) async fn watchdog(clock: Arc<std::sync::Mutex<PeerClock>>, idle: Duration) -> Stall {
+    loop {
+        let (stall, deadline) = {
+            let c = super::transport::lock(&clock);
+            (c.check(Instant::now()), c.deadline())
+        };
+        if let Some(stall) = stall {
+            return stall;
+        }
+        tokio::time::sleep_until(deadline.unwrap_or_else(|| Instant::now() + idle)).await;
     }
 }
 
