@@ -445,9 +445,11 @@ fn rclone_run(env: &Env, prefix: &str, transfers: Option<usize>) -> f64 {
     start.elapsed().as_secs_f64()
 }
 
-/// The practical limit: each object read once with a GET and its chunks handed to a
-/// single PUT per target as they arrive (the same one-read fan-out museum does), with
-/// no database, no hashing and no verification, at museum's concurrency.
+/// The practical limit: each object read once with a GET, and each piece of it
+/// (the whole object up to museum's multipart threshold, else a part) handed to
+/// every target at once as the same shared chunks (the one-read fan-out museum
+/// does), with no database, no hashing and no verification, at museum's
+/// concurrency.
 async fn raw_run(env: &Env, objects: &[(String, usize)]) -> f64 {
     wipe_targets(env);
     let start = Instant::now();
@@ -455,35 +457,65 @@ async fn raw_run(env: &Env, objects: &[(String, usize)]) -> f64 {
     let targets: Vec<_> = ["wasabi-eu-central-2-v3", "scw-eu-fr-v3"]
         .map(|t| env.buckets.get(t).unwrap().clone())
         .into();
+    let threshold = museum::config::ReplicationConfig::default().multipart_threshold as usize;
+    let part_size = museum::config::ReplicationConfig::default().part_size as usize;
     futures_util::stream::iter(objects.iter().map(|(key, size)| {
         let (source, targets) = (source.clone(), targets.clone());
         async move {
             let (_, mut stream) = source.get_stream(key).await.unwrap();
-            let mut senders = Vec::new();
-            let mut puts = Vec::new();
-            for target in targets {
-                let (tx, rx) =
-                    tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(8);
-                let body: museum::storage::BodyStream =
-                    Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
-                        rx.recv().await.map(|item| (item, rx))
-                    }));
-                let key = key.clone();
-                let size = *size as u64;
-                puts.push(tokio::spawn(async move {
-                    target.put_stream(&key, size, body).await.unwrap();
-                }));
-                senders.push(tx);
+            let piece = if *size > threshold { part_size } else { *size };
+            let mut uploads = Vec::new();
+            for target in &targets {
+                uploads.push(if *size > threshold {
+                    Some(target.create_multipart_upload(key).await.unwrap())
+                } else {
+                    None
+                });
             }
-            while let Some(chunk) = stream.next().await {
-                let chunk = chunk.unwrap();
-                for tx in &senders {
-                    tx.send(Ok(chunk.clone())).await.unwrap();
+            let mut etags = vec![Vec::new(); targets.len()];
+            let mut leftover: Option<bytes::Bytes> = None;
+            let mut left = *size;
+            let mut part_number = 0u16;
+            while left > 0 {
+                let want = piece.min(left);
+                let mut chunks = Vec::new();
+                let mut got = 0;
+                while got < want {
+                    let mut chunk = match leftover.take() {
+                        Some(c) => c,
+                        None => stream.next().await.unwrap().unwrap(),
+                    };
+                    if got + chunk.len() > want {
+                        leftover = Some(chunk.split_off(want - got));
+                    }
+                    got += chunk.len();
+                    chunks.push(chunk);
+                }
+                left -= want;
+                part_number += 1;
+                let sends = targets.iter().zip(&uploads).map(|(target, upload)| {
+                    let chunks = chunks.clone();
+                    async move {
+                        match upload {
+                            Some(id) => target.upload_part(key, id, part_number, chunks).await,
+                            None => target.put_object(key, chunks).await,
+                        }
+                        .unwrap()
+                        .unwrap_or_default()
+                    }
+                });
+                let answered = futures_util::future::join_all(sends).await;
+                for (i, etag) in answered.into_iter().enumerate() {
+                    etags[i].push(etag);
                 }
             }
-            drop(senders);
-            for put in puts {
-                put.await.unwrap();
+            for ((target, upload), etags) in targets.iter().zip(&uploads).zip(&etags) {
+                if let Some(id) = upload {
+                    target
+                        .complete_multipart_upload(key, id, etags)
+                        .await
+                        .unwrap();
+                }
             }
         }
     }))
@@ -1110,11 +1142,8 @@ async fn run() {
         let real: Vec<(String, usize)> = (0..2000).map(|i| (format!("tiny/{i}"), 64)).collect();
         let hot = env.buckets.get("b2-eu-cen").unwrap();
         futures_util::stream::iter(real.iter().enumerate().map(|(i, (key, size))| async move {
-            let body = bytes_of(*size, i);
-            let body: museum::storage::BodyStream = Box::pin(futures_util::stream::once(
-                std::future::ready(Ok(bytes::Bytes::from(body))),
-            ));
-            hot.put_stream(key, *size as u64, body).await.unwrap();
+            let body = bytes::Bytes::from(bytes_of(*size, i));
+            hot.put_object(key, vec![body]).await.unwrap();
         }))
         .buffer_unordered(8)
         .collect::<Vec<_>>()

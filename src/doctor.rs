@@ -728,7 +728,7 @@ fn origin_of(url: &url::Url) -> String {
 /// The `<Code>` of an S3 error answer, or nothing.
 async fn s3_code(response: reqwest::Response) -> String {
     let text = response.text().await.unwrap_or_default();
-    crate::storage::xml_value(&text, "Code").unwrap_or_default()
+    crate::storage::control::xml_value(&text, "Code").unwrap_or_default()
 }
 
 /// Sends the CORS preflight a browser on `origin` sends before a `method` request

@@ -114,6 +114,10 @@ pub struct S3Config {
     /// carries N bytes may also take N / this many seconds.
     #[serde(rename = "min-bytes-per-second")]
     pub min_bytes_per_second: u64,
+    /// How many times a request to a bucket that failed on the way (no connection, a
+    /// 5xx or 429 answer, a dropped connection of a request safe to repeat) is sent
+    /// again, with exponential backoff, before the failure is museum's to handle.
+    pub retries: u32,
 }
 
 impl Default for S3Config {
@@ -133,6 +137,7 @@ impl Default for S3Config {
             idle_timeout: HumanDuration(Duration::from_secs(30)),
             request_timeout: HumanDuration(Duration::from_secs(300)),
             min_bytes_per_second: 128 * 1024,
+            retries: 3,
         }
     }
 }
@@ -366,7 +371,7 @@ pub struct ReplicationConfig {
     #[serde(rename = "batch-size")]
     pub batch_size: u32,
     /// Objects larger than this are copied with a multipart upload; smaller ones with
-    /// one streaming PUT per target.
+    /// one PUT per target, sent from memory: a copy holds this much at most.
     #[serde(rename = "multipart-threshold")]
     pub multipart_threshold: u64,
     /// The part size of multipart copies.
@@ -394,7 +399,7 @@ impl Default for ReplicationConfig {
             enabled: true,
             worker_count: 6,
             batch_size: 16,
-            multipart_threshold: 1024 * 1024 * 1024,
+            multipart_threshold: 16 * 1024 * 1024,
             part_size: 16 * 1024 * 1024,
             retry: RetryConfig::default(),
             lease: HumanDuration(Duration::from_secs(60)),

@@ -282,6 +282,12 @@ pub fn validate(s: &Settings, figment: &Figment) -> Vec<String> {
             "must be at least 1024 (1 KiB/s); 131072 (128 KiB/s) is the default".to_owned(),
         );
     }
+    if s.s3.retries > 10 {
+        problem(
+            "s3.retries",
+            "must be between 0 and 10; 3 is the default".to_owned(),
+        );
+    }
     if r.lease.get() < Duration::from_millis(300) {
         problem("replication.lease", "must be at least 300ms".to_owned());
     } else if r.lease.get() < idle.saturating_mul(2) {

@@ -1,21 +1,20 @@
 //! One streaming copy: a single GET of the source feeds a PUT (or the parts of a
 //! multipart upload already started) to every target at once, computing MD5s on the
-//! way; then each target is verified with a HEAD. Memory stays bounded by a few
-//! chunks per target, whatever the size.
+//! way; then each target is verified by the ETag it answered (or, lacking an MD5
+//! one, by a HEAD). A part (the whole object, for a single PUT) is read into
+//! memory, then the same chunks go to every target without copying: memory stays
+//! bounded by one part per copy, whatever the size.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
 use md5::{Digest, Md5};
-use tokio::sync::mpsc;
 
-use crate::storage::presign::{content_md5, decode_md5, multipart_etag};
+use crate::storage::presign::{looks_like_md5_etag, multipart_etag};
 use crate::storage::watch::Activity;
-use crate::storage::{BodyStream, BucketClient, ByteStream, StorageError};
+use crate::storage::{BucketClient, ByteStream, StorageError};
 
-/// Chunks buffered per target before the source read waits for it.
-const CHANNEL_CHUNKS: usize = 8;
 /// S3's most parts in one multipart upload.
 const MAX_PARTS: u64 = 10_000;
 /// S3's largest part.
@@ -55,8 +54,8 @@ pub enum CopyError {
 }
 
 impl CopyError {
-    /// Errors that retrying will not heal: a missing bucket, refused credentials,
-    /// a storage class the target does not support.
+    /// Errors that retrying will not heal: a missing bucket, refused credentials
+    /// (any 401 or 403), a storage class the target does not support.
     pub fn is_permanent(&self) -> bool {
         let storage = match self {
             Self::Source { source, .. } | Self::Target { source, .. } => source,
@@ -64,16 +63,19 @@ impl CopyError {
             _ => return false,
         };
         match storage {
-            StorageError::Refused { code, .. } => matches!(
-                code.as_str(),
-                "NoSuchBucket"
-                    | "AccessDenied"
-                    | "InvalidAccessKeyId"
-                    | "SignatureDoesNotMatch"
-                    | "AllAccessDisabled"
-                    | "InvalidBucketName"
-                    | "InvalidStorageClass"
-            ),
+            StorageError::Refused { status, code, .. } => {
+                matches!(status, 401 | 403)
+                    || matches!(
+                        code.as_str(),
+                        "NoSuchBucket"
+                            | "AccessDenied"
+                            | "InvalidAccessKeyId"
+                            | "SignatureDoesNotMatch"
+                            | "AllAccessDisabled"
+                            | "InvalidBucketName"
+                            | "InvalidStorageClass"
+                    )
+            }
             StorageError::Config { .. } => true,
             _ => false,
         }
@@ -210,14 +212,12 @@ impl Reader {
 struct Sink {
     bucket: Arc<BucketClient>,
     upload_id: Option<String>,
+    /// Each part's ETag, in order; for a single PUT, the object's.
     etags: Vec<String>,
+    /// The ETag the target answered for the whole object (its PUT, or the
+    /// completion of its multipart upload), if it gave one.
+    answered: Option<String>,
     error: Option<CopyError>,
-}
-
-fn channel_body(rx: mpsc::Receiver<Result<Bytes, std::io::Error>>) -> BodyStream {
-    Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
-    }))
 }
 
 /// Copies `job.key` from `source` to every target with one read of the source, then
@@ -264,6 +264,7 @@ pub async fn copy_object(
             bucket: Arc::clone(&t.bucket),
             upload_id: t.upload_id.clone(),
             etags: Vec::new(),
+            answered: None,
             error: (multipart && t.upload_id.is_none()).then(|| CopyError::Target {
                 bucket: t.bucket.id().to_owned(),
                 source: StorageError::Protocol {
@@ -296,15 +297,18 @@ pub async fn copy_object(
     if multipart {
         for sink in sinks.iter_mut().filter(|s| s.error.is_none()) {
             let upload_id = sink.upload_id.clone().unwrap_or_default();
-            if let Err(e) = sink
+            match sink
                 .bucket
                 .complete_multipart_upload(job.key, &upload_id, &sink.etags)
                 .await
             {
-                sink.error = Some(CopyError::Target {
-                    bucket: sink.bucket.id().to_owned(),
-                    source: e,
-                });
+                Ok(etag) => sink.answered = etag,
+                Err(e) => {
+                    sink.error = Some(CopyError::Target {
+                        bucket: sink.bucket.id().to_owned(),
+                        source: e,
+                    });
+                }
             }
         }
         abort_uploads(&sinks, job.key, false).await;
@@ -320,16 +324,26 @@ pub async fn copy_object(
         let id = sink.bucket.id().to_owned();
         let outcome = match sink.error {
             Some(e) => Err(e),
-            None => verify(&sink.bucket, job.key, job.size, &expected_etag).await,
+            None => {
+                verify(
+                    &sink.bucket,
+                    job.key,
+                    job.size,
+                    &expected_etag,
+                    sink.answered.as_deref(),
+                )
+                .await
+            }
         };
         results.push((id, outcome));
     }
     Ok(CopyReport { md5, results })
 }
 
-/// Streams the source into every healthy sink, part by part: in parts of
-/// `part_size` for a multipart copy, as one piece otherwise. Returns the whole
-/// object's MD5 and, for a multipart copy, each part's MD5.
+/// Reads the source part by part (in parts of `part_size` for a multipart copy,
+/// as one piece otherwise) and sends each part's chunks to every healthy sink at
+/// once: the same `Bytes`, shared, not copied. Returns the whole object's MD5 and,
+/// for a multipart copy, each part's MD5.
 async fn pump(
     reader: &mut Reader,
     sinks: &mut [Sink],
@@ -339,12 +353,6 @@ async fn pump(
     let multipart = part_size.is_some();
     let mut whole = Md5::new();
     let mut part_md5s = Vec::new();
-    // A single PUT carries the recorded MD5, so a target refuses other bytes itself.
-    let content_md5 = job
-        .expected_md5
-        .filter(|_| !multipart)
-        .and_then(|hex| decode_md5(hex).ok())
-        .map(|md5| content_md5(&md5));
     let parts = part_size.map_or(1, |p| job.size.div_ceil(p));
     for part in 0..parts {
         let part_len = match part_size {
@@ -357,34 +365,9 @@ async fn pump(
             .ok()
             .filter(|n| u64::from(*n) <= MAX_PARTS)
             .ok_or(CopyError::TooLarge { size: job.size })?;
-        let mut senders = Vec::new();
-        let mut handles = Vec::new();
-        for (i, sink) in sinks.iter().enumerate().filter(|(_, s)| s.error.is_none()) {
-            let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
-            let bucket = Arc::clone(&sink.bucket);
-            let key = job.key.to_owned();
-            let upload_id = sink.upload_id.clone();
-            let content_md5 = content_md5.clone();
-            let handle = tokio::spawn(async move {
-                let body = channel_body(rx);
-                match upload_id {
-                    Some(id) => {
-                        bucket
-                            .upload_part_stream(&key, &id, part_number, part_len, body)
-                            .await
-                    }
-                    None => {
-                        bucket
-                            .put_stream_with_md5(&key, part_len, content_md5.as_deref(), body)
-                            .await
-                    }
-                }
-            });
-            senders.push(Some(tx));
-            handles.push((i, handle));
-        }
         // A single PUT's part is the whole object: hashing it twice would only cost.
         let mut part_md5 = multipart.then(Md5::new);
+        let mut chunks = Vec::new();
         let mut remaining = part_len;
         while remaining > 0 {
             let chunk = reader.next_up_to(remaining).await?;
@@ -393,27 +376,31 @@ async fn pump(
             if let Some(p) = &mut part_md5 {
                 p.update(&chunk);
             }
-            for slot in &mut senders {
-                if let Some(tx) = slot
-                    && tx.send(Ok(chunk.clone())).await.is_err()
-                {
-                    // The request ended early; its handle tells why.
-                    *slot = None;
-                }
-            }
+            chunks.push(chunk);
         }
-        drop(senders);
-        for (i, handle) in handles {
+        let sends = sinks
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.error.is_none())
+            .map(|(i, sink)| {
+                let chunks = chunks.clone();
+                let bucket = &sink.bucket;
+                let upload_id = sink.upload_id.as_deref();
+                async move {
+                    let sent = match upload_id {
+                        Some(id) => bucket.upload_part(job.key, id, part_number, chunks).await,
+                        None => bucket.put_object(job.key, chunks).await,
+                    };
+                    (i, sent)
+                }
+            })
+            .collect::<Vec<_>>();
+        drop(chunks);
+        for (i, sent) in futures_util::future::join_all(sends).await {
             let sink = &mut sinks[i];
-            let outcome = match handle.await {
-                Ok(r) => r,
-                Err(join) => Err(StorageError::Unavailable {
-                    bucket: sink.bucket.id().to_owned(),
-                    source: Box::new(join),
-                }),
-            };
-            match outcome {
-                Ok(etag) => sink.etags.push(etag.unwrap_or_default()),
+            match sent {
+                Ok(etag) if multipart => sink.etags.push(etag.unwrap_or_default()),
+                Ok(etag) => sink.answered = etag,
                 Err(e) => {
                     sink.error = Some(CopyError::Target {
                         bucket: sink.bucket.id().to_owned(),
@@ -441,14 +428,48 @@ async fn abort_uploads(sinks: &[Sink], key: &str, all: bool) {
     }
 }
 
-/// HEADs the target: its size must match, and an MD5-derived ETag must be the one
-/// the bytes sent imply.
+/// What the ETag a target answered to its write proves: `Ok` with it when it is
+/// MD5-derived and the one the bytes sent give, `Err` with it when it is
+/// MD5-derived and another, `None` when it is absent or not MD5-derived (SSE-C,
+/// some providers), so a HEAD must tell.
+fn proved_by_answer<'a>(
+    answered: Option<&'a str>,
+    expected_etag: &str,
+) -> Option<Result<&'a str, &'a str>> {
+    let etag = answered.filter(|e| looks_like_md5_etag(e))?;
+    Some(if etag.eq_ignore_ascii_case(expected_etag) {
+        Ok(etag)
+    } else {
+        Err(etag)
+    })
+}
+
+/// Proves the target holds the bytes sent. An MD5-derived ETag answered by the PUT
+/// (or the completion) that equals the one the bytes imply is the proof: a HEAD
+/// would tell nothing new. Without such an ETag, the target is HEADed: its size
+/// must match, and an MD5-derived ETag there must be the expected one. Any other
+/// MD5-derived ETag, answered or found, fails the copy.
 async fn verify(
     bucket: &BucketClient,
     key: &str,
     size: u64,
     expected_etag: &str,
+    answered: Option<&str>,
 ) -> Result<Verified, CopyError> {
+    let mismatch = |etag: &str, how: &str| CopyError::Verify {
+        bucket: bucket.id().to_owned(),
+        detail: format!("{how} ETag {etag}, the bytes sent give {expected_etag}"),
+    };
+    match proved_by_answer(answered, expected_etag) {
+        Some(Ok(etag)) => {
+            return Ok(Verified {
+                size,
+                etag: Some(etag.to_owned()),
+            });
+        }
+        Some(Err(etag)) => return Err(mismatch(etag, "it answered the write with")),
+        None => {}
+    }
     let meta = bucket.head(key).await.map_err(|e| CopyError::Target {
         bucket: bucket.id().to_owned(),
         source: e,
@@ -460,13 +481,10 @@ async fn verify(
         });
     }
     if let Some(etag) = &meta.etag
-        && crate::storage::presign::looks_like_md5_etag(etag)
+        && looks_like_md5_etag(etag)
         && !etag.eq_ignore_ascii_case(expected_etag)
     {
-        return Err(CopyError::Verify {
-            bucket: bucket.id().to_owned(),
-            detail: format!("its ETag is {etag}, the bytes sent give {expected_etag}"),
-        });
+        return Err(mismatch(etag, "it holds"));
     }
     Ok(Verified {
         size: meta.size,
@@ -479,6 +497,28 @@ mod tests {
     use super::*;
 
     const MIB: u64 = 1024 * 1024;
+
+    #[test]
+    fn only_an_md5_etag_answered_to_the_write_proves_the_copy() {
+        let md5 = "9e107d9d372bb6826bd81d3542a419d6";
+        let multipart = "c0f8e7d6a5b4c3d2e1f0a9b8c7d6e5f4-3";
+        assert_eq!(proved_by_answer(Some(md5), md5), Some(Ok(md5)));
+        assert_eq!(
+            proved_by_answer(Some(&md5.to_uppercase()), md5).map(|r| r.is_ok()),
+            Some(true)
+        );
+        assert_eq!(
+            proved_by_answer(Some(multipart), multipart),
+            Some(Ok(multipart))
+        );
+        assert_eq!(proved_by_answer(Some(md5), multipart), Some(Err(md5)));
+        assert_eq!(
+            proved_by_answer(Some("not-an-md5"), md5),
+            None,
+            "a HEAD decides"
+        );
+        assert_eq!(proved_by_answer(None, md5), None, "a HEAD decides");
+    }
 
     #[test]
     fn the_configured_part_size_is_kept_while_it_fits() {

@@ -1,24 +1,40 @@
-//! Buckets: S3 requests (HEAD, DELETE, multipart set-up) and presigned URLs, one
-//! signer (rusty-s3) for all of them, the timeouts every request keeps to, and the
+//! Buckets: every server-side request for an object's bytes or metadata (HEAD, GET,
+//! PUT, multipart uploads, DELETE) through `object_store`, with the timeouts,
+//! retries and error classes museum keeps to; presigned client URLs
+//! ([`presign`], rusty-s3); control-plane checks of a bucket ([`control`]); and the
 //! embedded S3 server.
 
+pub mod control;
 pub mod embedded;
 pub mod presign;
+mod transport;
 pub mod watch;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rusty_s3::actions::CreateMultipartUpload;
-use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
+use bytes::Bytes;
+use futures_util::TryStreamExt;
+use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::multipart::{MultipartStore, PartId};
+use object_store::path::Path;
+use object_store::{
+    Attribute, Attributes, BackoffConfig, ClientOptions, GetOptions, ObjectStore, ObjectStoreExt,
+    PutMultipartOptions, PutOptions, PutPayload, RetryConfig,
+};
 use secrecy::ExposeSecret;
 
-use self::watch::{Activity, PeerClock, Stall, Timeouts, WatchedResponse, stalled, watch_body};
+use self::control::ControlClient;
+pub use self::control::Reachability;
+use self::presign::Signer;
+use self::transport::Transport;
+use self::watch::{Activity, PeerClock, Stall, Timeouts, WatchedResponse, stalled, watchdog};
 use crate::config::{BUCKET_IDS, GLACIER_BUCKET_ID, S3Config};
 
-/// How long a URL that museum signs for its own request stays valid.
-const INTERNAL_URL_TTL: Duration = Duration::from_secs(300);
+/// The longest a HEAD may take, retries included: a HEAD answers at once or the
+/// bucket is in trouble, and the report path waits on it.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Storage failures, by what a caller can do about them.
 #[derive(Debug, thiserror::Error)]
@@ -84,18 +100,24 @@ impl ObjectMeta {
     }
 }
 
-/// One configured bucket: where it is, how to sign for it, its storage class and
-/// the timeouts its requests keep to.
+/// One configured bucket: where it is, how to reach it, its storage class and the
+/// timeouts its requests keep to.
 #[derive(Debug)]
 pub struct BucketClient {
     id: &'static str,
-    bucket: Bucket,
-    /// The same bucket addressed through `public_endpoint`, when one is set: what
-    /// URLs handed to clients are signed for.
-    public: Option<Bucket>,
-    credentials: Credentials,
+    name: String,
+    /// Requests bounded by `s3.request-timeout` each (HEAD, DELETE, starting,
+    /// completing and aborting multipart uploads).
+    store: Arc<AmazonS3>,
+    /// Requests that carry an object's bytes (GET, PUT, part uploads): no overall
+    /// timeout in the client, since their time grows with their length; museum
+    /// bounds them itself (see [`watch::Timeouts`]).
+    bytes_store: Arc<AmazonS3>,
+    /// Signs client URLs (presigned PUT, parts, GET).
+    signer: Signer,
+    /// Sends the control-plane checks of [`control`].
+    control: ControlClient,
     storage_class: Option<String>,
-    http: reqwest::Client,
     timeouts: Timeouts,
     /// Where the bytes this client moves are counted, if anywhere.
     activity: Option<Activity>,
@@ -109,7 +131,7 @@ impl BucketClient {
 
     /// The provider-side bucket name.
     pub fn name(&self) -> &str {
-        self.bucket.name()
+        &self.name
     }
 
     /// The storage class copies written here carry, if any.
@@ -117,291 +139,406 @@ impl BucketClient {
         self.storage_class.as_deref()
     }
 
-    pub(crate) fn bucket(&self) -> &Bucket {
-        &self.bucket
-    }
-
-    /// The bucket as clients address it: through `public_endpoint` when set, else as
-    /// museum does.
-    pub(crate) fn client_bucket(&self) -> &Bucket {
-        self.public.as_ref().unwrap_or(&self.bucket)
-    }
-
-    /// The base URL clients are sent to, when `public_endpoint` is set.
-    pub fn public_base_url(&self) -> Option<&url::Url> {
-        self.public.as_ref().map(Bucket::base_url)
-    }
-
-    pub(crate) fn credentials(&self) -> &Credentials {
-        &self.credentials
-    }
-
     /// The same bucket, counting every byte its requests move in `activity` (for a
     /// copy's lease heartbeat).
     pub fn reporting_to(&self, activity: &Activity) -> Self {
         Self {
             id: self.id,
-            bucket: self.bucket.clone(),
-            public: self.public.clone(),
-            credentials: self.credentials.clone(),
+            name: self.name.clone(),
+            store: Arc::clone(&self.store),
+            bytes_store: Arc::clone(&self.bytes_store),
+            signer: self.signer.clone(),
+            control: self.control.clone(),
             storage_class: self.storage_class.clone(),
-            http: self.http.clone(),
             timeouts: self.timeouts,
             activity: Some(activity.clone()),
         }
     }
 
-    /// A transport failure, with the request URL dropped: a signed URL is a
-    /// credential, and errors end up in logs.
-    fn transport(&self, source: reqwest::Error) -> StorageError {
-        StorageError::Unavailable {
+    /// `key` as an object_store path. Keys museum issues always convert; anything
+    /// else (an empty segment, `..`) is refused rather than silently rewritten.
+    fn path(&self, key: &str) -> Result<Path> {
+        Path::parse(key).map_err(|_| StorageError::Protocol {
             bucket: self.id.to_owned(),
-            source: Box::new(source.without_url()),
-        }
+            message: "the object key is not a valid path".to_owned(),
+        })
     }
 
-    /// Maps a non-success response to an error category.
-    async fn error_for(&self, response: reqwest::Response) -> StorageError {
-        let status = response.status();
-        let body = response.text().await.unwrap_or_default();
-        let code = xml_value(&body, "Code")
-            .unwrap_or_else(|| status.canonical_reason().unwrap_or("").to_owned());
-        if status == reqwest::StatusCode::NOT_FOUND && code != "NoSuchBucket" {
-            StorageError::NotFound {
-                bucket: self.id.to_owned(),
-            }
-        } else if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
-            StorageError::Unavailable {
-                bucket: self.id.to_owned(),
-                source: format!("HTTP {status} {code}").into(),
-            }
-        } else {
-            StorageError::Refused {
-                bucket: self.id.to_owned(),
-                status: status.as_u16(),
-                code,
-            }
-        }
+    /// `e`, as the [`StorageError`] for this bucket, with `key` kept out of it.
+    fn failed(&self, key: &str, e: object_store::Error) -> StorageError {
+        classify(self.id, key, &e)
     }
 
-    /// HEADs `key`. A missing object is [`StorageError::NotFound`].
-    pub async fn head(&self, key: &str) -> Result<ObjectMeta> {
-        let url = self
-            .bucket
-            .head_object(Some(&self.credentials), key)
-            .sign(INTERNAL_URL_TTL);
-        let response = self
-            .send(self.http.head(url).timeout(Duration::from_secs(10)))
-            .await?;
-        let headers = response.headers();
-        let size = headers
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok())
-            .ok_or_else(|| StorageError::Protocol {
-                bucket: self.id.to_owned(),
-                message: "HEAD returned no Content-Length".to_owned(),
-            })?;
-        let header = |name: &str| {
-            headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(|v| v.trim_matches('"').to_owned())
+    /// Runs `call` for at most `limit`; running out is [`Stall::Budget`].
+    async fn bounded<T>(
+        &self,
+        key: &str,
+        limit: Duration,
+        call: impl Future<Output = object_store::Result<T>>,
+    ) -> Result<T> {
+        tokio::time::timeout(limit, call)
+            .await
+            .map_err(|_| stalled(self.id, Stall::Budget(limit)))?
+            .map_err(|e| self.failed(key, e))
+    }
+
+    /// Runs `call`, which sends `len` bytes: it fails once the bucket takes no byte
+    /// (or, all sent, gives no answer) for `s3.idle-timeout`, or has kept museum
+    /// waiting longer than the bytes' budget ([`Timeouts::budget`]), retries
+    /// included. The copy it serves counts as waiting on the bucket meanwhile (the
+    /// wait is bounded), and as having moved bytes once it succeeds.
+    async fn sending<T>(
+        &self,
+        key: &str,
+        len: u64,
+        call: impl Future<Output = object_store::Result<T>>,
+    ) -> Result<T> {
+        let waiting = self.activity.as_ref().map(Activity::waiting);
+        let mut clock = PeerClock::new(self.timeouts.idle, self.timeouts.budget(len));
+        clock.wait(tokio::time::Instant::now());
+        let clock = Arc::new(std::sync::Mutex::new(clock));
+        let answer = tokio::select! {
+            answer = transport::watched(Arc::clone(&clock), call) => {
+                answer.map_err(|e| self.failed(key, e))
+            }
+            stall = watchdog(clock, self.timeouts.idle) => Err(stalled(self.id, stall)),
         };
+        drop(waiting);
+        if answer.is_ok()
+            && let Some(a) = &self.activity
+        {
+            a.moved();
+        }
+        answer
+    }
+
+    /// HEADs `key`. A missing object is [`StorageError::NotFound`]. No answer
+    /// within 10 s (retries included) is [`StorageError::Unavailable`].
+    ///
+    /// object_store does not report the stored storage class: the one given is the
+    /// class museum writes to this bucket.
+    pub async fn head(&self, key: &str) -> Result<ObjectMeta> {
+        let path = self.path(key)?;
+        let limit = HEAD_TIMEOUT.min(self.timeouts.request);
+        let meta = self.bounded(key, limit, self.store.head(&path)).await?;
         Ok(ObjectMeta {
-            size,
-            etag: header("etag"),
-            storage_class: header("x-amz-storage-class"),
+            size: meta.size,
+            etag: meta.e_tag.as_deref().map(unquote),
+            storage_class: self.storage_class.clone(),
         })
     }
 
     /// Deletes `key`; deleting a missing object succeeds.
     pub async fn delete(&self, key: &str) -> Result<()> {
-        let url = self
-            .bucket
-            .delete_object(Some(&self.credentials), key)
-            .sign(INTERNAL_URL_TTL);
-        self.send_ok(self.http.delete(url)).await
+        let path = self.path(key)?;
+        match self
+            .bounded(key, self.timeouts.request, self.store.delete(&path))
+            .await
+        {
+            Err(StorageError::NotFound { .. }) => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Starts a GET of `key`; returns its length and the body as a stream. No answer
+    /// within `s3.idle-timeout` is [`StorageError::Unavailable`].
+    pub async fn get_stream(&self, key: &str) -> Result<(u64, ByteStream)> {
+        self.get_stream_if_match(key, None).await
+    }
+
+    /// Starts a GET of `key` that only reads the object whose ETag is `etag`, when
+    /// given: the request carries `If-Match`, and since not every server honours it
+    /// (s3s-fs ignores it on GET), the answer's own ETag is compared too. Either
+    /// refusal is [`StorageError::Changed`], before any byte of the body is read.
+    pub async fn get_stream_if_match(
+        &self,
+        key: &str,
+        etag: Option<&str>,
+    ) -> Result<(u64, ByteStream)> {
+        let path = self.path(key)?;
+        let idle = self.timeouts.idle;
+        let asked = tokio::time::Instant::now();
+        let options = GetOptions {
+            if_match: etag.map(|e| format!("\"{e}\"")),
+            ..GetOptions::default()
+        };
+        let answer = tokio::time::timeout(idle, self.bytes_store.get_opts(&path, options))
+            .await
+            .map_err(|_| stalled(self.id, Stall::Idle(idle)))?;
+        let result = match answer {
+            Ok(result) => result,
+            Err(object_store::Error::Precondition { .. }) => {
+                return Err(StorageError::Changed {
+                    bucket: self.id.to_owned(),
+                    detail: format!(
+                        "it refused a read conditional on the recorded ETag {} (HTTP 412 to If-Match)",
+                        etag.unwrap_or_default()
+                    ),
+                });
+            }
+            Err(e) => return Err(self.failed(key, e)),
+        };
+        let found = result.meta.e_tag.as_deref().map(unquote);
+        if let (Some(recorded), Some(found)) = (etag, found.as_deref())
+            && !found.eq_ignore_ascii_case(recorded)
+        {
+            return Err(StorageError::Changed {
+                bucket: self.id.to_owned(),
+                detail: format!("it answered ETag {found}, the record says {recorded}"),
+            });
+        }
+        let len = result.range.end.saturating_sub(result.range.start);
+        let mut clock = PeerClock::new(idle, self.timeouts.budget(len));
+        clock.wait(asked);
+        clock.stop(tokio::time::Instant::now());
+        if let Some(a) = &self.activity {
+            a.moved();
+        }
+        let bucket = self.id;
+        let key = key.to_owned();
+        let body = result
+            .into_stream()
+            .map_err(move |e| classify(bucket, &key, &e));
+        let body = WatchedResponse::new(Box::pin(body), clock, self.id, self.activity.clone());
+        Ok((len, Box::pin(body)))
+    }
+
+    /// PUTs `chunks` to `key` as one object, with this bucket's storage class.
+    /// Returns the ETag the bucket answered, without quotes. The chunks are sent as
+    /// they are (no copy); the call is bounded by their budget
+    /// ([`Timeouts::budget`]).
+    pub async fn put_object(&self, key: &str, chunks: Vec<Bytes>) -> Result<Option<String>> {
+        let path = self.path(key)?;
+        let len = total_len(&chunks);
+        let payload = PutPayload::from_iter(chunks);
+        let options = PutOptions {
+            attributes: self.attributes(),
+            ..PutOptions::default()
+        };
+        let put = self
+            .sending(key, len, self.bytes_store.put_opts(&path, payload, options))
+            .await?;
+        Ok(put.e_tag.as_deref().map(unquote))
+    }
+
+    /// Starts a multipart upload of `key`, with this bucket's storage class if it has
+    /// one, and returns its upload ID.
+    pub async fn create_multipart_upload(&self, key: &str) -> Result<String> {
+        let path = self.path(key)?;
+        let options = PutMultipartOptions {
+            attributes: self.attributes(),
+            ..PutMultipartOptions::default()
+        };
+        let _waiting = self.activity.as_ref().map(Activity::waiting);
+        self.bounded(
+            key,
+            self.timeouts.request,
+            self.store.create_multipart_opts(&path, options),
+        )
+        .await
+    }
+
+    /// PUTs part `part_number` (from 1) of a multipart upload; returns its ETag,
+    /// without quotes. Timeouts as [`Self::put_object`].
+    pub async fn upload_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        part_number: u16,
+        chunks: Vec<Bytes>,
+    ) -> Result<Option<String>> {
+        let path = self.path(key)?;
+        let index = usize::from(part_number.max(1) - 1);
+        let len = total_len(&chunks);
+        let payload = PutPayload::from_iter(chunks);
+        let upload_id = upload_id.to_owned();
+        let part = self
+            .sending(
+                key,
+                len,
+                self.bytes_store.put_part(&path, &upload_id, index, payload),
+            )
+            .await?;
+        Ok(Some(unquote(&part.content_id)))
+    }
+
+    /// Completes a multipart upload from its parts' ETags, in order; returns the
+    /// object's ETag, without quotes. The bucket assembles the object before it
+    /// answers, which may take minutes for a large one: this wait is bounded by
+    /// `s3.request-timeout`.
+    pub async fn complete_multipart_upload(
+        &self,
+        key: &str,
+        upload_id: &str,
+        etags: &[String],
+    ) -> Result<Option<String>> {
+        let path = self.path(key)?;
+        let parts = etags
+            .iter()
+            .map(|etag| PartId {
+                content_id: etag.clone(),
+            })
+            .collect();
+        let upload_id = upload_id.to_owned();
+        let _waiting = self.activity.as_ref().map(Activity::waiting);
+        let done = self
+            .bounded(
+                key,
+                self.timeouts.request,
+                self.store.complete_multipart(&path, &upload_id, parts),
+            )
+            .await?;
+        Ok(done.e_tag.as_deref().map(unquote))
     }
 
     /// Aborts a multipart upload; an upload that is already gone counts as aborted.
     pub async fn abort_multipart_upload(&self, key: &str, upload_id: &str) -> Result<()> {
-        let url = self
-            .bucket
-            .abort_multipart_upload(Some(&self.credentials), key, upload_id)
-            .sign(INTERNAL_URL_TTL);
-        match self.send_ok(self.http.delete(url)).await {
+        let path = self.path(key)?;
+        let upload_id = upload_id.to_owned();
+        match self
+            .bounded(
+                key,
+                self.timeouts.request,
+                self.store.abort_multipart(&path, &upload_id),
+            )
+            .await
+        {
             Err(StorageError::NotFound { .. }) => Ok(()),
             Err(StorageError::Refused { code, .. }) if code == "NoSuchUpload" => Ok(()),
             other => other,
         }
     }
 
-    /// Creates the bucket; a bucket that already exists and is ours counts as created.
-    pub async fn create_bucket(&self) -> Result<()> {
-        let action = self.bucket.create_bucket(&self.credentials);
-        let url = action.sign(INTERNAL_URL_TTL);
-        let body = action.body();
-        let request = self
-            .http
-            .put(url)
-            .header(http::header::CONTENT_LENGTH, body.len())
-            .body(body);
-        match self.send_ok(request).await {
-            Err(StorageError::Refused { code, .. })
-                if code == "BucketAlreadyOwnedByYou" || code == "BucketAlreadyExists" =>
-            {
-                Ok(())
-            }
-            other => other,
+    /// The attributes every object written here carries: its storage class.
+    fn attributes(&self) -> Attributes {
+        let mut attributes = Attributes::new();
+        if let Some(class) = &self.storage_class {
+            attributes.insert(Attribute::StorageClass, class.clone().into());
         }
-    }
-
-    /// Sends `request`; a transport failure or a non-success status becomes the
-    /// matching [`StorageError`].
-    async fn send(&self, request: reqwest::RequestBuilder) -> Result<reqwest::Response> {
-        let response = request.send().await.map_err(|e| self.transport(e))?;
-        if response.status().is_success() {
-            Ok(response)
-        } else {
-            Err(self.error_for(response).await)
-        }
-    }
-
-    async fn send_ok(&self, request: reqwest::RequestBuilder) -> Result<()> {
-        self.send(request.timeout(Duration::from_secs(30)))
-            .await
-            .map(drop)
+        attributes
     }
 }
 
-/// How a bucket's endpoint answered a plain request.
+fn total_len(chunks: &[Bytes]) -> u64 {
+    chunks.iter().map(|c| c.len() as u64).sum()
+}
+
+/// An ETag without its quotes.
+fn unquote(etag: &str) -> String {
+    etag.trim_matches('"').to_owned()
+}
+
+/// Sorts an object_store failure into a [`StorageError`] by its kind: the variant
+/// object_store gives, the HTTP status, the transport failure. Where the crate
+/// keeps the S3 error code or the status only in its message (a `Generic` error,
+/// or a 404 that is a missing bucket rather than a missing object), the message is
+/// read for them. The message itself names the request URL and the key; what is
+/// kept of it has both taken out.
+fn classify(bucket: &str, key: &str, e: &object_store::Error) -> StorageError {
+    use object_store::Error as E;
+    let text = error_chain(e);
+    let code = control::xml_value(&text, "Code");
+    let refused = |status: u16, default: &str| StorageError::Refused {
+        bucket: bucket.to_owned(),
+        status,
+        code: code.clone().unwrap_or_else(|| default.to_owned()),
+    };
+    let unavailable = || StorageError::Unavailable {
+        bucket: bucket.to_owned(),
+        source: Box::new(Redacted(redact(&text, key))),
+    };
+    match e {
+        E::NotFound { .. } if code.as_deref() == Some("NoSuchBucket") => {
+            refused(404, "NoSuchBucket")
+        }
+        E::NotFound { .. } => StorageError::NotFound {
+            bucket: bucket.to_owned(),
+        },
+        E::Precondition { .. } => StorageError::Changed {
+            bucket: bucket.to_owned(),
+            detail: "it refused a request conditional on the recorded ETag (HTTP 412)".to_owned(),
+        },
+        E::PermissionDenied { .. } => refused(403, "AccessDenied"),
+        E::Unauthenticated { .. } => refused(401, "Unauthenticated"),
+        E::AlreadyExists { .. } => refused(409, "Conflict"),
+        E::NotModified { .. } => StorageError::Protocol {
+            bucket: bucket.to_owned(),
+            message: "it answered 304 Not Modified to a request that asked for none".to_owned(),
+        },
+        E::InvalidPath { .. } | E::UnknownConfigurationKey { .. } => StorageError::Config {
+            bucket: bucket.to_owned(),
+            message: redact(&text, key),
+        },
+        _ => match (transport_failed(e), answered_status(&text)) {
+            (true, _) => unavailable(),
+            (false, Some(status)) if status >= 500 || status == 429 || status == 408 => {
+                unavailable()
+            }
+            (false, Some(status)) if status >= 400 => refused(status, "Refused"),
+            // The answer came but could not be read (no ETag, bad XML, …).
+            (false, _) => StorageError::Protocol {
+                bucket: bucket.to_owned(),
+                message: redact(&text, key),
+            },
+        },
+    }
+}
+
+/// Whether the request failed on the way (connection, timeout, a broken body)
+/// rather than with an answer.
+fn transport_failed(e: &object_store::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if s.is::<object_store::client::HttpError>() {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}
+
+/// The HTTP status object_store quotes in its message for an error answer.
+fn answered_status(text: &str) -> Option<u16> {
+    let (_, rest) = text.split_once("status code: ")?;
+    rest.get(..3)?.parse().ok()
+}
+
+/// `text` without URLs (they name the key and, for a presigned one, carry a
+/// signature) and without `key` itself.
+fn redact(text: &str, key: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = ["http://", "https://"]
+        .iter()
+        .filter_map(|scheme| rest.find(scheme))
+        .min()
+    {
+        out.push_str(&rest[..at]);
+        out.push_str("<url>");
+        let end = rest[at..]
+            .find(|c: char| c.is_whitespace() || matches!(c, ')' | '"' | '\'' | '>' | '<' | ','))
+            .map_or(rest.len(), |n| at + n);
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    if key.is_empty() {
+        out
+    } else {
+        out.replace(key, "<key>")
+    }
+}
+
+/// A failure's description, with secrets and the key already taken out.
 #[derive(Debug)]
-pub enum Reachability {
-    /// Some HTTP answer came back (any status).
-    Answered,
-    /// No TCP connection could be made.
-    Refused(String),
-    /// The TLS handshake failed.
-    Tls(String),
-    /// No answer in time.
-    Timeout,
-    /// The host name does not resolve.
-    Dns(String),
-}
+struct Redacted(String);
 
-impl BucketClient {
-    /// The bucket's base URL (endpoint plus, for path style, the bucket name).
-    pub fn base_url(&self) -> &url::Url {
-        self.bucket.base_url()
-    }
-
-    /// Whether anything answers at the bucket's `endpoint`, or at its
-    /// `public_endpoint` when `public`. The probe is a signed HEAD of the bucket, so a
-    /// healthy server answers 200 and logs no error; any HTTP answer counts.
-    pub async fn probe(&self, public: bool) -> Reachability {
-        let target = if public {
-            self.client_bucket()
-        } else {
-            &self.bucket
-        };
-        let url = target
-            .head_bucket(Some(&self.credentials))
-            .sign(INTERNAL_URL_TTL);
-        match self
-            .http
-            .head(url)
-            .timeout(Duration::from_secs(10))
-            .send()
-            .await
-        {
-            Ok(_) => Reachability::Answered,
-            Err(e) => {
-                let timeout = e.is_timeout();
-                // The URL is signed: keep it out of the message.
-                let chain = error_chain(&e.without_url());
-                if timeout {
-                    Reachability::Timeout
-                } else if chain.contains("dns")
-                    || chain.contains("failed to lookup")
-                    || chain.contains("Name or service")
-                {
-                    Reachability::Dns(chain)
-                } else if chain.contains("tls")
-                    || chain.contains("certificate")
-                    || chain.contains("handshake")
-                    || chain.contains("InvalidContentType")
-                    || chain.contains("corrupt message")
-                {
-                    Reachability::Tls(chain)
-                } else {
-                    Reachability::Refused(chain)
-                }
-            }
-        }
-    }
-
-    /// A signed HEAD of the bucket: do the credentials work, and does it exist?
-    pub async fn head_bucket(&self) -> Result<()> {
-        let url = self
-            .bucket
-            .head_bucket(Some(&self.credentials))
-            .sign(INTERNAL_URL_TTL);
-        let response = self
-            .http
-            .head(url)
-            .timeout(Duration::from_secs(10))
-            .send()
-            .await
-            .map_err(|e| self.transport(e))?;
-        match response.status().as_u16() {
-            200..=299 => Ok(()),
-            // A HEAD has no body to carry the error code: name it from the status.
-            404 => Err(StorageError::Refused {
-                bucket: self.id.to_owned(),
-                status: 404,
-                code: "NoSuchBucket".to_owned(),
-            }),
-            301 | 307 => Err(StorageError::Refused {
-                bucket: self.id.to_owned(),
-                status: response.status().as_u16(),
-                code: "PermanentRedirect".to_owned(),
-            }),
-            _ => Err(self.error_for(response).await),
-        }
-    }
-
-    /// The bucket's CORS rules (XML), `None` if it has none.
-    pub async fn bucket_cors(&self) -> Result<Option<String>> {
-        let url = rusty_s3::signing::sign(
-            &jiff::Timestamp::now(),
-            rusty_s3::Method::Get,
-            self.bucket.base_url().clone(),
-            self.credentials.key(),
-            self.credentials.secret(),
-            self.credentials.token(),
-            self.bucket.region(),
-            INTERNAL_URL_TTL.as_secs(),
-            std::iter::once(("cors", "")),
-            std::iter::empty(),
-        );
-        let response = self
-            .http
-            .get(url)
-            .timeout(Duration::from_secs(10))
-            .send()
-            .await
-            .map_err(|e| self.transport(e))?;
-        if response.status().is_success() {
-            return Ok(Some(response.text().await.map_err(|e| self.transport(e))?));
-        }
-        match self.error_for(response).await {
-            StorageError::Refused { code, .. } if code == "NoSuchCORSConfiguration" => Ok(None),
-            StorageError::NotFound { .. } => Ok(None),
-            other => Err(other),
-        }
+impl std::fmt::Display for Redacted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
     }
 }
+
+impl std::error::Error for Redacted {}
 
 /// An error and those of its sources its message does not already carry, joined
 /// with `: `.
@@ -426,234 +563,6 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 pub type ByteStream =
     std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<bytes::Bytes, StorageError>> + Send>>;
 
-/// A byte stream to write to a bucket.
-pub type BodyStream = std::pin::Pin<
-    Box<dyn futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send>,
->;
-
-impl BucketClient {
-    /// Starts a GET of `key`; returns its length and the body as a stream. No answer
-    /// within `s3.idle-timeout` is [`StorageError::Unavailable`].
-    pub async fn get_stream(&self, key: &str) -> Result<(u64, ByteStream)> {
-        self.get_stream_if_match(key, None).await
-    }
-
-    /// Starts a GET of `key` that only reads the object whose ETag is `etag`, when
-    /// given: the request carries `If-Match`, and since not every server honours it
-    /// (s3s-fs ignores it on GET), the answer's own ETag is compared too. Either
-    /// refusal is [`StorageError::Changed`], before any byte of the body is read.
-    pub async fn get_stream_if_match(
-        &self,
-        key: &str,
-        etag: Option<&str>,
-    ) -> Result<(u64, ByteStream)> {
-        let url = self.internal_get_url(key, INTERNAL_URL_TTL);
-        let idle = self.timeouts.idle;
-        let asked = tokio::time::Instant::now();
-        let mut request = self.http.get(url);
-        if let Some(etag) = etag {
-            request = request.header(http::header::IF_MATCH, format!("\"{etag}\""));
-        }
-        let response = tokio::time::timeout(idle, request.send())
-            .await
-            .map_err(|_| stalled(self.id, Stall::Idle(idle)))?
-            .map_err(|e| self.transport(e))?;
-        if response.status() == reqwest::StatusCode::PRECONDITION_FAILED {
-            return Err(StorageError::Changed {
-                bucket: self.id.to_owned(),
-                detail: format!(
-                    "it refused a read conditional on the recorded ETag {} (HTTP 412 to If-Match)",
-                    etag.unwrap_or_default()
-                ),
-            });
-        }
-        if !response.status().is_success() {
-            return Err(self.error_for(response).await);
-        }
-        let found = response
-            .headers()
-            .get(http::header::ETAG)
-            .and_then(|v| v.to_str().ok())
-            .map(|v| v.trim_matches('"'));
-        if let (Some(recorded), Some(found)) = (etag, found)
-            && !found.eq_ignore_ascii_case(recorded)
-        {
-            return Err(StorageError::Changed {
-                bucket: self.id.to_owned(),
-                detail: format!("it answered ETag {found}, the record says {recorded}"),
-            });
-        }
-        let len = response.content_length().unwrap_or(0);
-        let mut clock = PeerClock::new(idle, self.timeouts.budget(len));
-        clock.wait(asked);
-        clock.stop(tokio::time::Instant::now());
-        if let Some(a) = &self.activity {
-            a.moved();
-        }
-        let body = WatchedResponse::new(response, clock, self.id, self.activity.clone());
-        Ok((len, Box::pin(body)))
-    }
-
-    /// PUTs `len` bytes from `body` to `key`, with this bucket's storage class.
-    /// Returns the ETag the bucket answered, without quotes. The bucket not taking a
-    /// byte (or not answering once all are sent) for `s3.idle-timeout` fails it.
-    pub async fn put_stream(
-        &self,
-        key: &str,
-        len: u64,
-        body: BodyStream,
-    ) -> Result<Option<String>> {
-        self.put_stream_with_md5(key, len, None, body).await
-    }
-
-    /// As [`Self::put_stream`], with a `Content-MD5` (base64) when given, so the
-    /// bucket itself refuses to store any other bytes.
-    pub async fn put_stream_with_md5(
-        &self,
-        key: &str,
-        len: u64,
-        content_md5: Option<&str>,
-        body: BodyStream,
-    ) -> Result<Option<String>> {
-        let mut action = self.bucket.put_object(Some(&self.credentials), key);
-        if let Some(class) = &self.storage_class {
-            action
-                .headers_mut()
-                .insert("x-amz-storage-class", class.clone());
-        }
-        if let Some(md5) = content_md5 {
-            action.headers_mut().insert("content-md5", md5.to_owned());
-        }
-        let url = action.sign(INTERNAL_URL_TTL);
-        let mut request = self.http.put(url).header(http::header::CONTENT_LENGTH, len);
-        if let Some(class) = &self.storage_class {
-            request = request.header("x-amz-storage-class", class);
-        }
-        if let Some(md5) = content_md5 {
-            request = request.header("content-md5", md5);
-        }
-        self.send_streamed(request, len, body).await
-    }
-
-    /// Starts a multipart upload of `key`, with this bucket's storage class if it has
-    /// one, and returns its upload ID.
-    pub async fn create_multipart_upload(&self, key: &str) -> Result<String> {
-        let mut action = self
-            .bucket
-            .create_multipart_upload(Some(&self.credentials), key);
-        if let Some(class) = &self.storage_class {
-            action
-                .headers_mut()
-                .insert("x-amz-storage-class", class.clone());
-        }
-        let url = action.sign(INTERNAL_URL_TTL);
-        let mut request = self
-            .http
-            .post(url)
-            .timeout(self.timeouts.request.min(Duration::from_secs(30)));
-        if let Some(class) = &self.storage_class {
-            request = request.header("x-amz-storage-class", class);
-        }
-        let _waiting = self.activity.as_ref().map(Activity::waiting);
-        let response = self.send(request).await?;
-        let body = response.text().await.map_err(|e| self.transport(e))?;
-        let parsed =
-            CreateMultipartUpload::parse_response(&body).map_err(|e| StorageError::Protocol {
-                bucket: self.id.to_owned(),
-                message: format!("unreadable CreateMultipartUpload answer: {e}"),
-            })?;
-        Ok(parsed.upload_id().to_owned())
-    }
-
-    /// PUTs one part of `len` bytes; returns its ETag. Timeouts as [`Self::put_stream`].
-    pub async fn upload_part_stream(
-        &self,
-        key: &str,
-        upload_id: &str,
-        part_number: u16,
-        len: u64,
-        body: BodyStream,
-    ) -> Result<Option<String>> {
-        let url = self.internal_part_url(key, upload_id, part_number, INTERNAL_URL_TTL);
-        let request = self.http.put(url).header(http::header::CONTENT_LENGTH, len);
-        self.send_streamed(request, len, body).await
-    }
-
-    /// Sends `request` with `body` (`len` bytes) and returns the answer's ETag, or
-    /// fails once the bucket stalls it (see [`watch::Timeouts`]).
-    async fn send_streamed(
-        &self,
-        request: reqwest::RequestBuilder,
-        len: u64,
-        body: BodyStream,
-    ) -> Result<Option<String>> {
-        let (body, stalls) = watch_body(body, self.timeouts, len, self.activity.clone());
-        tokio::select! {
-            answer = self.send_for_etag(request.body(body)) => answer,
-            stall = stalls => Err(stalled(self.id, stall)),
-        }
-    }
-
-    /// Completes a multipart upload from its parts' ETags, in order.
-    pub async fn complete_multipart_upload(
-        &self,
-        key: &str,
-        upload_id: &str,
-        etags: &[String],
-    ) -> Result<()> {
-        let action = self.bucket.complete_multipart_upload(
-            Some(&self.credentials),
-            key,
-            upload_id,
-            etags.iter().map(String::as_str),
-        );
-        let url = action.sign(INTERNAL_URL_TTL);
-        let body = action.body();
-        // The bucket assembles the object before it answers, which may take minutes
-        // for a large one: this wait is bounded by s3.request-timeout alone.
-        let _waiting = self.activity.as_ref().map(Activity::waiting);
-        let response = self
-            .send(
-                self.http
-                    .post(url)
-                    .body(body)
-                    .timeout(self.timeouts.request),
-            )
-            .await?;
-        // S3 may answer 200 with an error document after a long completion.
-        let text = response.text().await.map_err(|e| self.transport(e))?;
-        if text.contains("<Error>") {
-            return Err(StorageError::Unavailable {
-                bucket: self.id.to_owned(),
-                source: format!(
-                    "CompleteMultipartUpload failed: {}",
-                    xml_value(&text, "Code").unwrap_or_default()
-                )
-                .into(),
-            });
-        }
-        Ok(())
-    }
-
-    async fn send_for_etag(&self, request: reqwest::RequestBuilder) -> Result<Option<String>> {
-        let response = self.send(request).await?;
-        Ok(response
-            .headers()
-            .get("etag")
-            .and_then(|v| v.to_str().ok())
-            .map(|v| v.trim_matches('"').to_owned()))
-    }
-}
-
-/// The text of the first `<tag>…</tag>` in an S3 XML answer.
-pub(crate) fn xml_value(body: &str, tag: &str) -> Option<String> {
-    let open = format!("<{tag}>");
-    let close = format!("</{tag}>");
-    let start = body.find(&open)? + open.len();
-    let end = body[start..].find(&close)? + start;
-    Some(body[start..end].to_owned())
-}
-
 /// Every present bucket, and which one is the hot primary.
 #[derive(Debug, Clone)]
 pub struct Buckets {
@@ -665,14 +574,26 @@ impl Buckets {
     /// Builds a client for every present bucket in `s3`. Assumes the configuration
     /// has been validated; anything unusable is still reported, not panicked on.
     pub fn from_config(s3: &S3Config) -> Result<Self> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build()
-            .map_err(|e| StorageError::Config {
-                bucket: "*".to_owned(),
-                message: e.to_string(),
-            })?;
+        let control = ControlClient::new()?;
+        // One client, one connection pool, for every bucket's requests.
+        let http = transport::shared_client().map_err(|e| StorageError::Config {
+            bucket: "*".to_owned(),
+            message: e.to_string(),
+        })?;
+        let timeouts = Timeouts {
+            idle: s3.idle_timeout.get(),
+            request: s3.request_timeout.get(),
+            min_bytes_per_second: s3.min_bytes_per_second,
+        };
+        let retry = RetryConfig {
+            backoff: BackoffConfig {
+                init_backoff: Duration::from_millis(100),
+                max_backoff: Duration::from_secs(5),
+                base: 2.0,
+            },
+            max_retries: usize::try_from(s3.retries).unwrap_or(usize::MAX),
+            retry_timeout: timeouts.request,
+        };
         let mut clients = BTreeMap::new();
         for id in BUCKET_IDS {
             let Some(cfg) = s3.bucket(id).filter(|b| b.is_present()) else {
@@ -685,48 +606,66 @@ impl Buckets {
             let endpoint = cfg
                 .endpoint_url(s3.are_local_buckets)
                 .map_err(config_error)?;
-            let style = if cfg.path_style(s3.use_path_style_urls, s3.are_local_buckets) {
-                UrlStyle::Path
-            } else {
-                UrlStyle::VirtualHost
-            };
             let public_endpoint = cfg
                 .public_endpoint_url(s3.are_local_buckets)
                 .map_err(config_error)?;
+            let path_style = cfg.path_style(s3.use_path_style_urls, s3.are_local_buckets);
             let name = cfg.bucket.clone().unwrap_or_default();
             let region = cfg.region.clone().unwrap_or_else(|| "us-east-1".to_owned());
-            let address = |endpoint: url::Url| {
-                Bucket::new(endpoint, style, name.clone(), region.clone())
-                    .map_err(|e| config_error(format!("cannot address the bucket: {e}")))
+            let key = cfg.key.clone().unwrap_or_default();
+            let secret = cfg
+                .secret
+                .as_ref()
+                .map(|s| s.expose_secret().to_owned())
+                .unwrap_or_default();
+            let signer = Signer::new(
+                endpoint,
+                public_endpoint,
+                path_style,
+                &name,
+                &region,
+                (&key, &secret),
+            )
+            .map_err(config_error)?;
+            // The bucket's own URL, path style or virtual host, is the endpoint
+            // object_store addresses objects under.
+            let bucket_url = signer.base_url().as_str().trim_end_matches('/');
+            let options = ClientOptions::new().with_allow_http(bucket_url.starts_with("http://"));
+            // The timeouts are the transport's: object_store's own overall timeout
+            // would also cut a long GET body, and it cannot tell a stalled PUT.
+            let store = |overall: Option<Duration>| {
+                AmazonS3Builder::new()
+                    .with_endpoint(bucket_url)
+                    .with_virtual_hosted_style_request(true)
+                    .with_bucket_name(&name)
+                    .with_region(&region)
+                    .with_access_key_id(&key)
+                    .with_secret_access_key(&secret)
+                    .with_client_options(options.clone())
+                    .with_http_connector(Transport::new(http.clone(), overall))
+                    .with_retry(retry.clone())
+                    .build()
+                    .map(Arc::new)
+                    .map_err(|e| config_error(format!("cannot build its S3 client: {e}")))
             };
-            let bucket = address(endpoint)?;
-            let public = public_endpoint.map(address).transpose()?;
-            let credentials = Credentials::new(
-                cfg.key.clone().unwrap_or_default(),
-                cfg.secret
-                    .as_ref()
-                    .map(|s| s.expose_secret().to_owned())
-                    .unwrap_or_default(),
-            );
             let storage_class = match (&cfg.storage_class, id) {
                 (Some(class), _) => Some(class.clone()),
                 (None, GLACIER_BUCKET_ID) if !s3.are_local_buckets => Some("GLACIER".to_owned()),
                 _ => None,
             };
+            let request_store = store(Some(timeouts.request))?;
+            let bytes_store = store(None)?;
             clients.insert(
                 id,
                 Arc::new(BucketClient {
                     id,
-                    bucket,
-                    public,
-                    credentials,
+                    name,
+                    store: request_store,
+                    bytes_store,
+                    signer,
+                    control: control.clone(),
                     storage_class,
-                    http: http.clone(),
-                    timeouts: Timeouts {
-                        idle: s3.idle_timeout.get(),
-                        request: s3.request_timeout.get(),
-                        min_bytes_per_second: s3.min_bytes_per_second,
-                    },
+                    timeouts,
                     activity: None,
                 }),
             );
@@ -801,11 +740,79 @@ mod tests {
         );
     }
 
+    fn source(text: &str) -> Box<dyn std::error::Error + Send + Sync> {
+        text.to_owned().into()
+    }
+
     #[test]
-    fn reads_error_codes_from_s3_xml() {
-        let body =
-            "<?xml version=\"1.0\"?><Error><Code>NoSuchBucket</Code><Message>x</Message></Error>";
-        assert_eq!(xml_value(body, "Code").as_deref(), Some("NoSuchBucket"));
-        assert_eq!(xml_value("", "Code"), None);
+    fn object_store_errors_sort_by_kind_and_keep_no_url_or_key() {
+        let key = "7/0b7b0c4e-5d8e-4a1c-9d1e-8f4b2a6c3d10";
+        let url = format!("http://127.0.0.1:9/b/{key}?uploadId=x&X-Amz-Signature=abc");
+        let not_found = object_store::Error::NotFound {
+            path: key.to_owned(),
+            source: source(&format!("Error performing HEAD {url} in 2ms - 404")),
+        };
+        assert!(matches!(
+            classify("b", key, &not_found),
+            StorageError::NotFound { .. }
+        ));
+        let no_bucket = object_store::Error::NotFound {
+            path: key.to_owned(),
+            source: source("<Error><Code>NoSuchBucket</Code></Error>"),
+        };
+        assert!(matches!(
+            classify("b", key, &no_bucket),
+            StorageError::Refused { status: 404, ref code, .. } if code == "NoSuchBucket"
+        ));
+        let denied = object_store::Error::PermissionDenied {
+            path: key.to_owned(),
+            source: source("403"),
+        };
+        assert!(matches!(
+            classify("b", key, &denied),
+            StorageError::Refused { status: 403, ref code, .. } if code == "AccessDenied"
+        ));
+        let class = object_store::Error::Generic {
+            store: "S3",
+            source: source(
+                "Server returned non-2xx status code: 400 Bad Request: <Error><Code>InvalidStorageClass</Code></Error>",
+            ),
+        };
+        assert!(matches!(
+            classify("b", key, &class),
+            StorageError::Refused { status: 400, ref code, .. } if code == "InvalidStorageClass"
+        ));
+        let busy = object_store::Error::Generic {
+            store: "S3",
+            source: source(&format!(
+                "Error performing PUT {url} in 1s - Server returned non-2xx status code: 503 Service Unavailable: <Code>SlowDown</Code>"
+            )),
+        };
+        let busy = classify("b", key, &busy);
+        assert!(matches!(busy, StorageError::Unavailable { .. }), "{busy:?}");
+        let logged = format!("{busy:?} {}", error_chain(&busy));
+        assert!(
+            !logged.contains("X-Amz-Signature")
+                && !logged.contains(key)
+                && !logged.contains("127.0.0.1"),
+            "{logged}"
+        );
+        let unreadable = object_store::Error::Generic {
+            store: "S3",
+            source: source(&format!("Missing ETag for {key}")),
+        };
+        assert!(matches!(
+            classify("b", key, &unreadable),
+            StorageError::Protocol { ref message, .. } if !message.contains(key)
+        ));
+    }
+
+    #[test]
+    fn redacting_drops_every_url_and_the_key() {
+        assert_eq!(
+            redact("GET https://h/k/x?a=1 failed (http://h/k) for k/x", "k/x"),
+            "GET <url> failed (<url>) for <key>"
+        );
+        assert_eq!(redact("nothing here", ""), "nothing here");
     }
 }

@@ -6,11 +6,78 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use md5::{Digest, Md5};
-use rusty_s3::S3Action;
 use rusty_s3::actions::{CompleteMultipartUpload, UploadPart};
+use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
 use url::Url;
 
 use super::BucketClient;
+
+/// What signs URLs for one bucket: the bucket as museum addresses it, as clients
+/// do (through `public_endpoint`, when set), and the credentials.
+#[derive(Debug, Clone)]
+pub(crate) struct Signer {
+    bucket: Bucket,
+    public: Option<Bucket>,
+    credentials: Credentials,
+}
+
+impl Signer {
+    /// The signer for bucket `name` at `endpoint` (and `public`, when set).
+    pub(crate) fn new(
+        endpoint: Url,
+        public: Option<Url>,
+        path_style: bool,
+        name: &str,
+        region: &str,
+        (key, secret): (&str, &str),
+    ) -> Result<Self, String> {
+        let style = if path_style {
+            UrlStyle::Path
+        } else {
+            UrlStyle::VirtualHost
+        };
+        let address = |endpoint: Url| {
+            Bucket::new(endpoint, style, name.to_owned(), region.to_owned())
+                .map_err(|e| format!("cannot address the bucket: {e}"))
+        };
+        Ok(Self {
+            bucket: address(endpoint)?,
+            public: public.map(address).transpose()?,
+            credentials: Credentials::new(key, secret),
+        })
+    }
+
+    /// The bucket's URL as museum addresses it (path style or virtual host).
+    pub(crate) fn base_url(&self) -> &Url {
+        self.bucket.base_url()
+    }
+}
+
+impl BucketClient {
+    pub(crate) fn bucket(&self) -> &Bucket {
+        &self.signer.bucket
+    }
+
+    /// The bucket as clients address it: through `public_endpoint` when set, else as
+    /// museum does.
+    pub(crate) fn client_bucket(&self) -> &Bucket {
+        self.signer.public.as_ref().unwrap_or(&self.signer.bucket)
+    }
+
+    /// The base URL clients are sent to, when `public_endpoint` is set.
+    pub fn public_base_url(&self) -> Option<&Url> {
+        self.signer.public.as_ref().map(Bucket::base_url)
+    }
+
+    /// The bucket's base URL (endpoint plus, for path style, the bucket name).
+    pub fn base_url(&self) -> &Url {
+        self.signer.bucket.base_url()
+    }
+
+    pub(crate) fn credentials(&self) -> &Credentials {
+        &self.signer.credentials
+    }
+}
 
 /// A new object key for `user_id`: `<userID>/<uuid v4>`.
 pub fn new_object_key(user_id: i64) -> String {
@@ -114,23 +181,6 @@ impl BucketClient {
         )
     }
 
-    /// A part URL for museum's own use, through `endpoint`.
-    pub(crate) fn internal_part_url(
-        &self,
-        key: &str,
-        upload_id: &str,
-        part_number: u16,
-        ttl: Duration,
-    ) -> Url {
-        self.sign_upload_part(
-            self.bucket(),
-            (key, upload_id, part_number),
-            None,
-            None,
-            ttl,
-        )
-    }
-
     fn sign_upload_part(
         &self,
         bucket: &rusty_s3::Bucket,
@@ -173,13 +223,6 @@ impl BucketClient {
     /// A presigned GET of `key`, for a client.
     pub fn presign_get(&self, key: &str, ttl: Duration) -> Url {
         self.client_bucket()
-            .get_object(Some(self.credentials()), key)
-            .sign(ttl)
-    }
-
-    /// A GET URL for museum's own use, through `endpoint`.
-    pub(crate) fn internal_get_url(&self, key: &str, ttl: Duration) -> Url {
-        self.bucket()
             .get_object(Some(self.credentials()), key)
             .sign(ttl)
     }

@@ -1,11 +1,12 @@
-//! Limits on the requests that stream an object's bytes: an idle timeout (no byte
-//! moving for that long fails the request) and an overall one (a budget for the time
-//! museum spends waiting on the bucket over the whole request). Also [`Activity`],
+//! Limits on the requests that carry an object's bytes: an idle timeout (no byte
+//! moving for that long fails a GET's body) and an overall one (a budget for the
+//! time museum spends waiting on the bucket over the whole request, which also
+//! bounds each PUT). Also [`Activity`],
 //! which tells a copy's lease heartbeat whether the copy's bytes still move.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -13,7 +14,7 @@ use bytes::Bytes;
 use futures_util::Stream;
 use tokio::time::{Instant, Sleep};
 
-use super::{BodyStream, StorageError};
+use super::{ByteStream, StorageError};
 
 /// The timeouts of every request to a bucket, from `s3.idle-timeout`,
 /// `s3.request-timeout` and `s3.min-bytes-per-second`.
@@ -106,11 +107,6 @@ impl PeerClock {
     }
 }
 
-fn lock(clock: &Mutex<PeerClock>) -> MutexGuard<'_, PeerClock> {
-    // The clock holds plain numbers: one left by a panicking holder is still usable.
-    clock.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
 /// What a copy's requests are doing, for its lease heartbeat: a count that grows
 /// whenever a byte moves, and how many requests that stream nothing (starting or
 /// completing a multipart upload) await their answer. Clones share the counts.
@@ -162,7 +158,7 @@ impl Drop for Waiting {
 /// A response body that fails once the bucket stops sending (the idle timeout) or
 /// has been waited on too long in all (the request's budget).
 pub(crate) struct WatchedResponse {
-    inner: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
+    inner: ByteStream,
     clock: PeerClock,
     timer: Pin<Box<Sleep>>,
     bucket: &'static str,
@@ -171,15 +167,15 @@ pub(crate) struct WatchedResponse {
 }
 
 impl WatchedResponse {
-    /// Watches `response`'s body; `clock` holds the waiting done so far (the headers).
+    /// Watches `body`; `clock` holds the waiting done so far (the headers).
     pub(crate) fn new(
-        response: reqwest::Response,
+        body: ByteStream,
         clock: PeerClock,
         bucket: &'static str,
         activity: Option<Activity>,
     ) -> Self {
         Self {
-            inner: Box::pin(response.bytes_stream()),
+            inner: body,
             clock,
             timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
             bucket,
@@ -207,10 +203,7 @@ impl Stream for WatchedResponse {
             }
             Poll::Ready(Some(Err(e))) => {
                 this.done = true;
-                Poll::Ready(Some(Err(StorageError::Unavailable {
-                    bucket: this.bucket.to_owned(),
-                    source: Box::new(e.without_url()),
-                })))
+                Poll::Ready(Some(Err(e)))
             }
             Poll::Ready(None) => {
                 this.done = true;
@@ -239,67 +232,19 @@ impl Stream for WatchedResponse {
     }
 }
 
-/// A request body whose pace the bucket sets: each time the connection asks for
-/// more, the bucket has taken what it had. While the body itself has nothing ready
-/// (the source is slower), the bucket is not waited on.
-struct WatchedBody {
-    inner: BodyStream,
-    clock: Arc<Mutex<PeerClock>>,
-    activity: Option<Activity>,
-}
-
-impl Stream for WatchedBody {
-    type Item = Result<Bytes, std::io::Error>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let now = Instant::now();
-        lock(&self.clock).stop(now);
-        let polled = self.inner.as_mut().poll_next(cx);
-        match &polled {
-            Poll::Ready(Some(Ok(_))) => {
-                if let Some(a) = &self.activity {
-                    a.moved();
-                }
-                lock(&self.clock).wait(now);
-            }
-            // The whole body is sent: the bucket's turn to answer.
-            Poll::Ready(None) => lock(&self.clock).wait(now),
-            Poll::Ready(Some(Err(_))) | Poll::Pending => {}
+/// Resolves with the reason to give a call up once the bucket stalls it, as
+/// `clock` tells (see [`super::transport`]).
+pub(crate) async fn watchdog(clock: Arc<std::sync::Mutex<PeerClock>>, idle: Duration) -> Stall {
+    loop {
+        let (stall, deadline) = {
+            let c = super::transport::lock(&clock);
+            (c.check(Instant::now()), c.deadline())
+        };
+        if let Some(stall) = stall {
+            return stall;
         }
-        polled
+        tokio::time::sleep_until(deadline.unwrap_or_else(|| Instant::now() + idle)).await;
     }
-}
-
-/// `body` as a request body, and a watchdog that resolves with the reason to give
-/// the request up once the bucket stalls it. The request is waited on from now.
-pub(crate) fn watch_body(
-    body: BodyStream,
-    timeouts: Timeouts,
-    len: u64,
-    activity: Option<Activity>,
-) -> (reqwest::Body, impl Future<Output = Stall>) {
-    let mut clock = PeerClock::new(timeouts.idle, timeouts.budget(len));
-    clock.wait(Instant::now());
-    let clock = Arc::new(Mutex::new(clock));
-    let body = WatchedBody {
-        inner: body,
-        clock: Arc::clone(&clock),
-        activity,
-    };
-    let idle = timeouts.idle;
-    let watchdog = async move {
-        loop {
-            let (stall, deadline) = {
-                let c = lock(&clock);
-                (c.check(Instant::now()), c.deadline())
-            };
-            if let Some(stall) = stall {
-                return stall;
-            }
-            tokio::time::sleep_until(deadline.unwrap_or_else(|| Instant::now() + idle)).await;
-        }
-    };
-    (reqwest::Body::wrap_stream(body), watchdog)
 }
 
 /// A request given up for `stall`, as the error a caller sees.

@@ -250,15 +250,9 @@ async fn verify_checks_every_tier_by_size_and_etag_and_restores_what_is_wrong(en
     // both the same size as the object, so only the ETag tells.
     assert_eq!(put(&url, bytes_of(4000, 11), None).await, 200);
     let cold = app.state.buckets.get(REPLICAS[0]).unwrap();
-    cold.put_stream(
-        &key,
-        4000,
-        Box::pin(futures_util::stream::once(async {
-            Ok(bytes::Bytes::from(bytes_of(4000, 12)))
-        })),
-    )
-    .await
-    .unwrap();
+    cold.put_object(&key, vec![bytes::Bytes::from(bytes_of(4000, 12))])
+        .await
+        .unwrap();
     let report = museum::ops::verify(&app.state.db, &app.state.buckets, None)
         .await
         .unwrap();
