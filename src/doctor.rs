@@ -264,6 +264,15 @@ impl BucketChecks<'_> {
         checks.push(Check::new(id, ROUND_TRIP, round_trip));
         let cors = self.cors(bucket, &seen).await;
         checks.push(Check::new(id, "CORS", cors));
+        if bucket.sse_c() {
+            checks.push(Check::new(id, "SSE-C key", sse_c_key(bucket).await));
+        } else if let Some(class) = bucket.storage_class() {
+            checks.push(Check::new(
+                id,
+                "storage class",
+                stored_class(bucket, class).await,
+            ));
+        }
         checks
     }
 
@@ -659,6 +668,114 @@ async fn credentials_and_existence(bucket: &BucketClient) -> (Verdict, Verdict) 
 
 /// Whether path-style or virtual-host addressing suits the endpoint (and the public
 /// endpoint, when one is set).
+/// Writes a probe as copies are written (with the key), reads it back with the key,
+/// and makes sure the bucket refuses to give it out without: that is what proves
+/// the provider encrypted it. The key never appears in a verdict.
+async fn sse_c_key(bucket: &BucketClient) -> Verdict {
+    let id = bucket.id();
+    let key = format!("museum-doctor/{}", uuid::Uuid::new_v4());
+    let body = bytes::Bytes::from_static(b"museum doctor SSE-C probe");
+    let fix = format!(
+        "s3.{id}.sse_c_key must be the base64 of 32 bytes, and the provider must support SSE-C (AWS, garage, MinIO with KMS do); objects written with another key cannot be read with this one"
+    );
+    if let Err(e) = bucket.put_object(&key, vec![body.clone()]).await {
+        return fail(
+            format!(
+                "a probe could not be written with the key: {}",
+                error_chain(&e)
+            ),
+            fix,
+        );
+    }
+    let verdict = match read_all(bucket, &key).await {
+        Err(e) => fail(
+            format!(
+                "the probe could not be read back with the key: {}",
+                error_chain(&e)
+            ),
+            fix,
+        ),
+        Ok(read) if read != body => fail(
+            "the probe read back with the key holds other bytes".to_owned(),
+            fix,
+        ),
+        Ok(_) => match bucket.refuses_read_without_key(&key).await {
+            Ok(true) => Verdict::Ok(
+                "a probe was written and read back with the key, and refused without it".to_owned(),
+            ),
+            Ok(false) => fail(
+                "the provider gave the probe out without the key: it ignores SSE-C and stores copies unencrypted",
+                format!("use a provider that enforces SSE-C, or remove s3.{id}.sse_c_key"),
+            ),
+            Err(e) => fail(
+                format!(
+                    "the read without the key got no answer: {}",
+                    error_chain(&e)
+                ),
+                "check the endpoint",
+            ),
+        },
+    };
+    if let Err(e) = bucket.delete(&key).await {
+        tracing::warn!(bucket = id, error.message = %e, "could not delete doctor's SSE-C probe");
+    }
+    verdict
+}
+
+/// The whole of `key`, read with the bucket's own client.
+async fn read_all(bucket: &BucketClient, key: &str) -> Result<Vec<u8>, StorageError> {
+    use futures_util::StreamExt as _;
+    let (_, mut stream) = bucket.get_stream(key).await?;
+    let mut out = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        out.extend_from_slice(&chunk?);
+    }
+    Ok(out)
+}
+
+/// Writes a probe as copies are written (with the bucket's storage class) and
+/// reports the class the provider says it stored, where it says.
+async fn stored_class(bucket: &BucketClient, class: &str) -> Verdict {
+    let id = bucket.id();
+    let key = format!("museum-doctor/{}", uuid::Uuid::new_v4());
+    if let Err(e) = bucket
+        .put_object(
+            &key,
+            vec![bytes::Bytes::from_static(b"museum doctor probe")],
+        )
+        .await
+    {
+        return fail(
+            format!(
+                "a probe with storage class {class} was refused: {}",
+                error_chain(&e)
+            ),
+            format!(
+                "set s3.{id}.storage_class to a class this provider offers (an S3 server without tiers may refuse GLACIER; leave it unset there)"
+            ),
+        );
+    }
+    let verdict = match bucket.stored_class(&key).await {
+        Ok(Some(stored)) if stored == class => {
+            Verdict::Ok(format!("the provider stored a probe as {stored}"))
+        }
+        Ok(Some(stored)) => Verdict::Note(format!(
+            "copies are written as {class}, and the provider says it stored a probe as {stored}"
+        )),
+        Ok(None) => Verdict::Note(format!(
+            "copies are written as {class}; the provider does not say which class it stored"
+        )),
+        Err(e) => Verdict::Note(format!(
+            "copies are written as {class}; the stored class could not be read: {}",
+            error_chain(&e)
+        )),
+    };
+    if let Err(e) = bucket.delete(&key).await {
+        tracing::warn!(bucket = id, error.message = %e, "could not delete doctor's storage-class probe");
+    }
+    verdict
+}
+
 fn addressing(bucket: &BucketClient) -> Verdict {
     let id = bucket.id();
     let url = bucket.base_url();

@@ -135,7 +135,13 @@ pub async fn download(
 /// recorded ETag (refused as [`StorageError::Changed`] if the object was replaced
 /// since the HEAD).
 async fn serve(state: &AppState, tier: &Tier, key: &str) -> Result<Response, StorageError> {
-    match state.policy.serve_mode {
+    // An SSE-C tier can only be read with its key, which clients never get.
+    let mode = if tier.bucket.sse_c() {
+        ServeMode::Proxy
+    } else {
+        state.policy.serve_mode
+    };
+    match mode {
         ServeMode::Redirect => {
             let ttl = state.policy.presign_ttl.min(DOWNLOAD_URL_TTL);
             let url = tier.bucket.presign_get(key, ttl);

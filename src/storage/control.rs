@@ -1,6 +1,7 @@
 //! Control-plane checks of a bucket, not data requests: whether its endpoint
-//! answers, whether the credentials reach the bucket, its CORS rules, and creating
-//! it. `museum doctor` and the tests use them; no object's bytes pass through here.
+//! answers, whether the credentials reach the bucket, its CORS rules, the storage
+//! class and encryption a probe object got, and creating it. `museum doctor` and the
+//! tests use them; no object's bytes pass through here.
 //! They are signed with rusty-s3 (as client URLs are) and sent with their own small
 //! HTTP client, since object_store has no call for a bucket itself.
 
@@ -210,6 +211,50 @@ impl BucketClient {
             StorageError::NotFound { .. } => Ok(None),
             other => Err(other),
         }
+    }
+}
+
+impl BucketClient {
+    /// The storage class the bucket reports for `key` (`x-amz-storage-class` on a
+    /// signed HEAD), `None` when it reports none (S3 leaves it out for STANDARD).
+    /// object_store's HEAD does not carry it, so doctor asks here. Not for SSE-C
+    /// buckets, which refuse a HEAD without the key.
+    pub async fn stored_class(&self, key: &str) -> Result<Option<String>> {
+        let url = self
+            .bucket()
+            .head_object(Some(self.credentials()), key)
+            .sign(CHECK_URL_TTL);
+        let response = self
+            .http()
+            .head(url)
+            .send()
+            .await
+            .map_err(|e| self.transport(e))?;
+        if !response.status().is_success() {
+            return Err(self.error_for(response).await);
+        }
+        Ok(response
+            .headers()
+            .get("x-amz-storage-class")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned))
+    }
+
+    /// Whether a signed GET of `key` without an SSE-C key is refused, as it must be
+    /// for an object the bucket encrypted with one. Any answer but a 2xx counts as
+    /// refused; `Err` only when nothing answered.
+    pub async fn refuses_read_without_key(&self, key: &str) -> Result<bool> {
+        let url = self
+            .bucket()
+            .get_object(Some(self.credentials()), key)
+            .sign(CHECK_URL_TTL);
+        let response = self
+            .http()
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| self.transport(e))?;
+        Ok(!response.status().is_success())
     }
 }
 

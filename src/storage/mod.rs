@@ -118,6 +118,9 @@ pub struct BucketClient {
     /// Sends the control-plane checks of [`control`].
     control: ControlClient,
     storage_class: Option<String>,
+    /// Whether objects here are written and read with an SSE-C key
+    /// (`s3.<id>.sse_c_key`); the key itself lives only in the stores.
+    sse_c: bool,
     timeouts: Timeouts,
     /// Where the bytes this client moves are counted, if anywhere.
     activity: Option<Activity>,
@@ -139,6 +142,13 @@ impl BucketClient {
         self.storage_class.as_deref()
     }
 
+    /// Whether every object here is encrypted with an SSE-C key museum holds. Its
+    /// ETags are then not MD5s, and clients cannot read it without the key, so its
+    /// objects are never handed out as presigned URLs.
+    pub fn sse_c(&self) -> bool {
+        self.sse_c
+    }
+
     /// The same bucket, counting every byte its requests move in `activity` (for a
     /// copy's lease heartbeat).
     pub fn reporting_to(&self, activity: &Activity) -> Self {
@@ -150,6 +160,7 @@ impl BucketClient {
             signer: self.signer.clone(),
             control: self.control.clone(),
             storage_class: self.storage_class.clone(),
+            sse_c: self.sse_c,
             timeouts: self.timeouts,
             activity: Some(activity.clone()),
         }
@@ -634,7 +645,7 @@ impl Buckets {
             // The timeouts are the transport's: object_store's own overall timeout
             // would also cut a long GET body, and it cannot tell a stalled PUT.
             let store = |overall: Option<Duration>| {
-                AmazonS3Builder::new()
+                let builder = AmazonS3Builder::new()
                     .with_endpoint(bucket_url)
                     .with_virtual_hosted_style_request(true)
                     .with_bucket_name(&name)
@@ -643,7 +654,12 @@ impl Buckets {
                     .with_secret_access_key(&secret)
                     .with_client_options(options.clone())
                     .with_http_connector(Transport::new(http.clone(), overall))
-                    .with_retry(retry.clone())
+                    .with_retry(retry.clone());
+                let builder = match &cfg.sse_c_key {
+                    Some(k) => builder.with_ssec_encryption(k.expose_secret().trim()),
+                    None => builder,
+                };
+                builder
                     .build()
                     .map(Arc::new)
                     .map_err(|e| config_error(format!("cannot build its S3 client: {e}")))
@@ -665,6 +681,7 @@ impl Buckets {
                     signer,
                     control: control.clone(),
                     storage_class,
+                    sse_c: cfg.sse_c_key.is_some(),
                     timeouts,
                     activity: None,
                 }),

@@ -591,3 +591,137 @@ async fn museum_uploads_and_replicates_through_garage() {
         );
     }
 }
+
+/// A download of file `id` through museum, redirects not followed: status and body.
+async fn museum_download(app: &crate::helpers::TestApp, token: &str, id: i64) -> (u16, Vec<u8>) {
+    let r = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(format!("{}/files/{id}/download", app.address))
+        .header("X-Auth-Token", token)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.bytes().await.unwrap().to_vec())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sse_c_replicas_are_encrypted_proved_verified_and_served_with_their_keys() {
+    let buckets = ["museum-hot", "museum-cold", "museum-glacier"];
+    let garage = Garage::start(&buckets).await;
+    let keys = [
+        base64::engine::general_purpose::STANDARD.encode([0x11u8; 32]),
+        base64::engine::general_purpose::STANDARD.encode([0x22u8; 32]),
+    ];
+    let app = spawn_app_with(Engine::Sqlite, |s| {
+        for (id, bucket) in museum::config::BUCKET_IDS.iter().zip(buckets) {
+            *s.s3.bucket_mut(id).unwrap() = garage.bucket_config(bucket);
+        }
+        for (id, key) in ["wasabi-eu-central-2-v3", "scw-eu-fr-v3"].iter().zip(&keys) {
+            s.s3.bucket_mut(id).unwrap().sse_c_key = Some(SecretString::from(key.clone()));
+        }
+    })
+    .await;
+
+    let token = app.token_for(1).await;
+    let mut objects = Vec::new();
+    // One object copied with one PUT, one in parts.
+    for (len, seed) in [(100_000, 3), (PART_SIZE as usize + 100, 4)] {
+        let bytes = bytes_of(len, seed);
+        let (id, key) = app.upload(&token, &bytes).await;
+        let outcomes = app.drain().await;
+        assert_eq!(
+            outcomes,
+            vec![Outcome::Copied {
+                object_id: id,
+                done: 2,
+                failed: 0
+            }],
+            "{:?}",
+            app.copies(id).await
+        );
+        for c in app.copies(id).await {
+            assert_eq!(c.verified_size, Some(len as i64), "{c:?}");
+            assert!(c.verified_etag.is_some(), "{c:?}");
+        }
+        // Without the key, garage will not give the replicas out: they are
+        // encrypted with museum's keys.
+        for bucket in &buckets[1..] {
+            let (status, _) = garage.get(bucket, &key).await;
+            assert_eq!(status, 400, "{bucket}/{key} was readable without its key");
+        }
+        objects.push((id, key, bytes));
+    }
+
+    // verify reads every tier, the encrypted ones with their keys.
+    let report = museum::ops::verify(&app.state.db, &app.state.buckets, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            report.checked,
+            report.requeued,
+            report.tampered,
+            report.unreachable
+        ),
+        (6, 0, 0, 0)
+    );
+
+    // The primary loses the objects: downloads fail over to an encrypted replica,
+    // which only museum can read, so they are streamed through it.
+    let hot = app.state.buckets.primary();
+    for (id, key, bytes) in &objects {
+        hot.delete(key).await.unwrap();
+        let (status, body) = museum_download(&app, &token, *id).await;
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        assert!(body == *bytes, "the download's bytes differ");
+    }
+    // doctor proves each key: written and read with it, refused without it.
+    let checks = museum::doctor::run(&app.settings).await;
+    for id in ["wasabi-eu-central-2-v3", "scw-eu-fr-v3"] {
+        let check = checks
+            .iter()
+            .find(|c| c.subject == id && c.name == "SSE-C key")
+            .unwrap_or_else(|| panic!("doctor checks {id}'s SSE-C key"));
+        assert!(
+            matches!(&check.verdict, museum::doctor::Verdict::Ok(t) if t.contains("refused without it")),
+            "{check}"
+        );
+    }
+    assert!(
+        !checks
+            .iter()
+            .any(|c| c.subject == "b2-eu-cen" && c.name == "SSE-C key"),
+        "the primary has no key"
+    );
+    // The keys reach no log line, error or metric.
+    let metrics = reqwest::get(format!("{}/metrics", app.metrics_address))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for key in &keys {
+        assert!(!checks.iter().any(|c| c.to_string().contains(key.as_str())));
+        assert!(!metrics.contains(key.as_str()));
+        assert!(!format!("{:?}", app.settings).contains(key.as_str()));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_fails_an_sse_c_key_on_a_server_without_sse_c() {
+    // museum's embedded server knows nothing of SSE-C.
+    let key = base64::engine::general_purpose::STANDARD.encode([0x33u8; 32]);
+    let app = spawn_app_with(Engine::Sqlite, |s| {
+        s.s3.wasabi_eu_central_2_v3.sse_c_key = Some(SecretString::from(key.clone()));
+    })
+    .await;
+    let checks = museum::doctor::run(&app.settings).await;
+    let check = checks
+        .iter()
+        .find(|c| c.subject == "wasabi-eu-central-2-v3" && c.name == "SSE-C key")
+        .expect("doctor checks the SSE-C key");
+    assert!(check.failed(), "{check}");
+    assert!(!check.to_string().contains(&key), "{check}");
+}

@@ -791,6 +791,20 @@ async fn glacier_copies_on_moto_carry_the_glacier_storage_class() {
         .unwrap();
     assert_eq!(read.status(), 403);
     assert!(read.text().await.unwrap().contains("InvalidObjectState"));
+    // The class moto reports, read by the control-plane HEAD doctor uses.
+    assert_eq!(
+        glacier.stored_class(&key).await.unwrap().as_deref(),
+        Some("GLACIER")
+    );
+    let checks = museum::doctor::run(&app.settings).await;
+    let class = checks
+        .iter()
+        .find(|c| c.subject == "scw-eu-fr-v3" && c.name == "storage class")
+        .expect("doctor checks the glacier tier's storage class");
+    assert_eq!(
+        class.verdict,
+        museum::doctor::Verdict::Ok("the provider stored a probe as GLACIER".to_owned())
+    );
     let cold = app
         .state
         .buckets
