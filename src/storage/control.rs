@@ -220,16 +220,7 @@ impl BucketClient {
     /// object_store's HEAD does not carry it, so doctor asks here. Not for SSE-C
     /// buckets, which refuse a HEAD without the key.
     pub async fn stored_class(&self, key: &str) -> Result<Option<String>> {
-        let url = self
-            .bucket()
-            .head_object(Some(self.credentials()), key)
-            .sign(CHECK_URL_TTL);
-        let response = self
-            .http()
-            .head(url)
-            .send()
-            .await
-            .map_err(|e| self.transport(e))?;
+        let response = self.object_check(rusty_s3::Method::Head, key).await?;
         if !response.status().is_success() {
             return Err(self.error_for(response).await);
         }
@@ -244,17 +235,25 @@ impl BucketClient {
     /// for an object the bucket encrypted with one. Any answer but a 2xx counts as
     /// refused; `Err` only when nothing answered.
     pub async fn refuses_read_without_key(&self, key: &str) -> Result<bool> {
-        let url = self
-            .bucket()
-            .get_object(Some(self.credentials()), key)
-            .sign(CHECK_URL_TTL);
-        let response = self
-            .http()
-            .get(url)
-            .send()
-            .await
-            .map_err(|e| self.transport(e))?;
+        let response = self.object_check(rusty_s3::Method::Get, key).await?;
         Ok(!response.status().is_success())
+    }
+
+    /// A signed HEAD or GET of `key`, with no SSE-C key and no body read.
+    async fn object_check(&self, method: rusty_s3::Method, key: &str) -> Result<reqwest::Response> {
+        let request = match method {
+            rusty_s3::Method::Head => self.http().head(
+                self.bucket()
+                    .head_object(Some(self.credentials()), key)
+                    .sign(CHECK_URL_TTL),
+            ),
+            _ => self.http().get(
+                self.bucket()
+                    .get_object(Some(self.credentials()), key)
+                    .sign(CHECK_URL_TTL),
+            ),
+        };
+        request.send().await.map_err(|e| self.transport(e))
     }
 }
 

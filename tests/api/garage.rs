@@ -569,16 +569,7 @@ async fn museum_uploads_and_replicates_through_garage() {
     // One object replicated in one request, one in parts.
     for (len, seed) in [(100_000, 1), (PART_SIZE as usize + 100, 2)] {
         let bytes = bytes_of(len, seed);
-        let (id, key) = app.upload(&token, &bytes).await;
-        let outcomes = app.drain().await;
-        assert_eq!(
-            outcomes,
-            vec![Outcome::Copied {
-                object_id: id,
-                done: 2,
-                failed: 0
-            }]
-        );
+        let (id, key) = upload_and_replicate(&app, &token, &bytes).await;
         for bucket in buckets {
             let (status, body) = garage.get(bucket, &key).await;
             assert_eq!(status, 200, "{bucket}/{key}");
@@ -590,6 +581,28 @@ async fn museum_uploads_and_replicates_through_garage() {
             app.copies(id).await
         );
     }
+}
+
+/// Uploads and reports `bytes`, then runs the replicator until both copies are made
+/// in one pass, none failing. Returns the file's id and key.
+async fn upload_and_replicate(
+    app: &crate::helpers::TestApp,
+    token: &str,
+    bytes: &[u8],
+) -> (i64, String) {
+    let (id, key) = app.upload(token, bytes).await;
+    let outcomes = app.drain().await;
+    assert_eq!(
+        outcomes,
+        vec![Outcome::Copied {
+            object_id: id,
+            done: 2,
+            failed: 0
+        }],
+        "{:?}",
+        app.copies(id).await
+    );
+    (id, key)
 }
 
 /// A download of file `id` through museum, redirects not followed: status and body.
@@ -629,18 +642,7 @@ async fn sse_c_replicas_are_encrypted_proved_verified_and_served_with_their_keys
     // One object copied with one PUT, one in parts.
     for (len, seed) in [(100_000, 3), (PART_SIZE as usize + 100, 4)] {
         let bytes = bytes_of(len, seed);
-        let (id, key) = app.upload(&token, &bytes).await;
-        let outcomes = app.drain().await;
-        assert_eq!(
-            outcomes,
-            vec![Outcome::Copied {
-                object_id: id,
-                done: 2,
-                failed: 0
-            }],
-            "{:?}",
-            app.copies(id).await
-        );
+        let (id, key) = upload_and_replicate(&app, &token, &bytes).await;
         for c in app.copies(id).await {
             assert_eq!(c.verified_size, Some(len as i64), "{c:?}");
             assert!(c.verified_etag.is_some(), "{c:?}");
