@@ -340,10 +340,11 @@ pub async fn copy_object(
     Ok(CopyReport { md5, results })
 }
 
-/// Reads the source part by part (in parts of `part_size` for a multipart copy,
-/// as one piece otherwise) and sends each part's chunks to every healthy sink at
-/// once: the same `Bytes`, shared, not copied. Returns the whole object's MD5 and,
-/// for a multipart copy, each part's MD5.
+/// Streams the source into every healthy sink, part by part: in parts of
+/// `part_size` for a multipart copy, as one piece otherwise. Each part is read
+/// whole, then sent to every target at once as the same shared bytes; the next part
+/// is read while the last one is being sent, so a copy holds at most two parts.
+/// Returns the whole object's MD5 and, for a multipart copy, each part's MD5.
 async fn pump(
     reader: &mut Reader,
     sinks: &mut [Sink],
@@ -354,6 +355,7 @@ async fn pump(
     let mut whole = Md5::new();
     let mut part_md5s = Vec::new();
     let parts = part_size.map_or(1, |p| job.size.div_ceil(p));
+    let mut sending: Option<PartSends> = None;
     for part in 0..parts {
         let part_len = match part_size {
             Some(p) => p.min(job.size - part * p),
@@ -365,55 +367,103 @@ async fn pump(
             .ok()
             .filter(|n| u64::from(*n) <= MAX_PARTS)
             .ok_or(CopyError::TooLarge { size: job.size })?;
-        // A single PUT's part is the whole object: hashing it twice would only cost.
-        let mut part_md5 = multipart.then(Md5::new);
-        let mut chunks = Vec::new();
-        let mut remaining = part_len;
-        while remaining > 0 {
-            let chunk = reader.next_up_to(remaining).await?;
-            remaining -= chunk.len() as u64;
-            whole.update(&chunk);
-            if let Some(p) = &mut part_md5 {
-                p.update(&chunk);
+        let read = read_part(reader, part_len, &mut whole, multipart);
+        let (chunks, part_md5) = match sending.take() {
+            Some(sends) => {
+                let (read, sent) = futures_util::join!(read, sends);
+                record_sends(sinks, sent, multipart);
+                read?
             }
-            chunks.push(chunk);
+            None => read.await?,
+        };
+        if let Some(md5) = part_md5 {
+            part_md5s.push(md5);
         }
-        let sends = sinks
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| s.error.is_none())
-            .map(|(i, sink)| {
-                let chunks = chunks.clone();
-                let bucket = &sink.bucket;
-                let upload_id = sink.upload_id.as_deref();
-                async move {
-                    let sent = match upload_id {
-                        Some(id) => bucket.upload_part(job.key, id, part_number, chunks).await,
-                        None => bucket.put_object(job.key, chunks).await,
-                    };
-                    (i, sent)
-                }
-            })
-            .collect::<Vec<_>>();
-        drop(chunks);
-        for (i, sent) in futures_util::future::join_all(sends).await {
-            let sink = &mut sinks[i];
-            match sent {
-                Ok(etag) if multipart => sink.etags.push(etag.unwrap_or_default()),
-                Ok(etag) => sink.answered = etag,
-                Err(e) => {
-                    sink.error = Some(CopyError::Target {
-                        bucket: sink.bucket.id().to_owned(),
-                        source: e,
-                    });
-                }
-            }
-        }
-        if let Some(p) = part_md5 {
-            part_md5s.push(p.finalize().into());
-        }
+        sending = Some(send_part(sinks, job.key, part_number, chunks));
+    }
+    if let Some(sends) = sending {
+        record_sends(sinks, sends.await, multipart);
     }
     Ok((whole.finalize().into(), part_md5s))
+}
+
+/// The sends of one part to every healthy target, each with its sink's index.
+type PartSends = futures_util::future::JoinAll<
+    std::pin::Pin<
+        Box<
+            dyn std::future::Future<Output = (usize, crate::storage::Result<Option<String>>)>
+                + Send,
+        >,
+    >,
+>;
+
+/// Reads the next `len` bytes, adding them to `whole`; returns them and, for a
+/// multipart copy, their own MD5 (a single PUT's part is the whole object: hashing
+/// it twice would only cost).
+async fn read_part(
+    reader: &mut Reader,
+    len: u64,
+    whole: &mut Md5,
+    multipart: bool,
+) -> Result<(Vec<Bytes>, Option<[u8; 16]>), CopyError> {
+    let mut part_md5 = multipart.then(Md5::new);
+    let mut chunks = Vec::new();
+    let mut remaining = len;
+    while remaining > 0 {
+        let chunk = reader.next_up_to(remaining).await?;
+        remaining -= chunk.len() as u64;
+        whole.update(&chunk);
+        if let Some(p) = &mut part_md5 {
+            p.update(&chunk);
+        }
+        chunks.push(chunk);
+    }
+    Ok((chunks, part_md5.map(|p| p.finalize().into())))
+}
+
+/// Starts sending `chunks` as part `part_number` (or as the whole object) to every
+/// sink that has not failed; each send shares the same bytes.
+fn send_part(sinks: &[Sink], key: &str, part_number: u16, chunks: Vec<Bytes>) -> PartSends {
+    let sends = sinks
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.error.is_none())
+        .map(|(i, sink)| {
+            let chunks = chunks.clone();
+            let bucket = Arc::clone(&sink.bucket);
+            let upload_id = sink.upload_id.clone();
+            let key = key.to_owned();
+            Box::pin(async move {
+                let sent = match upload_id {
+                    Some(id) => bucket.upload_part(&key, &id, part_number, chunks).await,
+                    None => bucket.put_object(&key, chunks).await,
+                };
+                (i, sent)
+            }) as std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send>>
+        })
+        .collect::<Vec<_>>();
+    futures_util::future::join_all(sends)
+}
+
+/// Files what each target answered to a part: its ETag, or why it failed.
+fn record_sends(
+    sinks: &mut [Sink],
+    sent: Vec<(usize, crate::storage::Result<Option<String>>)>,
+    multipart: bool,
+) {
+    for (i, sent) in sent {
+        let sink = &mut sinks[i];
+        match sent {
+            Ok(etag) if multipart => sink.etags.push(etag.unwrap_or_default()),
+            Ok(etag) => sink.answered = etag,
+            Err(e) => {
+                sink.error = Some(CopyError::Target {
+                    bucket: sink.bucket.id().to_owned(),
+                    source: e,
+                });
+            }
+        }
+    }
 }
 
 /// Aborts the multipart uploads of sinks that failed, or of every sink when `all`;
