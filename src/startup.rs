@@ -21,6 +21,7 @@ use crate::db::replication::pending_counts;
 use crate::db::uploads::TempObjectWriter;
 use crate::db::{Db, PoolConfig};
 use crate::metrics::Metrics;
+use crate::replication::copy::Memory;
 use crate::replication::instance::{self, Instance};
 use crate::replication::purge::Purger;
 use crate::replication::{ReplicationWorker, WorkerConfig};
@@ -130,6 +131,8 @@ impl Application {
     pub fn replication_workers(&self, owner_prefix: &str) -> Vec<ReplicationWorker> {
         let r = &self.settings.replication;
         let config = WorkerConfig::from(r);
+        // One memory budget for every worker of the process.
+        let memory = Memory::new(config.memory_limit);
         (0..r.worker_count)
             .map(|i| {
                 ReplicationWorker::new(
@@ -139,6 +142,7 @@ impl Application {
                     config,
                     format!("{owner_prefix}{i}"),
                 )
+                .sharing_memory(memory.clone())
             })
             .collect()
     }

@@ -370,6 +370,11 @@ pub struct ReplicationConfig {
     /// database busy while each copy waits on its own requests.
     #[serde(rename = "batch-size")]
     pub batch_size: u32,
+    /// How many bytes the copies of one process may hold in memory at once: each
+    /// part (or whole small object) is reserved before it is read and given back once
+    /// every target has it.
+    #[serde(rename = "memory-limit")]
+    pub memory_limit: u64,
     /// Objects larger than this are copied with a multipart upload; smaller ones with
     /// one PUT per target, sent from memory: a copy holds this much at most.
     #[serde(rename = "multipart-threshold")]
@@ -399,8 +404,9 @@ impl Default for ReplicationConfig {
             enabled: true,
             worker_count: 6,
             batch_size: 16,
+            memory_limit: 256 * 1024 * 1024,
             multipart_threshold: 16 * 1024 * 1024,
-            part_size: 16 * 1024 * 1024,
+            part_size: 8 * 1024 * 1024,
             retry: RetryConfig::default(),
             lease: HumanDuration(Duration::from_secs(60)),
             instance_timeout: HumanDuration(Duration::from_secs(5)),

@@ -237,6 +237,12 @@ pub fn validate(s: &Settings, figment: &Figment) -> Vec<String> {
         );
     }
     let r = &s.replication;
+    if r.memory_limit < 1024 * 1024 {
+        problem(
+            "replication.memory-limit",
+            "must be at least 1 MiB; 256 MiB is a good default (a part larger than the limit waits for all of it)".to_owned(),
+        );
+    }
     if r.part_size < 5 * 1024 * 1024 || r.part_size > 5 * 1024 * 1024 * 1024 {
         problem(
             "replication.part-size",

@@ -134,6 +134,43 @@ pub struct CopyJob<'a> {
     pub part_size: u64,
     /// Where the bytes the copy moves are counted (the lease heartbeat reads it).
     pub activity: &'a Activity,
+    /// The process's budget for bytes held in memory by copies.
+    pub memory: &'a Memory,
+}
+
+/// How many bytes all copies of a process may hold in memory at once
+/// (`replication.memory-limit`). A copy reserves each part before reading it and
+/// gives it back once every target has it, so many small copies and a few large
+/// ones share one bound. A part larger than the whole budget waits for all of it.
+#[derive(Debug, Clone)]
+pub struct Memory {
+    permits: Arc<tokio::sync::Semaphore>,
+    total: u32,
+}
+
+/// The unit of the memory budget.
+const MEMORY_UNIT: u64 = 1024;
+
+impl Memory {
+    pub fn new(bytes: u64) -> Self {
+        let total = u32::try_from(bytes.div_ceil(MEMORY_UNIT).max(1)).unwrap_or(u32::MAX >> 3);
+        let total = total.min(tokio::sync::Semaphore::MAX_PERMITS as u32);
+        Self {
+            permits: Arc::new(tokio::sync::Semaphore::new(total as usize)),
+            total,
+        }
+    }
+
+    /// Waits until `len` bytes (at most the whole budget) may be held.
+    async fn hold(&self, len: u64) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let units = u32::try_from(len.div_ceil(MEMORY_UNIT))
+            .unwrap_or(u32::MAX)
+            .clamp(1, self.total);
+        Arc::clone(&self.permits)
+            .acquire_many_owned(units)
+            .await
+            .ok()
+    }
 }
 
 impl CopyJob<'_> {
@@ -367,8 +404,13 @@ async fn pump(
             .ok()
             .filter(|n| u64::from(*n) <= MAX_PARTS)
             .ok_or(CopyError::TooLarge { size: job.size })?;
-        let read = read_part(reader, part_len, &mut whole, multipart);
-        let (chunks, part_md5) = match sending.take() {
+        let read = async {
+            let held = job.memory.hold(part_len).await;
+            read_part(reader, part_len, &mut whole, multipart)
+                .await
+                .map(|(chunks, md5)| (chunks, md5, held))
+        };
+        let (chunks, part_md5, held) = match sending.take() {
             Some(sends) => {
                 let (read, sent) = futures_util::join!(read, sends);
                 record_sends(sinks, sent, multipart);
@@ -379,7 +421,7 @@ async fn pump(
         if let Some(md5) = part_md5 {
             part_md5s.push(md5);
         }
-        sending = Some(send_part(sinks, job.key, part_number, chunks));
+        sending = Some(send_part(sinks, job.key, part_number, chunks, held));
     }
     if let Some(sends) = sending {
         record_sends(sinks, sends.await, multipart);
@@ -423,7 +465,16 @@ async fn read_part(
 
 /// Starts sending `chunks` as part `part_number` (or as the whole object) to every
 /// sink that has not failed; each send shares the same bytes.
-fn send_part(sinks: &[Sink], key: &str, part_number: u16, chunks: Vec<Bytes>) -> PartSends {
+fn send_part(
+    sinks: &[Sink],
+    key: &str,
+    part_number: u16,
+    chunks: Vec<Bytes>,
+    held: Option<tokio::sync::OwnedSemaphorePermit>,
+) -> PartSends {
+    // The part's memory is given back once every target has it (the last send to
+    // end drops the last clone).
+    let held = Arc::new(held);
     let sends = sinks
         .iter()
         .enumerate()
@@ -433,7 +484,9 @@ fn send_part(sinks: &[Sink], key: &str, part_number: u16, chunks: Vec<Bytes>) ->
             let bucket = Arc::clone(&sink.bucket);
             let upload_id = sink.upload_id.clone();
             let key = key.to_owned();
+            let held = Arc::clone(&held);
             Box::pin(async move {
+                let _held = held;
                 let sent = match upload_id {
                     Some(id) => bucket.upload_part(&key, &id, part_number, chunks).await,
                     None => bucket.put_object(&key, chunks).await,

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use tokio::task::{JoinError, JoinSet};
 
-use self::copy::{CopyError, CopyJob, Target, copy_object};
+use self::copy::{CopyError, CopyJob, Memory, Target, copy_object};
 use crate::db::replication::{self as queue, ClaimedCopy, CopySource, DoneMark};
 use crate::db::{Db, DbError, now_millis};
 use crate::events::{self, FoundBy};
@@ -42,6 +42,8 @@ pub struct WorkerConfig {
     pub poll_interval: Duration,
     /// Objects one worker claims and copies at once.
     pub batch_size: u32,
+    /// Bytes the copies of a process may hold in memory at once.
+    pub memory_limit: u64,
 }
 
 impl From<&crate::config::ReplicationConfig> for WorkerConfig {
@@ -54,6 +56,7 @@ impl From<&crate::config::ReplicationConfig> for WorkerConfig {
             lease: r.lease.get(),
             poll_interval: r.poll_interval.get(),
             batch_size: r.batch_size.max(1),
+            memory_limit: r.memory_limit,
         }
     }
 }
@@ -118,6 +121,7 @@ pub struct ReplicationWorker {
     metrics: Metrics,
     config: WorkerConfig,
     owner: String,
+    memory: Memory,
 }
 
 impl ReplicationWorker {
@@ -133,9 +137,17 @@ impl ReplicationWorker {
             db,
             buckets,
             metrics,
+            memory: Memory::new(config.memory_limit),
             config,
             owner,
         }
+    }
+
+    /// The same worker, holding its copies' bytes within `memory`, a budget shared
+    /// with the other workers of the process.
+    pub fn sharing_memory(mut self, memory: Memory) -> Self {
+        self.memory = memory;
+        self
     }
 
     /// Claims every due copy of the object due longest, copies them with one read of
@@ -490,6 +502,7 @@ impl ReplicationWorker {
             multipart_threshold: self.config.multipart_threshold,
             part_size: self.config.part_size,
             activity,
+            memory: &self.memory,
         };
         let mut broken = Vec::new();
         let mut damage = None;

@@ -655,9 +655,13 @@ impl Buckets {
                     .with_client_options(options.clone())
                     .with_http_connector(Transport::new(http.clone(), overall))
                     .with_retry(retry.clone());
+                // Under SSE-C the ETag proves nothing about the bytes, so each payload's
+                // SHA-256 is signed for the provider to check. Elsewhere the MD5 ETag a
+                // write answers is the proof, and hashing every byte twice more (once
+                // per target) would only cost.
                 let builder = match &cfg.sse_c_key {
                     Some(k) => builder.with_ssec_encryption(k.expose_secret().trim()),
-                    None => builder,
+                    None => builder.with_unsigned_payload(true),
                 };
                 builder
                     .build()
