@@ -897,7 +897,7 @@ async fn run() {
                     name: "replication_vs_rclone",
                     what: format!("rclone {rclone_s:.2} s / museum {museum_s:.2} s"),
                     value: rclone_s / museum_s,
-                    target: Target::AtLeast(1.3),
+                    target: Target::AtLeast(1.5),
                 },
             );
         } else {
@@ -912,7 +912,7 @@ async fn run() {
                 name: "replication_vs_raw_stream",
                 what: format!("raw {raw_s:.2} s / museum {museum_s:.2} s"),
                 value: raw_s / museum_s,
-                target: Target::AtLeast(0.8),
+                target: Target::AtLeast(0.85),
             },
         );
     }
@@ -973,7 +973,7 @@ async fn run() {
                     lags.len()
                 ),
                 value: p99,
-                target: Target::AtMost(500.0),
+                target: Target::AtMost(100.0),
             },
         );
     }
@@ -1180,7 +1180,7 @@ async fn run() {
                 name: "peak_rss_mib_1gib_object",
                 what: format!("VmHWM {peak:.1} MiB (idle {idle:.1} MiB)"),
                 value: peak,
-                target: Target::AtMost(100.0),
+                target: Target::AtMost(64.0),
             },
         );
         drop(m);
