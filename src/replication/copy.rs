@@ -153,8 +153,11 @@ const MEMORY_UNIT: u64 = 1024;
 
 impl Memory {
     pub fn new(bytes: u64) -> Self {
-        let total = u32::try_from(bytes.div_ceil(MEMORY_UNIT).max(1)).unwrap_or(u32::MAX >> 3);
-        let total = total.min(tokio::sync::Semaphore::MAX_PERMITS as u32);
+        // Units are counted in a u32 (what `acquire_many` takes), far below the
+        // semaphore's own limit.
+        let total = u32::try_from(bytes.div_ceil(MEMORY_UNIT))
+            .unwrap_or(u32::MAX)
+            .max(1);
         Self {
             permits: Arc::new(tokio::sync::Semaphore::new(total as usize)),
             total,
