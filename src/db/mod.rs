@@ -245,9 +245,26 @@ pub fn now_millis() -> i64 {
         .unwrap_or(0)
 }
 
+/// `count` numbered placeholders from `$first` on, comma-separated (`$3, $4, $5`),
+/// for statements whose number of values is known only at run time. Only these are
+/// formatted into SQL; every value is bound.
+pub(crate) fn placeholders(first: usize, count: usize) -> String {
+    (first..first + count)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn placeholders_are_numbered_from_the_first_asked() {
+        assert_eq!(placeholders(1, 3), "$1, $2, $3");
+        assert_eq!(placeholders(19, 2), "$19, $20");
+        assert_eq!(placeholders(1, 0), "");
+    }
 
     #[test]
     fn locked_databases_are_recognised_by_primary_and_extended_codes() {

@@ -178,10 +178,7 @@ pub async fn find_sources(
     let mut sources = std::collections::HashMap::with_capacity(object_ids.len());
     // Within every engine's limit on bound parameters.
     for ids in object_ids.chunks(500) {
-        let list = (1..=ids.len())
-            .map(|i| format!("${i}"))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let list = super::placeholders(1, ids.len());
         let sql = format!(
             "SELECT id, object_key, bucket_id, size, md5, etag, created_at FROM objects WHERE id IN ({list})"
         );

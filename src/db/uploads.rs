@@ -148,10 +148,7 @@ const TEMP_ROWS_PER_STATEMENT: usize = 100;
 async fn insert_temp_rows(tx: &mut sqlx::AnyConnection, rows: &[TempObject]) -> Result<()> {
     for chunk in rows.chunks(TEMP_ROWS_PER_STATEMENT) {
         let placeholders: Vec<String> = (0..chunk.len())
-            .map(|i| {
-                let p: Vec<String> = (1..=9).map(|j| format!("${}", i * 9 + j)).collect();
-                format!("({})", p.join(", "))
-            })
+            .map(|i| format!("({})", super::placeholders(i * 9 + 1, 9)))
             .collect();
         // Only numbered placeholders are formatted in; every value is bound.
         let sql = format!(
