@@ -63,17 +63,11 @@ async fn unquoted_numeric_secrets_start_the_binary_and_never_show() {
     assert_secret_absent("the log", &std::fs::read_to_string(&log).unwrap());
 }
 
-#[test]
-fn failing_start_ups_with_a_numeric_secret_never_show_it() {
-    let dir = checkout_copy();
-    // A configuration problem elsewhere: every problem is listed, the secret is not.
-    std::fs::write(
-        dir.path().join("credentials.yaml"),
-        numeric_bucket_secrets(),
-    )
-    .unwrap();
-    let out = museum(dir.path(), free_port(), free_port())
-        .env("ENTE_S3_B2_EU_CEN_BUCKET", "No_Such")
+/// Runs `museum migrate` in `dir` with one more variable, asserts that it fails with
+/// exit code 2, and returns all it printed (stdout, then stderr).
+fn failing_migrate(dir: &std::path::Path, (name, value): (&str, &str)) -> String {
+    let out = museum(dir, free_port(), free_port())
+        .env(name, value)
         .arg("migrate")
         .output()
         .unwrap();
@@ -83,6 +77,19 @@ fn failing_start_ups_with_a_numeric_secret_never_show_it() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(out.status.code(), Some(2), "{output}");
+    output
+}
+
+#[test]
+fn failing_start_ups_with_a_numeric_secret_never_show_it() {
+    let dir = checkout_copy();
+    // A configuration problem elsewhere: every problem is listed, the secret is not.
+    std::fs::write(
+        dir.path().join("credentials.yaml"),
+        numeric_bucket_secrets(),
+    )
+    .unwrap();
+    let output = failing_migrate(dir.path(), ("ENTE_S3_B2_EU_CEN_BUCKET", "No_Such"));
     assert!(output.contains("s3.b2-eu-cen.bucket"), "{output}");
     assert_secret_absent("a configuration error", &output);
 
@@ -95,17 +102,7 @@ fn failing_start_ups_with_a_numeric_secret_never_show_it() {
         ),
     )
     .unwrap();
-    let out = museum(dir.path(), free_port(), free_port())
-        .env("ENTE_DB_ACQUIRE_TIMEOUT", "1s")
-        .arg("migrate")
-        .output()
-        .unwrap();
-    let output = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(out.status.code(), Some(2), "{output}");
+    let output = failing_migrate(dir.path(), ("ENTE_DB_ACQUIRE_TIMEOUT", "1s"));
     assert!(output.contains("database"), "{output}");
     assert_secret_absent("a database error", &output);
     crate::helpers::Reliability {
