@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use museum::config::HumanDuration;
+use museum::config::{HumanDuration, Settings};
 use museum::db::replication::{list_copies, state};
 use museum::replication::Outcome;
 
@@ -41,6 +41,13 @@ async fn all_done(app: &TestApp, ids: &[i64]) -> bool {
 }
 
 /// Waits until every copy of `ids` is done, or `limit` passes; returns how long it took.
+/// Runs `workers` replication workers that look for work every 100 ms.
+fn replicating(s: &mut Settings, workers: u32) {
+    s.replication.enabled = true;
+    s.replication.worker_count = workers;
+    s.replication.poll_interval = HumanDuration(Duration::from_millis(100));
+}
+
 async fn wait_all_done(app: &TestApp, ids: &[i64], limit: Duration) -> Duration {
     let start = Instant::now();
     while start.elapsed() < limit && !all_done(app, ids).await {
@@ -242,9 +249,7 @@ async fn a_dead_instance_s_copies_are_taken_over_within_ten_seconds(engine: Engi
     let trickle = FaultProxy::start(app.server("b2-eu-cen").addr, Mode::Trickle).await;
     let mut settings = app.settings.clone();
     settings.s3.b2_eu_cen.endpoint = Some(format!("http://{}", trickle.addr));
-    settings.replication.enabled = true;
-    settings.replication.worker_count = 2;
-    settings.replication.poll_interval = HumanDuration(Duration::from_millis(100));
+    replicating(&mut settings, 2);
     let mut doomed = Sibling::start(settings).await;
 
     // Uploaded first and reported together, so that the copies start together.
@@ -285,12 +290,7 @@ async fn a_dead_instance_s_copies_are_taken_over_within_ten_seconds(engine: Engi
     };
 
     // Another instance runs workers of its own; then the first dies mid-copy.
-    app.restart_with(|s| {
-        s.replication.enabled = true;
-        s.replication.worker_count = 2;
-        s.replication.poll_interval = HumanDuration(Duration::from_millis(100));
-    })
-    .await;
+    app.restart_with(|s| replicating(s, 2)).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mut in_flight = Vec::new();
     for id in held {
@@ -341,9 +341,7 @@ async fn a_slow_but_live_copy_is_never_taken_over(engine: Engine) {
     let trickle = FaultProxy::start(app.server("b2-eu-cen").addr, Mode::Trickle).await;
     let mut settings = app.settings.clone();
     settings.s3.b2_eu_cen.endpoint = Some(format!("http://{}", trickle.addr));
-    settings.replication.enabled = true;
-    settings.replication.worker_count = 1;
-    settings.replication.poll_interval = HumanDuration(Duration::from_millis(100));
+    replicating(&mut settings, 1);
     let _slow = Sibling::start(settings).await;
 
     // About 8 s at the trickle's pace: four leases, and longer than an instance's
@@ -362,12 +360,7 @@ async fn a_slow_but_live_copy_is_never_taken_over(engine: Engine) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     // Another instance looks for work all along.
-    app.restart_with(|s| {
-        s.replication.enabled = true;
-        s.replication.worker_count = 2;
-        s.replication.poll_interval = HumanDuration(Duration::from_millis(100));
-    })
-    .await;
+    app.restart_with(|s| replicating(s, 2)).await;
     wait_all_done(&app, &[id], Duration::from_secs(60)).await;
     let took = started.elapsed();
 
