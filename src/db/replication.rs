@@ -225,39 +225,51 @@ pub struct DoneMark {
     pub etag: Option<String>,
 }
 
-/// Marks verified copies done, all in one transaction (one commit, and on SQLite one
-/// sync, for a whole batch). For each mark, whether `owner` still held the copy: one
-/// it lost meanwhile is left to its new holder.
+/// Marks verified copies done, in one statement per 100 marks (one commit, and on
+/// SQLite one sync, for a whole batch of a typical size). For each mark, whether
+/// `owner` still held the copy: one it lost meanwhile is left to its new holder.
 pub async fn mark_done_many(
     db: &Db,
     owner: &str,
     now: i64,
     marks: &[DoneMark],
 ) -> Result<Vec<bool>> {
-    if marks.is_empty() {
-        return Ok(Vec::new());
+    let mut held = std::collections::HashSet::with_capacity(marks.len());
+    // 4 values a mark: within every engine's limit on bound parameters.
+    for chunk in marks.chunks(100) {
+        // The VALUES columns are column1…column4 on both engines.
+        let rows = (0..chunk.len())
+            .map(|i| {
+                let n = 3 + 4 * i;
+                format!("(${}, ${}, ${}, ${})", n, n + 1, n + 2, n + 3)
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "UPDATE object_copies SET state = 'done', copied_at = $1, verified_size = v.column3, \
+             verified_etag = v.column4, last_error = NULL, lease_until = NULL, lease_owner = NULL, upload_id = NULL \
+             FROM (VALUES {rows}) AS v \
+             WHERE object_copies.object_id = v.column1 AND object_copies.bucket_id = v.column2 \
+             AND object_copies.lease_owner = $2 AND object_copies.state = 'copying' \
+             RETURNING object_copies.object_id, object_copies.bucket_id"
+        );
+        // Only numbered placeholders are spliced in; every value is bound.
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now).bind(owner);
+        for m in chunk {
+            query = query
+                .bind(m.object_id)
+                .bind(m.bucket_id.as_str())
+                .bind(m.size)
+                .bind(m.etag.as_deref());
+        }
+        for r in query.fetch_all(&db.pool).await? {
+            held.insert((r.try_get::<i64, _>(0)?, r.try_get::<String, _>(1)?));
+        }
     }
-    let mut tx = db.begin_write().await?;
-    let mut held = Vec::with_capacity(marks.len());
-    for m in marks {
-        let n = sqlx::query(
-            "UPDATE object_copies SET state = 'done', copied_at = $1, verified_size = $2, verified_etag = $3, \
-             last_error = NULL, lease_until = NULL, lease_owner = NULL, upload_id = NULL \
-             WHERE object_id = $4 AND bucket_id = $5 AND lease_owner = $6 AND state = 'copying'",
-        )
-        .bind(now)
-        .bind(m.size)
-        .bind(m.etag.as_deref())
-        .bind(m.object_id)
-        .bind(&m.bucket_id)
-        .bind(owner)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        held.push(n == 1);
-    }
-    tx.commit().await?;
-    Ok(held)
+    Ok(marks
+        .iter()
+        .map(|m| held.contains(&(m.object_id, m.bucket_id.clone())))
+        .collect())
 }
 
 /// Records the multipart upload `owner` started on the target for its attempt (or
@@ -409,6 +421,32 @@ pub async fn list_copies(db: &Db, object_id: i64) -> Result<Vec<CopyRow>> {
     .iter()
     .map(copy_from_row)
     .collect()
+}
+
+/// Every copy row of each of `object_ids`, by object; one query for a whole batch.
+pub async fn list_copies_of(
+    db: &Db,
+    object_ids: &[i64],
+) -> Result<std::collections::HashMap<i64, Vec<CopyRow>>> {
+    let mut copies: std::collections::HashMap<i64, Vec<CopyRow>> =
+        std::collections::HashMap::with_capacity(object_ids.len());
+    for ids in object_ids.chunks(500) {
+        let list = super::placeholders(1, ids.len());
+        let sql = format!(
+            "SELECT {} FROM object_copies WHERE object_id IN ({list}) ORDER BY object_id, bucket_id",
+            copy_columns!()
+        );
+        // Only numbered placeholders are spliced in; every id is bound.
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for id in ids {
+            query = query.bind(*id);
+        }
+        for r in query.fetch_all(&db.pool).await? {
+            let row = copy_from_row(&r)?;
+            copies.entry(row.object_id).or_default().push(row);
+        }
+    }
+    Ok(copies)
 }
 
 /// Copies not yet done (pending or in progress), per target bucket.

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tokio::task::{JoinError, JoinSet};
 
 use self::copy::{CopyError, CopyJob, Memory, Target, copy_object};
-use crate::db::replication::{self as queue, ClaimedCopy, CopySource, DoneMark};
+use crate::db::replication::{self as queue, ClaimedCopy, CopyRow, CopySource, DoneMark};
 use crate::db::{Db, DbError, now_millis};
 use crate::events::{self, FoundBy};
 use crate::metrics::Metrics;
@@ -157,10 +157,11 @@ impl ReplicationWorker {
     /// instance's heartbeat stops and another instance retries (see [`instance`]).
     pub async fn run_once(&self) -> Result<Outcome, ReplicationError> {
         let mut batch = self.claim(1).await?;
-        let Some((object_id, claimed, source)) = batch.pop() else {
+        let Some(object) = batch.pop() else {
             return Ok(Outcome::Idle);
         };
-        let copied = self.copy_one(object_id, claimed, source).await?;
+        let object_id = object.object_id;
+        let copied = self.copy_one(object).await?;
         let done = self.commit_done(std::slice::from_ref(&copied)).await?;
         Ok(Outcome::Copied {
             object_id,
@@ -169,8 +170,8 @@ impl ReplicationWorker {
         })
     }
 
-    /// Claims every due copy of up to `objects` objects, and looks their objects up;
-    /// one statement each.
+    /// Claims every due copy of up to `objects` objects, and looks their objects and
+    /// all their copies up; one statement each for the whole batch.
     async fn claim(&self, objects: u32) -> Result<Vec<ClaimedObject>, ReplicationError> {
         let now = now_millis();
         let lease_until = now + millis(self.config.lease);
@@ -181,15 +182,18 @@ impl ReplicationWorker {
         let mut ids: Vec<i64> = claimed.iter().map(|c| c.object_id).collect();
         ids.dedup();
         let mut sources = queue::find_sources(&self.db, &ids).await?;
+        let mut copies = queue::list_copies_of(&self.db, &ids).await?;
         let mut batch: Vec<ClaimedObject> = Vec::with_capacity(ids.len());
         for c in claimed {
             match batch.last_mut() {
-                Some((id, copies, _)) if *id == c.object_id => copies.push(c),
-                _ => batch.push((c.object_id, vec![c], None)),
+                Some(object) if object.object_id == c.object_id => object.claimed.push(c),
+                _ => batch.push(ClaimedObject {
+                    object_id: c.object_id,
+                    source: sources.remove(&c.object_id),
+                    copies: copies.remove(&c.object_id).unwrap_or_default(),
+                    claimed: vec![c],
+                }),
             }
-        }
-        for (id, _, source) in &mut batch {
-            *source = sources.remove(id);
         }
         Ok(batch)
     }
@@ -198,16 +202,10 @@ impl ReplicationWorker {
     /// lease heartbeat running for as long as the copy does. Failures are recorded
     /// here; the verified copies are returned, to be marked done with others in one
     /// transaction by [`Self::commit_done`].
-    async fn copy_one(
-        &self,
-        object_id: i64,
-        claimed: Vec<ClaimedCopy>,
-        source: Option<CopySource>,
-    ) -> Result<Copied, ReplicationError> {
+    async fn copy_one(&self, object: ClaimedObject) -> Result<Copied, ReplicationError> {
         let activity = Activity::new();
-        let _heartbeat = AbortOnDrop(self.spawn_heartbeat(object_id, activity.clone()));
-        self.copy_claimed(object_id, &claimed, source, &activity)
-            .await
+        let _heartbeat = AbortOnDrop(self.spawn_heartbeat(object.object_id, activity.clone()));
+        self.copy_claimed(&object, &activity).await
     }
 
     /// Marks the verified copies of `batch` done in one transaction, and counts each
@@ -264,12 +262,11 @@ impl ReplicationWorker {
 
     async fn copy_claimed(
         &self,
-        object_id: i64,
-        claimed: &[ClaimedCopy],
-        source: Option<CopySource>,
+        object: &ClaimedObject,
         activity: &Activity,
     ) -> Result<Copied, ReplicationError> {
-        let Some(source) = source else {
+        let (object_id, claimed) = (object.object_id, object.claimed.as_slice());
+        let Some(source) = &object.source else {
             for c in claimed {
                 queue::mark_attempt_failed(
                     &self.db,
@@ -288,7 +285,7 @@ impl ReplicationWorker {
             });
         };
 
-        let (targets, mut failed) = self.prepare_targets(&source, claimed, activity).await?;
+        let (targets, mut failed) = self.prepare_targets(source, claimed, activity).await?;
         let mut copied = Copied {
             created_at: source.created_at,
             verified: Vec::new(),
@@ -300,7 +297,7 @@ impl ReplicationWorker {
         }
 
         let read = self
-            .copy_from_any_source(&source, &targets, activity)
+            .copy_from_any_source(source, &object.copies, &targets, activity)
             .await?;
         match read.result {
             Ok(report) => {
@@ -322,7 +319,7 @@ impl ReplicationWorker {
                         }),
                         Err(e) => {
                             failed += 1;
-                            self.record_failure(&source, c, e.is_permanent(), &error_chain(&e))
+                            self.record_failure(source, c, e.is_permanent(), &error_chain(&e))
                                 .await?;
                         }
                     }
@@ -343,7 +340,7 @@ impl ReplicationWorker {
                     .filter(|c| targets.iter().any(|t| t.bucket.id() == c.bucket_id))
                 {
                     failed += 1;
-                    self.record_failure(&source, c, e.is_permanent(), &error_chain(&e))
+                    self.record_failure(source, c, e.is_permanent(), &error_chain(&e))
                         .await?;
                 }
             }
@@ -465,15 +462,15 @@ impl ReplicationWorker {
     async fn copy_from_any_source(
         &self,
         source: &CopySource,
+        copies: &[CopyRow],
         targets: &[Target],
         activity: &Activity,
     ) -> Result<SourceRead, ReplicationError> {
-        let copies = queue::list_copies(&self.db, source.object_id).await?;
         let mut tiers = queue::verified_tiers(
             &source.bucket_id,
             source.size,
             source.etag.as_deref(),
-            &copies,
+            copies,
         );
         tiers.retain(|t| !targets.iter().any(|b| b.bucket.id() == t.bucket_id));
         if tiers.is_empty() {
@@ -605,11 +602,9 @@ impl ReplicationWorker {
                     Ok(claimed) => {
                         errors = 0;
                         pause = self.config.poll_interval;
-                        for (object_id, copies, source) in claimed {
+                        for object in claimed {
                             let worker = self.clone();
-                            in_flight.spawn(async move {
-                                worker.copy_one(object_id, copies, source).await
-                            });
+                            in_flight.spawn(async move { worker.copy_one(object).await });
                         }
                     }
                     Err(e) => {
@@ -688,8 +683,15 @@ impl ReplicationWorker {
     }
 }
 
-/// A claimed object: its id, its claimed copies, and the object (if it still exists).
-type ClaimedObject = (i64, Vec<ClaimedCopy>, Option<CopySource>);
+/// A claimed object: its claimed copies, the object (if it still exists), and every
+/// copy row it had when claimed (the claimed ones included).
+#[derive(Debug)]
+struct ClaimedObject {
+    object_id: i64,
+    claimed: Vec<ClaimedCopy>,
+    source: Option<CopySource>,
+    copies: Vec<CopyRow>,
+}
 
 /// What copying one object gave, before the done marks are committed.
 #[derive(Debug)]
