@@ -6,7 +6,6 @@ use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
-use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
@@ -145,10 +144,7 @@ fn query_rejection(rejection: &QueryRejection) -> ApiError {
 #[derive(Debug, Clone, Copy)]
 pub struct AuthUser(pub i64);
 
-/// The SHA-256 hex digest under which a token is stored.
-pub fn hash_token(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
-}
+pub use crate::accounts::hash_token;
 
 impl FromRequestParts<AppState> for AuthUser {
     type Rejection = ApiError;
@@ -177,15 +173,19 @@ impl FromRequestParts<AppState> for AuthUser {
             return Err(ApiError::Unauthorized("unknown token".to_owned()));
         }
         let hash = hash_token(token);
+        let now = db::now_millis();
         // The cache is keyed by the hash, so its lookup time reveals nothing usable
         // about a token.
-        if let Some(user) = state.tokens.get(&hash) {
+        if let Some(user) = state.tokens.get(&hash, now) {
             return Ok(Self(user));
         }
         match db::tokens::find_token(&state.db, &hash).await? {
-            Some((stored, user)) if bool::from(stored.as_bytes().ct_eq(hash.as_bytes())) => {
-                state.tokens.put(hash, user);
-                Ok(Self(user))
+            Some(stored) if bool::from(stored.token_hash.as_bytes().ct_eq(hash.as_bytes())) => {
+                if stored.expires_at.is_some_and(|at| at <= now) {
+                    return Err(ApiError::Unauthorized("the token has expired".to_owned()));
+                }
+                state.tokens.put(hash, stored.user_id, stored.expires_at);
+                Ok(Self(stored.user_id))
             }
             _ => Err(ApiError::Unauthorized("unknown token".to_owned())),
         }

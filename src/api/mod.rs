@@ -1,5 +1,6 @@
 //! The HTTP API: routes, middleware, and the JSON error for anything unmatched.
 
+pub mod admin;
 pub mod error;
 pub mod extract;
 pub mod files;
