@@ -96,7 +96,12 @@ enum UserAction {
         #[arg(long)]
         user: i64,
         /// The quota in bytes.
-        #[arg(long, conflicts_with = "default", required_unless_present = "default")]
+        #[arg(
+            long,
+            allow_negative_numbers = true,
+            conflicts_with = "default",
+            required_unless_present = "default"
+        )]
         bytes: Option<i64>,
         /// Go back to quota.default-bytes.
         #[arg(long)]

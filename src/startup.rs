@@ -14,7 +14,9 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 use tokio_util::task::TaskTracker;
 
 use crate::accounts::QuotaRule;
+use crate::accounts::jwt::JwtVerifier;
 use crate::api::admin::AdminKey;
+use crate::api::ratelimit::RateLimits;
 use crate::api::state::{AppState, TokenCache, UploadPolicy};
 use crate::cleanup::CleanupJob;
 use crate::config::{BUCKET_IDS, Settings};
@@ -104,6 +106,16 @@ impl Application {
             temp_writer: TempObjectWriter::spawn(db.clone()),
             tokens: TokenCache::default(),
             quota: QuotaRule::from_config(&settings.quota),
+            jwt: if settings.auth.jwt.is_enabled() {
+                // Validation already built it once; a failure here is a bug.
+                Some(
+                    JwtVerifier::from_config(&settings.auth.jwt)
+                        .map_err(|why| anyhow::anyhow!("auth.jwt: {why}"))?,
+                )
+            } else {
+                None
+            },
+            limits: RateLimits::from_config(&settings.rate_limit, &settings.internal),
         };
         Ok(Self {
             api,
@@ -242,6 +254,7 @@ impl Application {
             http.body_timeout.get(),
             &CorsPolicy::from_config(&http.cors),
         );
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         let serve = axum::serve(self.api, app)
             .with_graceful_shutdown(cancel.clone().cancelled_owned())
             .into_future();

@@ -47,7 +47,10 @@ pub enum JwtError {
 
 #[derive(Debug, Deserialize)]
 struct Claims {
-    sub: serde_json::Value,
+    /// Read here rather than by the crate, which takes only a string: a number is
+    /// accepted too, as app servers often write user IDs that way.
+    #[serde(default)]
+    sub: Option<serde_json::Value>,
 }
 
 impl JwtVerifier {
@@ -85,7 +88,7 @@ impl JwtVerifier {
             return Err("set auth.jwt.secret or auth.jwt.public-key".to_owned());
         };
         let mut validation = Validation::new(algorithm);
-        validation.set_required_spec_claims(&["exp", "sub"]);
+        validation.set_required_spec_claims(&["exp"]);
         validation.leeway = 30;
         match config.issuer.as_deref().filter(|i| !i.is_empty()) {
             Some(issuer) => {
@@ -119,9 +122,10 @@ impl JwtVerifier {
                 _ => JwtError::Malformed,
             })?;
         let user = match &data.claims.sub {
-            serde_json::Value::String(s) => s.parse::<i64>().ok(),
-            serde_json::Value::Number(n) => n.as_i64(),
-            _ => None,
+            None => return Err(JwtError::MissingClaim("sub".to_owned())),
+            Some(serde_json::Value::String(s)) => s.parse::<i64>().ok(),
+            Some(serde_json::Value::Number(n)) => n.as_i64(),
+            Some(_) => None,
         };
         user.filter(|u| *u > 0).ok_or(JwtError::BadSubject)
     }

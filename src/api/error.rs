@@ -59,6 +59,9 @@ pub enum ApiError {
     StorageUnavailable(#[source] StorageError),
     #[error("database is unavailable")]
     DbUnavailable(#[source] DbError),
+    /// Too many requests; retry after the given number of seconds.
+    #[error("too many requests; retry in {retry_after} s")]
+    RateLimited { retry_after: u64 },
     /// The user's quota refuses the upload (402 or 426, as Ente answers).
     #[error("{0}")]
     Quota(QuotaRefusal),
@@ -123,6 +126,7 @@ impl ApiError {
             Self::Quota(r @ QuotaRefusal::StorageLimitExceeded { .. }) => {
                 (StatusCode::UPGRADE_REQUIRED, r.code())
             }
+            Self::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL"),
         }
     }
@@ -154,7 +158,14 @@ impl IntoResponse for ApiError {
             limit,
             size,
         };
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        if let Self::RateLimited { retry_after } = self {
+            response.headers_mut().insert(
+                http::header::RETRY_AFTER,
+                http::HeaderValue::from(retry_after),
+            );
+        }
+        response
     }
 }
 

@@ -7,6 +7,7 @@ pub mod files;
 pub mod health;
 mod integrity;
 pub mod openapi;
+pub mod ratelimit;
 pub mod state;
 pub mod uploads;
 

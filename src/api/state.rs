@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
+use super::ratelimit::RateLimits;
 use crate::accounts::QuotaRule;
+use crate::accounts::jwt::JwtVerifier;
 use crate::config::ServeMode;
 use crate::db::Db;
 use crate::db::uploads::TempObjectWriter;
@@ -40,6 +42,10 @@ pub struct AppState {
     pub tokens: TokenCache,
     /// The quota settings every upload is checked against.
     pub quota: QuotaRule,
+    /// Verifies JWTs from the app's auth server, when `auth.jwt.*` is set.
+    pub jwt: Option<JwtVerifier>,
+    /// Per-user and per-address request limits.
+    pub limits: RateLimits,
 }
 
 /// Token hashes seen recently, so most requests skip the database lookup. Entries

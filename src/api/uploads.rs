@@ -135,6 +135,7 @@ fn temp_object(state: &AppState, user: i64, key: String) -> TempObject {
         (status = 200, description = "One URL per key; the URLs sign no length or checksum.", body = UploadUrls),
         (status = 400, description = "`count` is missing or out of range: `INVALID_COUNT`, `INVALID_QUERY`.", body = crate::api::error::ErrorBody),
         (status = 401, response = crate::api::openapi::Unauthorized),
+        (status = 429, response = crate::api::openapi::TooManyRequests),
         (status = 503, response = crate::api::openapi::Unavailable),
     )
 )]
@@ -143,6 +144,7 @@ pub async fn upload_urls(
     AuthUser(user): AuthUser,
     AppQuery(q): AppQuery<CountQuery>,
 ) -> Result<Json<UploadUrls>, ApiError> {
+    limit_upload_urls(&state, user)?;
     let count = parse_count(q.count.as_deref(), MAX_UPLOAD_URLS)?;
     let primary = state.buckets.primary();
     let rows: Vec<TempObject> = (0..count)
@@ -216,6 +218,7 @@ fn check_md5(field: &str, b64: &str) -> Result<[u8; 16], ApiError> {
         (status = 402, response = crate::api::openapi::NoSubscription),
         (status = 413, description = "`contentLength` is over `max-file-size`: `FILE_TOO_LARGE`; or the body is over 2 MiB: `BODY_TOO_LARGE`.", body = crate::api::error::ErrorBody),
         (status = 426, response = crate::api::openapi::StorageFull),
+        (status = 429, response = crate::api::openapi::TooManyRequests),
         (status = 503, response = crate::api::openapi::Unavailable),
     )
 )]
@@ -224,6 +227,7 @@ pub async fn upload_url(
     AuthUser(user): AuthUser,
     AppJson(req): AppJson<UploadUrlRequest>,
 ) -> Result<Json<UploadUrl>, ApiError> {
+    limit_upload_urls(&state, user)?;
     let size = check_size(&state, "contentLength", req.content_length)?;
     let md5 = check_md5("contentMD5", &req.content_md5)?;
     check_quota(&state, user, req.content_length).await?;
@@ -294,6 +298,7 @@ async fn issue_multipart(
         (status = 200, description = "The upload's URLs, wrapped in `urls`; the part URLs sign no length or checksum.", body = MultipartUrlsResponse),
         (status = 400, description = "`count` is missing or out of range: `INVALID_COUNT`, `INVALID_QUERY`.", body = crate::api::error::ErrorBody),
         (status = 401, response = crate::api::openapi::Unauthorized),
+        (status = 429, response = crate::api::openapi::TooManyRequests),
         (status = 503, response = crate::api::openapi::Unavailable),
     )
 )]
@@ -302,6 +307,7 @@ pub async fn multipart_upload_urls(
     AuthUser(user): AuthUser,
     AppQuery(q): AppQuery<CountQuery>,
 ) -> Result<Json<MultipartUrlsResponse>, ApiError> {
+    limit_upload_urls(&state, user)?;
     let count = parse_count(q.count.as_deref(), MAX_PARTS)?;
     let row = temp_object(&state, user, new_object_key(user));
     let parts = vec![(None, None); count as usize];
@@ -347,6 +353,7 @@ pub struct MultipartUploadUrlRequest {
         (status = 402, response = crate::api::openapi::NoSubscription),
         (status = 413, description = "`contentLength` is over `max-file-size`: `FILE_TOO_LARGE`; or the body is over 2 MiB: `BODY_TOO_LARGE`.", body = crate::api::error::ErrorBody),
         (status = 426, response = crate::api::openapi::StorageFull),
+        (status = 429, response = crate::api::openapi::TooManyRequests),
         (status = 503, response = crate::api::openapi::Unavailable),
     )
 )]
@@ -355,6 +362,7 @@ pub async fn multipart_upload_url(
     AuthUser(user): AuthUser,
     AppJson(req): AppJson<MultipartUploadUrlRequest>,
 ) -> Result<Json<MultipartUrls>, ApiError> {
+    limit_upload_urls(&state, user)?;
     let size = check_size(&state, "contentLength", req.content_length)?;
     let part_count = req.part_md5s.len();
     if part_count == 0 || part_count > MAX_PARTS as usize {
@@ -408,6 +416,15 @@ pub async fn multipart_upload_url(
     Ok(Json(issue_multipart(&state, row, &parts).await?))
 }
 
+/// Takes one upload-URL request from `user`'s `rate-limit.upload-urls-per-minute`.
+fn limit_upload_urls(state: &AppState, user: i64) -> Result<(), ApiError> {
+    state
+        .limits
+        .upload_urls
+        .take(&user)
+        .map_err(|wait| super::extract::rate_limited(state, "upload_urls", wait))
+}
+
 /// Counts a quota refusal and makes it the answer.
 fn refused(state: &AppState, refusal: QuotaRefusal) -> ApiError {
     state.metrics.quota_refused(refusal.code());
@@ -438,6 +455,7 @@ async fn check_quota(state: &AppState, user: i64, size: i64) -> Result<(), ApiEr
         (status = 401, response = crate::api::openapi::Unauthorized),
         (status = 402, response = crate::api::openapi::NoSubscription),
         (status = 426, response = crate::api::openapi::StorageFull),
+        (status = 429, response = crate::api::openapi::TooManyRequests),
         (status = 503, response = crate::api::openapi::Unavailable),
     )
 )]
@@ -582,6 +600,7 @@ enum Checked {
         (status = 410, description = "An object was recorded, then deleted (`DELETE /files/{id}`): `FILE_DELETED`.", body = crate::api::error::ErrorBody),
         (status = 413, description = "The object is over `max-file-size`: `FILE_TOO_LARGE`; or the body is over 2 MiB: `BODY_TOO_LARGE`.", body = crate::api::error::ErrorBody),
         (status = 426, response = crate::api::openapi::StorageFull),
+        (status = 429, response = crate::api::openapi::TooManyRequests),
         (status = 503, description = "The hot bucket did not answer the HEAD that verifies the upload: `OBJECT_SIZE_FETCH_FAILED`; or the database or storage is unavailable: `DB_UNAVAILABLE`, `STORAGE_UNAVAILABLE`, `TIMEOUT`.", body = crate::api::error::ErrorBody),
     )
 )]

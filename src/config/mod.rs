@@ -719,7 +719,11 @@ mod tests {
         let mut settings = Settings::default();
         settings.s3.b2_eu_cen.secret = Some(SecretString::from("very-secret-value"));
         settings.db.password = Some(SecretString::from("db-secret-value"));
+        settings.admin.key = Some(SecretString::from("admin-key-value"));
+        settings.auth.jwt.secret = Some(SecretString::from("jwt-secret-value"));
         let debug = format!("{settings:?}");
+        assert!(!debug.contains("admin-key-value"), "{debug}");
+        assert!(!debug.contains("jwt-secret-value"), "{debug}");
         assert!(!debug.contains("very-secret-value"), "{debug}");
         assert!(!debug.contains("db-secret-value"), "{debug}");
     }

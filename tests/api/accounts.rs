@@ -403,3 +403,103 @@ on_both_databases!(
     one_token_is_revoked_at_once_and_an_expired_one_is_refused,
     fifty_parallel_reports_over_the_quota_never_overshoot_it,
 );
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn account_metrics_count_tokens_and_refusals_and_sum_the_usage_without_users() {
+    let app = spawn_accounts(Engine::Sqlite, |s| s.quota.default_bytes = Some(100)).await;
+    let token = mint(&app, 3).await;
+    let spare = mint(&app, 4).await;
+    app.upload(&token, &bytes_of(60, 1)).await;
+    assert_eq!(ask_signed(&app, &token, &bytes_of(60, 2)).await.status, 426);
+    set_quota(&app, 4, json!(0)).await;
+    assert_eq!(
+        app.get("/files/upload-eligibility", Some(&spare))
+            .await
+            .status,
+        402
+    );
+    admin(
+        &app,
+        reqwest::Method::DELETE,
+        "/admin/users/4/tokens",
+        Some(ADMIN_KEY),
+        None,
+    )
+    .await;
+    let metrics = reqwest::get(format!("{}/metrics", app.metrics_address))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "museum_tokens_issued_total 2",
+        "museum_tokens_revoked_total 1",
+        r#"museum_quota_refusals_total{code="STORAGE_LIMIT_EXCEEDED"} 1"#,
+        r#"museum_quota_refusals_total{code="NO_ACTIVE_SUBSCRIPTION"} 1"#,
+        "museum_storage_usage_bytes 60",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in {metrics}");
+    }
+    assert!(
+        !metrics.contains(&token) && !metrics.contains("user="),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn the_command_line_creates_revokes_and_sets_quotas_through_the_same_functions() {
+    use crate::binary::{checkout_copy, free_port, museum};
+    let dir = checkout_copy();
+    let (api, metrics) = (free_port(), free_port());
+    let run = |args: &[&str]| {
+        let out = museum(dir.path(), api, metrics)
+            .args(args)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        (
+            out.status.success(),
+            stdout,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, out, err) = run(&[
+        "token",
+        "create",
+        "--user",
+        "6",
+        "--expires-at",
+        "2099-01-01T00:00:00Z",
+    ]);
+    assert!(ok, "{err}");
+    let token = out.lines().last().unwrap().trim().to_owned();
+    let (ok, _, err) = run(&[
+        "token",
+        "create",
+        "--user",
+        "6",
+        "--expires-at",
+        "2001-01-01T00:00:00Z",
+    ]);
+    assert!(!ok && err.contains("not in the future"), "{err}");
+    let (ok, out, err) = run(&["user", "quota", "--user", "6", "--bytes", "5000"]);
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), r#"{"userID":6,"usage":0,"quota":5000}"#);
+    let (ok, _, err) = run(&["user", "quota", "--user", "6", "--bytes", "-5"]);
+    assert!(!ok && err.contains("quota must be"), "{err}");
+    let (_, out, _) = run(&["user", "list"]);
+    assert_eq!(out.trim(), r#"{"userID":6,"usage":0,"quota":5000}"#);
+    let (ok, out, err) = run(&["token", "revoke", "--token", &token]);
+    assert!(
+        ok && out.contains("revoked 1 token of user 6"),
+        "{out}{err}"
+    );
+    let (ok, _, err) = run(&["token", "revoke", "--token", &token]);
+    assert!(!ok && err.contains("no such token"), "{err}");
+    let (ok, out, err) = run(&["user", "quota", "--user", "6", "--default"]);
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), r#"{"userID":6,"usage":0,"quota":null}"#);
+    let (ok, _, err) = run(&["user", "show", "--user", "99"]);
+    assert!(!ok && err.contains("no user 99"), "{err}");
+}

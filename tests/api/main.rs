@@ -15,6 +15,7 @@ mod faults;
 mod garage;
 mod helpers;
 mod hostile;
+mod jwt;
 mod leases;
 mod lifecycle;
 mod limits;
