@@ -1,14 +1,14 @@
 //! The command line: `museum serve` (the default), `museum migrate`,
-//! `museum token create --user <id>`, `museum doctor`, `museum replicate …`, and
+//! `museum token create|revoke`, `museum user quota|show|list`, `museum doctor`, `museum replicate …`, and
 //! `museum openapi`.
 
 use anyhow::Context;
-use base64::Engine as _;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
-use crate::api::extract::hash_token;
+use crate::accounts::{self, QuotaRule};
 use crate::config::{self, Settings, Sources};
+use crate::db::Db;
 use crate::ops;
 use crate::startup::{Application, connect_db};
 use crate::storage::Buckets;
@@ -31,6 +31,11 @@ enum Command {
     Token {
         #[command(subcommand)]
         action: TokenAction,
+    },
+    /// Users' storage quotas and usage.
+    User {
+        #[command(subcommand)]
+        action: UserAction,
     },
     /// Check the database and every configured bucket; exits 1 if a check fails.
     Doctor,
@@ -68,7 +73,47 @@ enum TokenAction {
         /// The user ID the token acts for.
         #[arg(long)]
         user: i64,
+        /// When the token stops working, RFC 3339 (e.g. 2030-01-01T00:00:00Z);
+        /// without it, the token works until revoked.
+        #[arg(long)]
+        expires_at: Option<jiff::Timestamp>,
     },
+    /// Revoke one token (--token) or every token of a user (--user).
+    Revoke {
+        /// The token to revoke.
+        #[arg(long, conflicts_with = "user", required_unless_present = "user")]
+        token: Option<String>,
+        /// Revoke every token of this user.
+        #[arg(long)]
+        user: Option<i64>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum UserAction {
+    /// Set a user's storage quota in bytes (0 allows no uploads), or --default.
+    Quota {
+        #[arg(long)]
+        user: i64,
+        /// The quota in bytes.
+        #[arg(
+            long,
+            allow_negative_numbers = true,
+            conflicts_with = "default",
+            required_unless_present = "default"
+        )]
+        bytes: Option<i64>,
+        /// Go back to quota.default-bytes.
+        #[arg(long)]
+        default: bool,
+    },
+    /// A user's usage and quota, as JSON.
+    Show {
+        #[arg(long)]
+        user: i64,
+    },
+    /// Every user with usage and quota, as JSON lines.
+    List,
 }
 
 /// Loads the configuration, printing each warning; a bad configuration is an error
@@ -155,25 +200,80 @@ impl Cli {
                 db.close().await;
                 Ok(())
             }
-            Command::Token {
-                action: TokenAction::Create { user },
-            } => {
+            Command::Token { action } => {
                 let settings = load_settings()?;
                 let db = connect_db(&settings).await?;
-                let mut raw = [0u8; 32];
-                getrandom::fill(&mut raw)
-                    .map_err(|e| anyhow::anyhow!("no system randomness: {e}"))?;
-                let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
-                crate::db::tokens::insert_token(&db, &hash_token(&token), user)
-                    .await
-                    .context("storing the token")?;
+                let result = run_token(&db, action).await;
                 db.close().await;
-                println!("created a token for user {user}; send it as X-Auth-Token:");
-                println!("{token}");
-                Ok(())
+                result
+            }
+            Command::User { action } => {
+                let settings = load_settings()?;
+                let db = connect_db(&settings).await?;
+                let rule = QuotaRule::from_config(&settings.quota);
+                let result = run_user(&db, &rule, action).await;
+                db.close().await;
+                result
             }
         }
     }
+}
+
+async fn run_token(db: &Db, action: TokenAction) -> anyhow::Result<()> {
+    match action {
+        TokenAction::Create { user, expires_at } => {
+            let token = accounts::create_token(db, user, expires_at)
+                .await
+                .context("creating the token")?;
+            println!("created a token for user {user}; send it as X-Auth-Token:");
+            println!("{token}");
+        }
+        TokenAction::Revoke {
+            token: Some(token), ..
+        } => {
+            let user = accounts::revoke_token(db, &token)
+                .await
+                .context("revoking the token")?;
+            println!("revoked 1 token of user {user}");
+        }
+        TokenAction::Revoke {
+            user: Some(user), ..
+        } => {
+            let n = accounts::revoke_user_tokens(db, user)
+                .await
+                .context("revoking the tokens")?;
+            println!("revoked {n} tokens of user {user}");
+        }
+        TokenAction::Revoke { .. } => anyhow::bail!("give --token or --user"),
+    }
+    Ok(())
+}
+
+async fn run_user(db: &Db, rule: &QuotaRule, action: UserAction) -> anyhow::Result<()> {
+    let line = |info: &accounts::UserInfo| serde_json::to_string(info).unwrap_or_default();
+    match action {
+        UserAction::Quota { user, bytes, .. } => {
+            let info = accounts::set_quota(db, rule, user, bytes)
+                .await
+                .context("setting the quota")?;
+            println!("{}", line(&info));
+        }
+        UserAction::Show { user } => {
+            let info = accounts::show_user(db, rule, user)
+                .await
+                .context("reading the user")?;
+            println!("{}", line(&info));
+        }
+        UserAction::List => {
+            for info in accounts::list_users(db, rule)
+                .await
+                .context("listing users")?
+            {
+                println!("{}", line(&info));
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn shutdown_on_signal(cancel: CancellationToken) {

@@ -1,5 +1,6 @@
 //! museum keeps every uploaded object safe in three S3-compatible buckets.
 
+pub mod accounts;
 pub mod api;
 pub mod cleanup;
 pub mod cli;

@@ -8,8 +8,8 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 pub const REQUESTS_TOTAL: &str = "museum_requests_total";
@@ -26,6 +26,11 @@ pub const TAMPERED_TOTAL: &str = "museum_tampered_total";
 pub const DB_POOL_CONNECTIONS: &str = "museum_db_pool_connections";
 pub const DB_POOL_IDLE_CONNECTIONS: &str = "museum_db_pool_idle_connections";
 pub const DB_POOL_MAX_CONNECTIONS: &str = "museum_db_pool_max_connections";
+pub const TOKENS_ISSUED_TOTAL: &str = "museum_tokens_issued_total";
+pub const TOKENS_REVOKED_TOTAL: &str = "museum_tokens_revoked_total";
+pub const QUOTA_REFUSALS_TOTAL: &str = "museum_quota_refusals_total";
+pub const STORAGE_USAGE_BYTES: &str = "museum_storage_usage_bytes";
+pub const RATE_LIMITED_TOTAL: &str = "museum_rate_limited_total";
 
 /// The app's metrics and the registry that holds them. Cheap to clone.
 #[derive(Clone)]
@@ -49,6 +54,59 @@ struct Inner {
     pool_connections: IntGauge,
     pool_idle: IntGauge,
     pool_max: IntGauge,
+    accounts: AccountMetrics,
+}
+
+/// Tokens, quotas and rate limits. Never labelled by user or token.
+struct AccountMetrics {
+    tokens_issued: IntCounter,
+    tokens_revoked: IntCounter,
+    quota_refusals: IntCounterVec,
+    usage: IntGauge,
+    rate_limited: IntCounterVec,
+}
+
+impl AccountMetrics {
+    fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let tokens_issued = IntCounter::new(
+            TOKENS_ISSUED_TOTAL,
+            "API tokens created through the admin API.",
+        )?;
+        let tokens_revoked = IntCounter::new(
+            TOKENS_REVOKED_TOTAL,
+            "API tokens revoked through the admin API.",
+        )?;
+        let quota_refusals = IntCounterVec::new(
+            Opts::new(
+                QUOTA_REFUSALS_TOTAL,
+                "Uploads refused by a quota, by code (STORAGE_LIMIT_EXCEEDED, NO_ACTIVE_SUBSCRIPTION).",
+            ),
+            &["code"],
+        )?;
+        let usage = IntGauge::new(
+            STORAGE_USAGE_BYTES,
+            "Bytes held by every user's recorded objects together (file and thumbnail, deleted ones excluded).",
+        )?;
+        let rate_limited = IntCounterVec::new(
+            Opts::new(
+                RATE_LIMITED_TOTAL,
+                "Requests answered 429, by limit (upload_urls, failed_auth).",
+            ),
+            &["limit"],
+        )?;
+        registry.register(Box::new(tokens_issued.clone()))?;
+        registry.register(Box::new(tokens_revoked.clone()))?;
+        registry.register(Box::new(quota_refusals.clone()))?;
+        registry.register(Box::new(usage.clone()))?;
+        registry.register(Box::new(rate_limited.clone()))?;
+        Ok(Self {
+            tokens_issued,
+            tokens_revoked,
+            quota_refusals,
+            usage,
+            rate_limited,
+        })
+    }
 }
 
 impl std::fmt::Debug for Metrics {
@@ -165,6 +223,7 @@ impl Metrics {
         registry.register(Box::new(request_duration.clone()))?;
         registry.register(Box::new(upload_urls_issued.clone()))?;
         registry.register(Box::new(uploads_committed.clone()))?;
+        let accounts = AccountMetrics::register(&registry)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 registry,
@@ -182,6 +241,7 @@ impl Metrics {
                 pool_connections,
                 pool_idle,
                 pool_max,
+                accounts,
             }),
         })
     }
@@ -250,6 +310,39 @@ impl Metrics {
             .pool_idle
             .set(i64::try_from(idle).unwrap_or(i64::MAX));
         self.inner.pool_max.set(i64::from(max));
+    }
+
+    /// Counts a token created through the admin API.
+    pub fn token_issued(&self) {
+        self.inner.accounts.tokens_issued.inc();
+    }
+
+    /// Counts `n` tokens revoked through the admin API.
+    pub fn tokens_revoked(&self, n: u64) {
+        self.inner.accounts.tokens_revoked.inc_by(n);
+    }
+
+    /// Counts an upload refused by a quota with `code`.
+    pub fn quota_refused(&self, code: &str) {
+        self.inner
+            .accounts
+            .quota_refusals
+            .with_label_values(&[code])
+            .inc();
+    }
+
+    /// Sets the gauge of every user's usage together.
+    pub fn set_usage(&self, bytes: i64) {
+        self.inner.accounts.usage.set(bytes);
+    }
+
+    /// Counts a request refused by rate limit `limit`.
+    pub fn rate_limited(&self, limit: &str) {
+        self.inner
+            .accounts
+            .rate_limited
+            .with_label_values(&[limit])
+            .inc();
     }
 
     /// The text exposition of every metric.

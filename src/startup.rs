@@ -13,6 +13,10 @@ use tokio::sync::Notify;
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tokio_util::task::TaskTracker;
 
+use crate::accounts::QuotaRule;
+use crate::accounts::jwt::JwtVerifier;
+use crate::api::admin::AdminKey;
+use crate::api::ratelimit::RateLimits;
 use crate::api::state::{AppState, TokenCache, UploadPolicy};
 use crate::cleanup::CleanupJob;
 use crate::config::{BUCKET_IDS, Settings};
@@ -38,6 +42,8 @@ const PURGE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
 pub struct Application {
     api: TcpListener,
     metrics_listener: TcpListener,
+    /// The admin API's listener and key; `None` when `admin.key` is not set.
+    admin: Option<(TcpListener, AdminKey)>,
     state: AppState,
     settings: Settings,
     embedded_s3: Option<(SocketAddr, DropGuard)>,
@@ -85,6 +91,7 @@ impl Application {
                 .with_context(|| {
                     format!("binding http.metrics-port {}", settings.http.metrics_port)
                 })?;
+        let admin = bind_admin(&settings).await?;
         let state = AppState {
             db: db.clone(),
             buckets,
@@ -98,10 +105,22 @@ impl Application {
             replication_wakeup: Arc::new(Notify::new()),
             temp_writer: TempObjectWriter::spawn(db.clone()),
             tokens: TokenCache::default(),
+            quota: QuotaRule::from_config(&settings.quota),
+            jwt: if settings.auth.jwt.is_enabled() {
+                // Validation already built it once; a failure here is a bug.
+                Some(
+                    JwtVerifier::from_config(&settings.auth.jwt)
+                        .map_err(|why| anyhow::anyhow!("auth.jwt: {why}"))?,
+                )
+            } else {
+                None
+            },
+            limits: RateLimits::from_config(&settings.rate_limit, &settings.internal),
         };
         Ok(Self {
             api,
             metrics_listener,
+            admin,
             state,
             settings,
             embedded_s3,
@@ -119,6 +138,14 @@ impl Application {
             .local_addr()
             .map(|a| a.port())
             .unwrap_or(0)
+    }
+
+    /// The admin API port actually bound, when the admin API runs.
+    pub fn admin_port(&self) -> Option<u16> {
+        self.admin
+            .as_ref()
+            .and_then(|(l, _)| l.local_addr().ok())
+            .map(|a| a.port())
     }
 
     /// The embedded S3 server's address, when it runs.
@@ -194,6 +221,27 @@ impl Application {
             }
         });
 
+        if let Some((listener, key)) = self.admin {
+            let admin_app = crate::api::admin::router(self.state.clone(), key);
+            let admin_cancel = cancel.clone();
+            tracing::info!(
+                port = listener.local_addr().map(|a| a.port()).unwrap_or(0),
+                "admin API is serving"
+            );
+            tracker.spawn(async move {
+                if let Err(e) = axum::serve(listener, admin_app)
+                    .with_graceful_shutdown(admin_cancel.cancelled_owned())
+                    .await
+                {
+                    tracing::error!(error.message = %e, "admin listener failed");
+                }
+            });
+        } else {
+            tracing::info!(
+                "admin API disabled: set admin.key in credentials.yaml to create tokens and set quotas over HTTP"
+            );
+        }
+
         tracing::info!(
             port = self.api.local_addr().map(|a| a.port()).unwrap_or(0),
             primary = self.state.buckets.primary().id(),
@@ -206,6 +254,7 @@ impl Application {
             http.body_timeout.get(),
             &CorsPolicy::from_config(&http.cors),
         );
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         let serve = axum::serve(self.api, app)
             .with_graceful_shutdown(cancel.clone().cancelled_owned())
             .into_future();
@@ -282,6 +331,23 @@ impl Application {
     }
 }
 
+/// Binds the admin listener when `admin.key` is set.
+async fn bind_admin(settings: &Settings) -> anyhow::Result<Option<(TcpListener, AdminKey)>> {
+    let Some(key) = AdminKey::from_config(settings.admin.key.as_ref()) else {
+        return Ok(None);
+    };
+    let http = &settings.http;
+    let listener = TcpListener::bind((http.admin_host.as_str(), http.admin_port))
+        .await
+        .with_context(|| {
+            format!(
+                "binding the admin API to http.admin-host {} and http.admin-port {}",
+                http.admin_host, http.admin_port
+            )
+        })?;
+    Ok(Some((listener, key)))
+}
+
 /// Starts the embedded S3 server for every present bucket. With port 0 in
 /// `s3.embedded-address`, the buckets' endpoints are pointed at the port bound.
 async fn start_embedded(settings: &mut Settings) -> anyhow::Result<(SocketAddr, DropGuard)> {
@@ -347,6 +413,10 @@ async fn serve_metrics(
             }
         }
         Err(e) => tracing::warn!(error.message = %e, "metrics: cannot read pending copies"),
+    }
+    match crate::db::users::total_usage(&state.db).await {
+        Ok(bytes) => state.metrics.set_usage(bytes),
+        Err(e) => tracing::warn!(error.message = %e, "metrics: cannot read the usage"),
     }
     (
         [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],

@@ -5,6 +5,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use crate::accounts::{AccountsError, QuotaRefusal};
 use crate::db::DbError;
 use crate::storage::StorageError;
 
@@ -58,6 +59,12 @@ pub enum ApiError {
     StorageUnavailable(#[source] StorageError),
     #[error("database is unavailable")]
     DbUnavailable(#[source] DbError),
+    /// Too many requests; retry after the given number of seconds.
+    #[error("too many requests; retry in {retry_after} s")]
+    RateLimited { retry_after: u64 },
+    /// The user's quota refuses the upload (402 or 426, as Ente answers).
+    #[error("{0}")]
+    Quota(QuotaRefusal),
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
@@ -71,6 +78,16 @@ pub struct ErrorBody<'a> {
     /// What went wrong and how to fix it, for people.
     #[schema(example = "count must be an integer from 1 to 50, got `0`")]
     message: String,
+    /// Quota refusals only: the bytes the user's recorded objects hold.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage: Option<i64>,
+    /// Quota refusals only: the user's quota in bytes (uploads may go
+    /// `quota.overflow-bytes` past it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    limit: Option<i64>,
+    /// Quota refusals only: the bytes the refused request asked to store.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    size: Option<i64>,
 }
 
 impl ApiError {
@@ -103,6 +120,13 @@ impl ApiError {
             Self::Timeout => (StatusCode::SERVICE_UNAVAILABLE, "TIMEOUT"),
             Self::StorageUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "STORAGE_UNAVAILABLE"),
             Self::DbUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "DB_UNAVAILABLE"),
+            Self::Quota(r @ QuotaRefusal::NoActiveSubscription { .. }) => {
+                (StatusCode::PAYMENT_REQUIRED, r.code())
+            }
+            Self::Quota(r @ QuotaRefusal::StorageLimitExceeded { .. }) => {
+                (StatusCode::UPGRADE_REQUIRED, r.code())
+            }
+            Self::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL"),
         }
     }
@@ -120,7 +144,28 @@ impl IntoResponse for ApiError {
             Self::Internal(_) => "internal error; the server log has the details".to_owned(),
             other => other.to_string(),
         };
-        (status, Json(ErrorBody { code, message })).into_response()
+        let (usage, limit, size) = match &self {
+            Self::Quota(r) => {
+                let (usage, limit, size) = r.figures();
+                (Some(usage), Some(limit), Some(size))
+            }
+            _ => (None, None, None),
+        };
+        let body = ErrorBody {
+            code,
+            message,
+            usage,
+            limit,
+            size,
+        };
+        let mut response = (status, Json(body)).into_response();
+        if let Self::RateLimited { retry_after } = self {
+            response.headers_mut().insert(
+                http::header::RETRY_AFTER,
+                http::HeaderValue::from(retry_after),
+            );
+        }
+        response
     }
 }
 
@@ -139,6 +184,17 @@ impl From<StorageError> for ApiError {
             StorageError::Unavailable { .. } => Self::StorageUnavailable(e),
             StorageError::Changed { .. } => Self::Tampered(e.to_string()),
             other => Self::Internal(Box::new(other)),
+        }
+    }
+}
+
+impl From<AccountsError> for ApiError {
+    fn from(e: AccountsError) -> Self {
+        match e {
+            AccountsError::Invalid { code, message } => Self::BadRequest { code, message },
+            AccountsError::NotFound(message) => Self::NotFound(message),
+            AccountsError::Db(e) => e.into(),
+            other @ AccountsError::NoRandomness => Self::Internal(Box::new(other)),
         }
     }
 }

@@ -6,11 +6,11 @@ use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
-use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
 use super::state::AppState;
+use crate::accounts::jwt::looks_like_jwt;
 use crate::db;
 
 /// JSON body extractor. The body is read as JSON whatever its `Content-Type`, as
@@ -145,50 +145,86 @@ fn query_rejection(rejection: &QueryRejection) -> ApiError {
 #[derive(Debug, Clone, Copy)]
 pub struct AuthUser(pub i64);
 
-/// The SHA-256 hex digest under which a token is stored.
-pub fn hash_token(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
+pub use crate::accounts::hash_token;
+
+/// Longest token read: a JWT signed with a 4096-bit RSA key is under 1 KiB.
+const MAX_TOKEN_LEN: usize = 4096;
+
+/// The answer to a request refused by a rate limit, counted under `limit`.
+pub fn rate_limited(state: &AppState, limit: &str, wait: std::time::Duration) -> ApiError {
+    state.metrics.rate_limited(limit);
+    ApiError::RateLimited {
+        retry_after: wait.as_secs().saturating_add(1),
+    }
 }
 
 impl FromRequestParts<AppState> for AuthUser {
     type Rejection = ApiError;
 
+    /// Refuses at once (429) a client address whose failed authentications used up
+    /// `rate-limit.failed-auth-per-minute`, before any token check; every failed
+    /// authentication takes from that budget.
     async fn from_request_parts(
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
-        let token = header("x-auth-token")
-            .map(str::trim)
-            .or_else(|| {
-                header("authorization").and_then(|v| {
-                    v.strip_prefix("Bearer ")
-                        .or_else(|| v.strip_prefix("bearer "))
-                        .map(str::trim)
-                })
+        let ip = state.limits.client_ip(parts);
+        if let Err(wait) = state.limits.failed_auth.check(&ip) {
+            return Err(rate_limited(state, "failed_auth", wait));
+        }
+        let result = authenticate(parts, state).await;
+        if matches!(result, Err(ApiError::Unauthorized(_))) {
+            let _ = state.limits.failed_auth.take(&ip);
+        }
+        result
+    }
+}
+
+/// The user a request's token or JWT speaks for.
+async fn authenticate(parts: &Parts, state: &AppState) -> Result<AuthUser, ApiError> {
+    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    let token = header("x-auth-token")
+        .map(str::trim)
+        .or_else(|| {
+            header("authorization").and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+                    .map(str::trim)
             })
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| {
-                ApiError::Unauthorized(
-                    "missing token: send X-Auth-Token or Authorization: Bearer".to_owned(),
-                )
-            })?;
-        if token.len() > 512 {
-            return Err(ApiError::Unauthorized("unknown token".to_owned()));
-        }
-        let hash = hash_token(token);
-        // The cache is keyed by the hash, so its lookup time reveals nothing usable
-        // about a token.
-        if let Some(user) = state.tokens.get(&hash) {
-            return Ok(Self(user));
-        }
-        match db::tokens::find_token(&state.db, &hash).await? {
-            Some((stored, user)) if bool::from(stored.as_bytes().ct_eq(hash.as_bytes())) => {
-                state.tokens.put(hash, user);
-                Ok(Self(user))
+        })
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| {
+            ApiError::Unauthorized(
+                "missing token: send X-Auth-Token or Authorization: Bearer".to_owned(),
+            )
+        })?;
+    if token.len() > MAX_TOKEN_LEN {
+        return Err(ApiError::Unauthorized("unknown token".to_owned()));
+    }
+    if let Some(jwt) = &state.jwt
+        && looks_like_jwt(token)
+    {
+        return jwt
+            .verify(token)
+            .map(AuthUser)
+            .map_err(|e| ApiError::Unauthorized(e.to_string()));
+    }
+    let hash = hash_token(token);
+    let now = db::now_millis();
+    // The cache is keyed by the hash, so its lookup time reveals nothing usable
+    // about a token.
+    if let Some(user) = state.tokens.get(&hash, now) {
+        return Ok(AuthUser(user));
+    }
+    match db::tokens::find_token(&state.db, &hash).await? {
+        Some(stored) if bool::from(stored.token_hash.as_bytes().ct_eq(hash.as_bytes())) => {
+            if stored.expires_at.is_some_and(|at| at <= now) {
+                return Err(ApiError::Unauthorized("the token has expired".to_owned()));
             }
-            _ => Err(ApiError::Unauthorized("unknown token".to_owned())),
+            state.tokens.put(hash, stored.user_id, stored.expires_at);
+            Ok(AuthUser(stored.user_id))
         }
+        _ => Err(ApiError::Unauthorized("unknown token".to_owned())),
     }
 }
 

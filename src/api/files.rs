@@ -60,6 +60,7 @@ async fn owned_object(state: &AppState, user: i64, id: i64) -> Result<StoredObje
         (status = 401, response = crate::api::openapi::Unauthorized),
         (status = 404, description = "The user has no such file, it was deleted, or no copy is left: `NOT_FOUND`.", body = crate::api::error::ErrorBody),
         (status = 410, description = "Every tier holds other bytes than the recorded ones, and none is left to restore them from: `OBJECT_TAMPERED`.", body = crate::api::error::ErrorBody),
+        (status = 429, response = crate::api::openapi::TooManyRequests),
         (status = 503, response = crate::api::openapi::Unavailable),
     )
 )]
@@ -198,6 +199,7 @@ pub struct Deleted {
         (status = 400, description = "The id is not a positive integer: `INVALID_ID`.", body = crate::api::error::ErrorBody),
         (status = 401, response = crate::api::openapi::Unauthorized),
         (status = 404, description = "The user has no such file: `NOT_FOUND`.", body = crate::api::error::ErrorBody),
+        (status = 429, response = crate::api::openapi::TooManyRequests),
         (status = 503, response = crate::api::openapi::Unavailable),
     )
 )]

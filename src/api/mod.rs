@@ -1,11 +1,13 @@
 //! The HTTP API: routes, middleware, and the JSON error for anything unmatched.
 
+pub mod admin;
 pub mod error;
 pub mod extract;
 pub mod files;
 pub mod health;
 mod integrity;
 pub mod openapi;
+pub mod ratelimit;
 pub mod state;
 pub mod uploads;
 

@@ -50,7 +50,7 @@ separate metrics listener (`http.metrics-port`, default 2112).";
     ),
     components(
         schemas(ErrorBody, Md5, Pong, Eligibility, Bytes),
-        responses(Unauthorized, Unavailable)
+        responses(Unauthorized, Unavailable, NoSubscription, StorageFull, TooManyRequests)
     ),
     modifiers(&SecuritySchemes),
     tags(
@@ -101,8 +101,8 @@ pub struct Pong {
     id: String,
 }
 
-/// The answer to `GET /files/upload-eligibility`: an empty object, since every user
-/// may upload (museum has no plans or quotas).
+/// The answer to `GET /files/upload-eligibility` when the user may upload: an empty
+/// object.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(max_properties = 0)]
 pub struct Eligibility {}
@@ -138,6 +138,31 @@ pub struct Unauthorized(ErrorBody<'static>);
 )]
 #[allow(dead_code)] // Only its OpenAPI description is used.
 pub struct Unavailable(ErrorBody<'static>);
+
+/// The user's quota is 0 (`NO_ACTIVE_SUBSCRIPTION`).
+#[derive(ToResponse)]
+#[response(
+    description = "The user's storage quota is 0: `NO_ACTIVE_SUBSCRIPTION`. The body names `usage`, `limit` and `size` (bytes)."
+)]
+#[allow(dead_code)] // Only its OpenAPI description is used.
+pub struct NoSubscription(ErrorBody<'static>);
+
+/// The upload would pass the user's quota (`STORAGE_LIMIT_EXCEEDED`).
+#[derive(ToResponse)]
+#[response(
+    description = "The upload would take the user's usage past its quota and `quota.overflow-bytes`: `STORAGE_LIMIT_EXCEEDED`. The body names `usage`, `limit` and `size` (bytes)."
+)]
+#[allow(dead_code)] // Only its OpenAPI description is used.
+pub struct StorageFull(ErrorBody<'static>);
+
+/// Too many requests (`RATE_LIMITED`).
+#[derive(ToResponse)]
+#[response(
+    description = "Too many failed authentications from this address, or (upload-URL routes) too many upload-URL requests by this user: `RATE_LIMITED`. `Retry-After` says how many seconds to wait.",
+    headers(("Retry-After" = u64, description = "Seconds until a retry may succeed."))
+)]
+#[allow(dead_code)] // Only its OpenAPI description is used.
+pub struct TooManyRequests(ErrorBody<'static>);
 
 /// The document as pretty-printed JSON, built once.
 pub fn document_json() -> &'static str {

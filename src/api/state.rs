@@ -5,6 +5,9 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
+use super::ratelimit::RateLimits;
+use crate::accounts::QuotaRule;
+use crate::accounts::jwt::JwtVerifier;
 use crate::config::ServeMode;
 use crate::db::Db;
 use crate::db::uploads::TempObjectWriter;
@@ -37,13 +40,29 @@ pub struct AppState {
     pub temp_writer: TempObjectWriter,
     /// Recently seen token hashes and their users.
     pub tokens: TokenCache,
+    /// The quota settings every upload is checked against.
+    pub quota: QuotaRule,
+    /// Verifies JWTs from the app's auth server, when `auth.jwt.*` is set.
+    pub jwt: Option<JwtVerifier>,
+    /// Per-user and per-address request limits.
+    pub limits: RateLimits,
 }
 
 /// Token hashes seen recently, so most requests skip the database lookup. Entries
-/// live `TOKEN_CACHE_TTL`; a revoked token stops working within that time.
+/// live `TOKEN_CACHE_TTL`, and never past the token's own expiry. A token revoked
+/// through this process's admin API stops working at once; one revoked by the command
+/// line or another instance, within `TOKEN_CACHE_TTL`.
 #[derive(Debug, Clone, Default)]
 pub struct TokenCache {
-    inner: Arc<std::sync::Mutex<std::collections::HashMap<String, (i64, std::time::Instant)>>>,
+    inner: Arc<std::sync::Mutex<std::collections::HashMap<String, CachedToken>>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct CachedToken {
+    user: i64,
+    /// The token's own expiry, ms since the epoch.
+    expires_at: Option<i64>,
+    seen: std::time::Instant,
 }
 
 /// How long a verified token is trusted without asking the database again.
@@ -51,24 +70,47 @@ pub const TOKEN_CACHE_TTL: Duration = Duration::from_secs(60);
 const TOKEN_CACHE_MAX: usize = 10_000;
 
 impl TokenCache {
-    /// The user of a recently verified token hash.
-    pub fn get(&self, hash: &str) -> Option<i64> {
+    /// The user of a recently verified token hash that has not expired by `now_ms`.
+    pub fn get(&self, hash: &str, now_ms: i64) -> Option<i64> {
         let map = self.inner.lock().ok()?;
         map.get(hash)
-            .filter(|(_, at)| at.elapsed() < TOKEN_CACHE_TTL)
-            .map(|(user, _)| *user)
+            .filter(|t| t.seen.elapsed() < TOKEN_CACHE_TTL)
+            .filter(|t| t.expires_at.is_none_or(|at| at > now_ms))
+            .map(|t| t.user)
     }
 
-    /// Remembers a verified token hash.
-    pub fn put(&self, hash: String, user: i64) {
+    /// Remembers a verified token hash, its user and its expiry.
+    pub fn put(&self, hash: String, user: i64, expires_at: Option<i64>) {
         if let Ok(mut map) = self.inner.lock() {
             if map.len() >= TOKEN_CACHE_MAX {
-                map.retain(|_, (_, at)| at.elapsed() < TOKEN_CACHE_TTL);
+                map.retain(|_, t| t.seen.elapsed() < TOKEN_CACHE_TTL);
                 if map.len() >= TOKEN_CACHE_MAX {
                     map.clear();
                 }
             }
-            map.insert(hash, (user, std::time::Instant::now()));
+            let seen = std::time::Instant::now();
+            map.insert(
+                hash,
+                CachedToken {
+                    user,
+                    expires_at,
+                    seen,
+                },
+            );
+        }
+    }
+
+    /// Forgets one token hash (it was revoked).
+    pub fn forget(&self, hash: &str) {
+        if let Ok(mut map) = self.inner.lock() {
+            map.remove(hash);
+        }
+    }
+
+    /// Forgets every token of `user` (they were revoked).
+    pub fn forget_user(&self, user: i64) {
+        if let Ok(mut map) = self.inner.lock() {
+            map.retain(|_, t| t.user != user);
         }
     }
 }

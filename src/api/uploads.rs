@@ -11,9 +11,10 @@ use serde_json::{Map, Value};
 use super::error::ApiError;
 use super::extract::{AppJson, AppQuery, AuthUser, optional_whole_i64, whole_i64};
 use super::state::AppState;
+use crate::accounts::{self, QuotaRefusal};
 use crate::db::now_millis;
 use crate::db::uploads::{
-    self as repo, Committed, FileRecord, NewFile, NewObject, StoredObject, TempObject,
+    self as repo, Committed, FileCommit, FileRecord, NewFile, NewObject, StoredObject, TempObject,
 };
 use crate::storage::presign::{
     content_md5, decode_md5, is_key_of_user, looks_like_md5_etag, multipart_etag, new_object_key,
@@ -134,6 +135,7 @@ fn temp_object(state: &AppState, user: i64, key: String) -> TempObject {
         (status = 200, description = "One URL per key; the URLs sign no length or checksum.", body = UploadUrls),
         (status = 400, description = "`count` is missing or out of range: `INVALID_COUNT`, `INVALID_QUERY`.", body = crate::api::error::ErrorBody),
         (status = 401, response = crate::api::openapi::Unauthorized),
+        (status = 429, response = crate::api::openapi::TooManyRequests),
         (status = 503, response = crate::api::openapi::Unavailable),
     )
 )]
@@ -142,6 +144,7 @@ pub async fn upload_urls(
     AuthUser(user): AuthUser,
     AppQuery(q): AppQuery<CountQuery>,
 ) -> Result<Json<UploadUrls>, ApiError> {
+    limit_upload_urls(&state, user)?;
     let count = parse_count(q.count.as_deref(), MAX_UPLOAD_URLS)?;
     let primary = state.buckets.primary();
     let rows: Vec<TempObject> = (0..count)
@@ -212,7 +215,10 @@ fn check_md5(field: &str, b64: &str) -> Result<[u8; 16], ApiError> {
         (status = 200, description = "The URL; PUT the bytes with `Content-MD5` set to the base64 MD5.", body = UploadUrl),
         (status = 400, description = "The body is not this JSON, or a field is wrong: `INVALID_JSON`, `INVALID_BODY`, `INVALID_SIZE`, `INVALID_MD5`.", body = crate::api::error::ErrorBody),
         (status = 401, response = crate::api::openapi::Unauthorized),
+        (status = 402, response = crate::api::openapi::NoSubscription),
         (status = 413, description = "`contentLength` is over `max-file-size`: `FILE_TOO_LARGE`; or the body is over 2 MiB: `BODY_TOO_LARGE`.", body = crate::api::error::ErrorBody),
+        (status = 426, response = crate::api::openapi::StorageFull),
+        (status = 429, response = crate::api::openapi::TooManyRequests),
         (status = 503, response = crate::api::openapi::Unavailable),
     )
 )]
@@ -221,8 +227,10 @@ pub async fn upload_url(
     AuthUser(user): AuthUser,
     AppJson(req): AppJson<UploadUrlRequest>,
 ) -> Result<Json<UploadUrl>, ApiError> {
+    limit_upload_urls(&state, user)?;
     let size = check_size(&state, "contentLength", req.content_length)?;
     let md5 = check_md5("contentMD5", &req.content_md5)?;
+    check_quota(&state, user, req.content_length).await?;
     // Signed as the base64 a Content-MD5 header carries, however it was declared.
     let md5_header = content_md5(&md5);
     let mut row = temp_object(&state, user, new_object_key(user));
@@ -290,6 +298,7 @@ async fn issue_multipart(
         (status = 200, description = "The upload's URLs, wrapped in `urls`; the part URLs sign no length or checksum.", body = MultipartUrlsResponse),
         (status = 400, description = "`count` is missing or out of range: `INVALID_COUNT`, `INVALID_QUERY`.", body = crate::api::error::ErrorBody),
         (status = 401, response = crate::api::openapi::Unauthorized),
+        (status = 429, response = crate::api::openapi::TooManyRequests),
         (status = 503, response = crate::api::openapi::Unavailable),
     )
 )]
@@ -298,6 +307,7 @@ pub async fn multipart_upload_urls(
     AuthUser(user): AuthUser,
     AppQuery(q): AppQuery<CountQuery>,
 ) -> Result<Json<MultipartUrlsResponse>, ApiError> {
+    limit_upload_urls(&state, user)?;
     let count = parse_count(q.count.as_deref(), MAX_PARTS)?;
     let row = temp_object(&state, user, new_object_key(user));
     let parts = vec![(None, None); count as usize];
@@ -340,7 +350,10 @@ pub struct MultipartUploadUrlRequest {
         (status = 200, description = "The upload's URLs, bare; PUT each part with `Content-MD5` set to its base64 MD5.", body = MultipartUrls),
         (status = 400, description = "The body is not this JSON, or its fields disagree: `INVALID_JSON`, `INVALID_BODY`, `INVALID_SIZE`, `INVALID_PARTS`, `INVALID_MD5`.", body = crate::api::error::ErrorBody),
         (status = 401, response = crate::api::openapi::Unauthorized),
+        (status = 402, response = crate::api::openapi::NoSubscription),
         (status = 413, description = "`contentLength` is over `max-file-size`: `FILE_TOO_LARGE`; or the body is over 2 MiB: `BODY_TOO_LARGE`.", body = crate::api::error::ErrorBody),
+        (status = 426, response = crate::api::openapi::StorageFull),
+        (status = 429, response = crate::api::openapi::TooManyRequests),
         (status = 503, response = crate::api::openapi::Unavailable),
     )
 )]
@@ -349,6 +362,7 @@ pub async fn multipart_upload_url(
     AuthUser(user): AuthUser,
     AppJson(req): AppJson<MultipartUploadUrlRequest>,
 ) -> Result<Json<MultipartUrls>, ApiError> {
+    limit_upload_urls(&state, user)?;
     let size = check_size(&state, "contentLength", req.content_length)?;
     let part_count = req.part_md5s.len();
     if part_count == 0 || part_count > MAX_PARTS as usize {
@@ -395,30 +409,62 @@ pub async fn multipart_upload_url(
             (Some(len), Some(content_md5(md5)))
         })
         .collect();
+    check_quota(&state, user, req.content_length).await?;
     let mut row = temp_object(&state, user, new_object_key(user));
     row.declared_size = Some(req.content_length);
     row.expected_etag = Some(multipart_etag(&digests));
     Ok(Json(issue_multipart(&state, row, &parts).await?))
 }
 
-/// `GET /files/upload-eligibility`: whether the user may upload now. Every user may
-/// (museum has no plans or quotas); Ente's mobile app asks before each batch.
+/// Takes one upload-URL request from `user`'s `rate-limit.upload-urls-per-minute`.
+fn limit_upload_urls(state: &AppState, user: i64) -> Result<(), ApiError> {
+    state
+        .limits
+        .upload_urls
+        .take(&user)
+        .map_err(|wait| super::extract::rate_limited(state, "upload_urls", wait))
+}
+
+/// Counts a quota refusal and makes it the answer.
+fn refused(state: &AppState, refusal: QuotaRefusal) -> ApiError {
+    state.metrics.quota_refused(refusal.code());
+    ApiError::Quota(refusal)
+}
+
+/// Refuses an upload of `size` bytes that `user`'s quota does not allow now (402 or
+/// 426, as Ente answers). Advisory: the report checks again as it records the bytes.
+async fn check_quota(state: &AppState, user: i64, size: i64) -> Result<(), ApiError> {
+    accounts::check_upload(&state.db, &state.quota, user, size)
+        .await?
+        .map_err(|refusal| refused(state, refusal))
+}
+
+/// `GET /files/upload-eligibility`: whether the user may upload now, by the same
+/// check as the uploads: 402 with a quota of 0, 426 once the usage has reached the
+/// quota and its overflow. Ente's mobile app asks before each batch.
 #[utoipa::path(
     get,
     path = "/files/upload-eligibility",
     operation_id = "uploadEligibility",
     summary = "Whether the user may upload now",
-    description = "Every user may: museum has no plans or quotas. Ente's mobile app asks before each batch.",
+    description = "Answers from the user's quota, as the upload routes check it: 200 while at least one more byte fits within the quota and `quota.overflow-bytes`; 402 `NO_ACTIVE_SUBSCRIPTION` when the quota is 0; 426 `STORAGE_LIMIT_EXCEEDED` when the usage has reached it. Ente's mobile app asks before each batch.",
     tag = "uploads",
     security(("authToken" = []), ("bearer" = [])),
     responses(
         (status = 200, description = "The user may upload.", body = crate::api::openapi::Eligibility),
         (status = 401, response = crate::api::openapi::Unauthorized),
+        (status = 402, response = crate::api::openapi::NoSubscription),
+        (status = 426, response = crate::api::openapi::StorageFull),
+        (status = 429, response = crate::api::openapi::TooManyRequests),
         (status = 503, response = crate::api::openapi::Unavailable),
     )
 )]
-pub async fn upload_eligibility(AuthUser(_): AuthUser) -> Json<Value> {
-    Json(Value::Object(Map::new()))
+pub async fn upload_eligibility(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+) -> Result<Json<Value>, ApiError> {
+    check_quota(&state, user, 1).await?;
+    Ok(Json(Value::Object(Map::new())))
 }
 
 /// One uploaded object of a report.
@@ -550,8 +596,11 @@ enum Checked {
         (status = 401, response = crate::api::openapi::Unauthorized),
         (status = 404, description = "No upload URL was issued to this user for the key, it expired, or nothing was uploaded at it: `NOT_FOUND`.", body = crate::api::error::ErrorBody),
         (status = 409, description = "An object was already reported in another file, or with other fields: `ALREADY_COMMITTED`; or it was recorded, and its bucket now holds other bytes: `OBJECT_TAMPERED`.", body = crate::api::error::ErrorBody),
+        (status = 402, response = crate::api::openapi::NoSubscription),
         (status = 410, description = "An object was recorded, then deleted (`DELETE /files/{id}`): `FILE_DELETED`.", body = crate::api::error::ErrorBody),
         (status = 413, description = "The object is over `max-file-size`: `FILE_TOO_LARGE`; or the body is over 2 MiB: `BODY_TOO_LARGE`.", body = crate::api::error::ErrorBody),
+        (status = 426, response = crate::api::openapi::StorageFull),
+        (status = 429, response = crate::api::openapi::TooManyRequests),
         (status = 503, description = "The hot bucket did not answer the HEAD that verifies the upload: `OBJECT_SIZE_FETCH_FAILED`; or the database or storage is unavailable: `DB_UNAVAILABLE`, `STORAGE_UNAVAILABLE`, `TIMEOUT`.", body = crate::api::error::ErrorBody),
     )
 )]
@@ -568,6 +617,7 @@ pub async fn report(
         Err(ApiError::Tampered(_)) => "tampered",
         Err(ApiError::NotFound(_)) => "not_found",
         Err(ApiError::FileDeleted) => "deleted",
+        Err(ApiError::Quota(_)) => "over_quota",
         Err(_) => "error",
     };
     state.metrics.upload_committed(label);
@@ -650,7 +700,10 @@ async fn commit(
     fresh: &[NewObject],
     file: &NewFile,
 ) -> Result<(Vec<StoredObject>, FileRecord), ApiError> {
-    let (committed, record) = repo::commit_file(&state.db, fresh, file).await?;
+    let (committed, record) = match repo::commit_file(&state.db, fresh, file, &state.quota).await? {
+        FileCommit::Recorded { objects, record } => (objects, record),
+        FileCommit::OverQuota(refusal) => return Err(refused(state, refusal)),
+    };
     if committed.iter().any(|c| matches!(c, Committed::New(_))) {
         // Copies are queued; let an idle replication worker start now.
         state.replication_wakeup.notify_one();

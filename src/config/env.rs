@@ -26,7 +26,7 @@ pub fn env_name_for(path: &str) -> String {
 /// Last path segments whose values stay strings even when they look like numbers
 /// or booleans (a secret such as `123456` must not become an integer), in variables
 /// and in YAML files alike.
-pub(super) const STRING_KEYS: [&str; 21] = [
+pub(super) const STRING_KEYS: [&str; 26] = [
     "key",
     "secret",
     "sse_c_key",
@@ -48,6 +48,11 @@ pub(super) const STRING_KEYS: [&str; 21] = [
     "serve_mode",
     "embedded-address",
     "embedded-root",
+    "public-key",
+    "issuer",
+    "audience",
+    "trusted-client-ip-header",
+    "admin-host",
 ];
 
 /// A figment provider for `ENTE_*` variables. Empty values count as unset.

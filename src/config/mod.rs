@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 pub use duration::HumanDuration;
 pub use env::{ENV_PREFIX, EnteEnv, env_name_for};
+pub use validate::MAX_QUOTA_BYTES;
 use yaml::TextYaml;
 
 /// The three fixed bucket IDs, in the order Ente lists them.
@@ -51,6 +52,12 @@ pub struct Settings {
     pub replication: ReplicationConfig,
     pub log: LogConfig,
     pub jobs: JobsConfig,
+    pub admin: AdminConfig,
+    pub auth: AuthConfig,
+    pub quota: QuotaConfig,
+    #[serde(rename = "rate-limit")]
+    pub rate_limit: RateLimitConfig,
+    pub internal: InternalConfig,
     /// Largest object a report may commit, in bytes.
     #[serde(rename = "max-file-size")]
     pub max_file_size: u64,
@@ -68,6 +75,11 @@ impl Default for Settings {
             replication: ReplicationConfig::default(),
             log: LogConfig::default(),
             jobs: JobsConfig::default(),
+            admin: AdminConfig::default(),
+            auth: AuthConfig::default(),
+            quota: QuotaConfig::default(),
+            rate_limit: RateLimitConfig::default(),
+            internal: InternalConfig::default(),
             max_file_size: 10 * 1024 * 1024 * 1024,
             credentials_file: None,
         }
@@ -309,6 +321,14 @@ pub struct HttpConfig {
     pub body_timeout: HumanDuration,
     /// Which web origins may call the API and the embedded S3 server.
     pub cors: CorsConfig,
+    /// Port of the admin API (tokens, quotas, usage); it runs only when `admin.key`
+    /// is set.
+    #[serde(rename = "admin-port")]
+    pub admin_port: u16,
+    /// Address the admin API binds to: loopback unless you put it behind your own
+    /// network controls.
+    #[serde(rename = "admin-host")]
+    pub admin_host: String,
 }
 
 /// `http.cors.*`.
@@ -351,6 +371,8 @@ impl Default for HttpConfig {
             request_timeout: HumanDuration(Duration::from_secs(60)),
             body_timeout: HumanDuration(Duration::from_secs(10)),
             cors: CorsConfig::default(),
+            admin_port: 2113,
+            admin_host: "127.0.0.1".to_owned(),
         }
     }
 }
@@ -468,6 +490,102 @@ impl Default for JobsConfig {
             temp_object_grace: HumanDuration(Duration::from_secs(3600)),
         }
     }
+}
+
+/// `admin.*`: the admin API's key (set it in `credentials.yaml`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AdminConfig {
+    /// Sent as `Authorization: Bearer <key>` on every admin call. Unset: no admin API.
+    #[serde(serialize_with = "serialize_secret")]
+    pub key: Option<SecretString>,
+}
+
+/// `auth.*`: ways in besides museum's own tokens.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AuthConfig {
+    pub jwt: JwtConfig,
+}
+
+/// `auth.jwt.*`: JWTs signed by the app's own auth server. Set `secret` (HS256) or
+/// `public-key` (PEM: Ed25519 for EdDSA, P-256 for ES256, RSA for RS256), not both.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct JwtConfig {
+    /// The HS256 shared secret, at least 32 bytes.
+    #[serde(serialize_with = "serialize_secret")]
+    pub secret: Option<SecretString>,
+    /// The PEM public key the tokens are verified with.
+    #[serde(rename = "public-key")]
+    pub public_key: Option<String>,
+    /// When set, `iss` must equal it.
+    pub issuer: Option<String>,
+    /// When set, `aud` must name it.
+    pub audience: Option<String>,
+}
+
+impl JwtConfig {
+    /// Whether JWTs are accepted at all.
+    pub fn is_enabled(&self) -> bool {
+        self.secret
+            .as_ref()
+            .is_some_and(|s| !s.expose_secret().is_empty())
+            || self.public_key.as_deref().is_some_and(|k| !k.is_empty())
+    }
+}
+
+/// `quota.*`: per-user storage quotas.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct QuotaConfig {
+    /// Every user's quota unless the admin API sets one of its own. Unset: unlimited.
+    #[serde(rename = "default-bytes")]
+    pub default_bytes: Option<u64>,
+    /// How far past its quota a user's uploads may go (Ente allows 50 MiB).
+    #[serde(rename = "overflow-bytes")]
+    pub overflow_bytes: u64,
+}
+
+impl Default for QuotaConfig {
+    fn default() -> Self {
+        Self {
+            default_bytes: None,
+            overflow_bytes: 50 * 1024 * 1024,
+        }
+    }
+}
+
+/// `rate-limit.*`: requests per minute; 0 turns a limit off.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RateLimitConfig {
+    /// Upload-URL requests per user per minute (Ente allows 500).
+    #[serde(rename = "upload-urls-per-minute")]
+    pub upload_urls_per_minute: u32,
+    /// Failed authentications per client address per minute; past it, the address
+    /// gets 429 until its budget refills.
+    #[serde(rename = "failed-auth-per-minute")]
+    pub failed_auth_per_minute: u32,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            upload_urls_per_minute: 500,
+            failed_auth_per_minute: 60,
+        }
+    }
+}
+
+/// `internal.*` (Ente's section for deployment details).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct InternalConfig {
+    /// The header a trusted reverse proxy puts the client's address in (e.g.
+    /// `X-Real-IP`); unset: the connection's peer address.
+    #[serde(rename = "trusted-client-ip-header")]
+    pub trusted_client_ip_header: Option<String>,
 }
 
 fn serialize_secret<S: serde::Serializer>(
@@ -601,7 +719,11 @@ mod tests {
         let mut settings = Settings::default();
         settings.s3.b2_eu_cen.secret = Some(SecretString::from("very-secret-value"));
         settings.db.password = Some(SecretString::from("db-secret-value"));
+        settings.admin.key = Some(SecretString::from("admin-key-value"));
+        settings.auth.jwt.secret = Some(SecretString::from("jwt-secret-value"));
         let debug = format!("{settings:?}");
+        assert!(!debug.contains("admin-key-value"), "{debug}");
+        assert!(!debug.contains("jwt-secret-value"), "{debug}");
         assert!(!debug.contains("very-secret-value"), "{debug}");
         assert!(!debug.contains("db-secret-value"), "{debug}");
     }

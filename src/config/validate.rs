@@ -321,6 +321,7 @@ pub fn validate(s: &Settings, figment: &Figment) -> Vec<String> {
     if s.http.port != 0 && s.http.port == s.http.metrics_port {
         problem("http.metrics-port", "must differ from http.port".to_owned());
     }
+    validate_accounts(s, &mut problem);
     if s.jobs.cleanup_interval.get() < Duration::from_millis(100) {
         problem("jobs.cleanup-interval", "must be at least 100ms".to_owned());
     }
@@ -334,6 +335,84 @@ pub fn validate(s: &Settings, figment: &Figment) -> Vec<String> {
         );
     }
     problems
+}
+
+/// Largest quota museum takes, in bytes (1 EiB): anything larger is a typo.
+pub const MAX_QUOTA_BYTES: u64 = 1 << 60;
+
+/// The admin API, JWT, quota and rate-limit keys.
+fn validate_accounts(s: &Settings, problem: &mut impl FnMut(&str, String)) {
+    if let Some(key) = &s.admin.key {
+        let len = key.expose_secret().len();
+        if len > 0 && len < 16 {
+            problem(
+                "admin.key",
+                "is shorter than 16 characters; set it to a long random value (e.g. `openssl rand -hex 32`), in credentials.yaml".to_owned(),
+            );
+        }
+    }
+    let http = &s.http;
+    if http.admin_port != 0
+        && (http.admin_port == http.port || http.admin_port == http.metrics_port)
+    {
+        problem(
+            "http.admin-port",
+            "must differ from http.port and http.metrics-port".to_owned(),
+        );
+    }
+    if http.admin_host.parse::<std::net::IpAddr>().is_err() && http.admin_host != "localhost" {
+        problem(
+            "http.admin-host",
+            format!(
+                "`{}` is not an IP address; use 127.0.0.1 (the default) or the address of a private interface",
+                http.admin_host
+            ),
+        );
+    }
+    let jwt = &s.auth.jwt;
+    let secret = jwt
+        .secret
+        .as_ref()
+        .filter(|v| !v.expose_secret().is_empty());
+    let public_key = jwt.public_key.as_deref().filter(|v| !v.is_empty());
+    if secret.is_some() && public_key.is_some() {
+        problem(
+            "auth.jwt.public-key",
+            "auth.jwt.secret is set too; set one of them: the secret for HS256, or the public key for EdDSA, ES256 or RS256".to_owned(),
+        );
+    } else if jwt.is_enabled()
+        && let Err(why) = crate::accounts::jwt::JwtVerifier::from_config(jwt)
+    {
+        let key = if secret.is_some() {
+            "auth.jwt.secret"
+        } else {
+            "auth.jwt.public-key"
+        };
+        problem(key, why);
+    }
+    if let Some(bytes) = s.quota.default_bytes
+        && bytes > MAX_QUOTA_BYTES
+    {
+        problem(
+            "quota.default-bytes",
+            format!("must be at most {MAX_QUOTA_BYTES} (1 EiB); leave it unset for no limit"),
+        );
+    }
+    if s.quota.overflow_bytes > MAX_QUOTA_BYTES {
+        problem(
+            "quota.overflow-bytes",
+            format!("must be at most {MAX_QUOTA_BYTES} (1 EiB); 52428800 (50 MiB) is the default"),
+        );
+    }
+    if let Some(header) = s.internal.trusted_client_ip_header.as_deref()
+        && !header.is_empty()
+        && http::HeaderName::from_bytes(header.as_bytes()).is_err()
+    {
+        problem(
+            "internal.trusted-client-ip-header",
+            format!("`{header}` is not a header name; write it as e.g. X-Real-IP"),
+        );
+    }
 }
 
 /// S3's most parts in one multipart upload.

@@ -5,6 +5,7 @@ pub mod instances;
 pub mod replication;
 pub mod tokens;
 pub mod uploads;
+pub mod users;
 
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -4,7 +4,8 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{Db, Result};
+use super::{Db, Result, users};
+use crate::accounts::{QuotaRefusal, QuotaRule};
 
 /// A key handed out for upload, awaiting its report.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,6 +85,33 @@ pub enum Committed {
     Existing(StoredObject),
     /// Neither issued nor recorded any more: expired and cleaned up.
     Gone(String),
+}
+
+/// Outcome of committing one report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileCommit {
+    /// Each object's outcome, and the file record (none when a key is gone, and then
+    /// nothing was recorded).
+    Recorded {
+        objects: Vec<Committed>,
+        record: Option<FileRecord>,
+    },
+    /// The user's quota refused the new bytes; nothing was recorded.
+    OverQuota(QuotaRefusal),
+}
+
+/// The bytes `out` records anew, per user.
+fn new_bytes(out: &[Committed]) -> Vec<(i64, i64)> {
+    let mut per_user: Vec<(i64, i64)> = Vec::new();
+    for c in out {
+        if let Committed::New(o) = c {
+            match per_user.iter_mut().find(|(u, _)| *u == o.user_id) {
+                Some((_, n)) => *n = n.saturating_add(o.size),
+                None => per_user.push((o.user_id, o.size)),
+            }
+        }
+    }
+    per_user
 }
 
 macro_rules! temp_columns {
@@ -296,6 +324,10 @@ pub async fn commit_objects(db: &Db, objects: &[NewObject]) -> Result<Vec<Commit
     if out.iter().any(|c| matches!(c, Committed::Gone(_))) {
         tx.rollback().await?;
     } else {
+        for (user, bytes) in new_bytes(&out) {
+            users::ensure_user(&mut tx, user).await?;
+            users::add_usage(&mut tx, user, bytes).await?;
+        }
         tx.commit().await?;
     }
     Ok(out)
@@ -305,16 +337,39 @@ pub async fn commit_objects(db: &Db, objects: &[NewObject]) -> Result<Vec<Commit
 /// `objects[0]` is the file and `objects[1]`, if any, its thumbnail, all in one
 /// transaction. When the file was already recorded, the record returned is the one
 /// recorded first; when a key is gone, nothing is recorded and there is no record.
+/// The new bytes are added to the user's usage in the same transaction, after
+/// `quota` has allowed them against the usage read under the user's row lock; when
+/// it refuses, nothing is recorded.
 pub async fn commit_file(
     db: &Db,
     objects: &[NewObject],
     file: &NewFile,
-) -> Result<(Vec<Committed>, Option<FileRecord>)> {
+    quota: &QuotaRule,
+) -> Result<FileCommit> {
     let mut tx = db.begin_write().await?;
+    // The user's row is locked first, so that one user's reports check and raise
+    // the usage one at a time and cannot together pass the quota.
+    let locked = match objects.first() {
+        Some(o) => Some(users::lock_user(&mut tx, db.engine, o.user_id).await?),
+        None => None,
+    };
     let out = insert_objects(&mut tx, objects).await?;
     if out.iter().any(|c| matches!(c, Committed::Gone(_))) {
         tx.rollback().await?;
-        return Ok((out, None));
+        return Ok(FileCommit::Recorded {
+            objects: out,
+            record: None,
+        });
+    }
+    for (user, bytes) in new_bytes(&out) {
+        if let Some(row) = locked.filter(|r| r.user_id == user)
+            && let Err(refusal) = quota.check(row.usage_bytes, row.quota_bytes, bytes)
+        {
+            tx.rollback().await?;
+            return Ok(FileCommit::OverQuota(refusal));
+        }
+        users::ensure_user(&mut tx, user).await?;
+        users::add_usage(&mut tx, user, bytes).await?;
     }
     let stored = |c: &Committed| match c {
         Committed::New(o) | Committed::Existing(o) => Some((o.id, o.user_id)),
@@ -328,7 +383,10 @@ pub async fn commit_file(
         None => None,
     };
     tx.commit().await?;
-    Ok((out, record))
+    Ok(FileCommit::Recorded {
+        objects: out,
+        record,
+    })
 }
 
 /// Claims each object's issued key and records it, queueing its copies; see
@@ -515,7 +573,8 @@ pub async fn find_object(db: &Db, id: i64) -> Result<Option<StoredObject>> {
 
 /// Marks `user`'s object `id` deleted at `now`, unless it already is, with the
 /// thumbnail of the file it is, and drops their copies that were only queued (the
-/// purge later removes them from every bucket). Returns the object as it now stands,
+/// purge later removes them from every bucket), and takes their sizes off the user's
+/// usage in the same transaction. Returns the object as it now stands,
 /// or `None` if `user` has no such object.
 pub async fn mark_deleted(db: &Db, id: i64, user: i64, now: i64) -> Result<Option<StoredObject>> {
     let mut tx = db.begin_write().await?;
@@ -526,16 +585,16 @@ pub async fn mark_deleted(db: &Db, id: i64, user: i64, now: i64) -> Result<Optio
             .fetch_optional(&mut *tx)
             .await?;
     for object in std::iter::once(id).chain(thumbnail.flatten()) {
-        let marked = sqlx::query(
-            "UPDATE objects SET deleted_at = $1 WHERE id = $2 AND user_id = $3 AND deleted_at IS NULL",
+        let marked: Option<i64> = sqlx::query_scalar(
+            "UPDATE objects SET deleted_at = $1 WHERE id = $2 AND user_id = $3 AND deleted_at IS NULL RETURNING size",
         )
         .bind(now)
         .bind(object)
         .bind(user)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if marked == 1 {
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(size) = marked {
+            users::add_usage(&mut tx, user, -size).await?;
             sqlx::query(
                 "DELETE FROM object_copies WHERE object_id = $1 AND state IN ('pending', 'failed')",
             )

@@ -477,3 +477,50 @@ fn sse_c_keys_are_read_from_credentials_checked_and_never_shown() {
     assert_eq!(key.expose_secret(), good);
     assert!(!format!("{:?}", loaded.settings).contains(good));
 }
+
+#[test]
+fn account_keys_are_checked_named_and_never_shown() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "configurations/local.yaml", LOCAL);
+    write(
+        dir.path(),
+        "credentials.yaml",
+        "admin:\n  key: short1\nauth:\n  jwt:\n    secret: tiny-jwt-secret\n",
+    );
+    let problems = problems(
+        load(
+            dir.path(),
+            &[
+                ("ENTE_QUOTA_DEFAULT_BYTES", "9999999999999999999"),
+                ("ENTE_INTERNAL_TRUSTED_CLIENT_IP_HEADER", "bad header"),
+            ],
+        )
+        .unwrap_err(),
+    );
+    let all = problems.join("\n");
+    for key in [
+        "`admin.key`",
+        "`auth.jwt.secret`",
+        "`quota.default-bytes`",
+        "`internal.trusted-client-ip-header`",
+    ] {
+        assert!(all.contains(key), "{key} in {all}");
+    }
+    assert!(
+        !all.contains("short1") && !all.contains("tiny-jwt-secret"),
+        "{all}"
+    );
+    // Numeric-looking secrets stay text, from a variable too.
+    let loaded = load(
+        dir.path(),
+        &[
+            ("ENTE_ADMIN_KEY", "12345678901234567890"),
+            ("ENTE_AUTH_JWT_SECRET", "123456789012345678901234567890123"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        loaded.settings.admin.key.unwrap().expose_secret(),
+        "12345678901234567890"
+    );
+}

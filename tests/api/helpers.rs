@@ -196,6 +196,8 @@ impl Drop for S3Server {
 pub struct TestApp {
     pub address: String,
     pub metrics_address: String,
+    /// The admin API, when `admin.key` is set.
+    pub admin_address: Option<String>,
     pub state: AppState,
     pub client: reqwest::Client,
     /// Servers by bucket ID, in `BUCKET_IDS` order.
@@ -228,6 +230,7 @@ pub async fn spawn_app_with(engine: Engine, tweak: impl FnOnce(&mut Settings)) -
     settings.http.host = "127.0.0.1".to_owned();
     settings.http.port = 0;
     settings.http.metrics_port = 0;
+    settings.http.admin_port = 0;
     settings.s3.are_local_buckets = true;
     for (id, server) in BUCKET_IDS.iter().zip(&s3) {
         *settings.s3.bucket_mut(id).unwrap() = server.bucket_config();
@@ -247,10 +250,11 @@ pub async fn spawn_app_with(engine: Engine, tweak: impl FnOnce(&mut Settings)) -
     settings.replication.delete_delay = HumanDuration(std::time::Duration::ZERO);
     tweak(&mut settings);
 
-    let (address, metrics_address, state, cancel) = start(settings.clone()).await;
+    let (address, metrics_address, admin_address, state, cancel) = start(settings.clone()).await;
     TestApp {
         address,
         metrics_address,
+        admin_address,
         state,
         client: reqwest::Client::new(),
         s3,
@@ -263,14 +267,19 @@ pub async fn spawn_app_with(engine: Engine, tweak: impl FnOnce(&mut Settings)) -
 /// The part size tests replicate with: S3's smallest.
 pub const PART_SIZE: u64 = 5 * 1024 * 1024;
 
-async fn start(settings: Settings) -> (String, String, AppState, CancellationToken) {
+async fn start(
+    settings: Settings,
+) -> (String, String, Option<String>, AppState, CancellationToken) {
     let app = Application::build(settings).await.expect("app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     let metrics_address = format!("http://127.0.0.1:{}", app.metrics_port());
+    let admin_address = app
+        .admin_port()
+        .map(|port| format!("http://127.0.0.1:{port}"));
     let state = app.state().clone();
     let cancel = CancellationToken::new();
     tokio::spawn(app.run(cancel.clone()));
-    (address, metrics_address, state, cancel)
+    (address, metrics_address, admin_address, state, cancel)
 }
 
 /// Another museum on the same database and buckets, on a runtime of its own, so that
@@ -326,9 +335,11 @@ impl TestApp {
     pub async fn restart_with(&mut self, tweak: impl FnOnce(&mut Settings)) {
         self.cancel.cancel();
         tweak(&mut self.settings);
-        let (address, metrics_address, state, cancel) = start(self.settings.clone()).await;
+        let (address, metrics_address, admin_address, state, cancel) =
+            start(self.settings.clone()).await;
         self.address = address;
         self.metrics_address = metrics_address;
+        self.admin_address = admin_address;
         self.state = state;
         self.cancel = cancel;
     }
@@ -381,7 +392,7 @@ impl TestApp {
     /// A new token for `user`.
     pub async fn token_for(&self, user: i64) -> String {
         let token = format!("test-token-{}", uuid::Uuid::new_v4());
-        museum::db::tokens::insert_token(&self.state.db, &hash_token(&token), user)
+        museum::db::tokens::insert_token(&self.state.db, &hash_token(&token), user, None)
             .await
             .unwrap();
         token

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod accounts;
 mod binary;
 mod browser;
 mod cleanup;
@@ -14,6 +15,7 @@ mod faults;
 mod garage;
 mod helpers;
 mod hostile;
+mod jwt;
 mod leases;
 mod lifecycle;
 mod limits;

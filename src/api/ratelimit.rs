@@ -1,0 +1,194 @@
+//! In-process rate limits: a token bucket per key (a user, a client address), kept
+//! in a map of bounded size.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::ConnectInfo;
+use axum::http::request::Parts;
+
+/// Most keys one limiter tracks. Past it, keys whose bucket has refilled are
+/// dropped (they are as good as new); if none has, the map starts over, so memory
+/// stays bounded whatever a flood of addresses does.
+const MAX_KEYS: usize = 100_000;
+
+/// A token bucket per key: `per_minute` requests at once, refilled at
+/// `per_minute` a minute. `per_minute` 0 turns the limit off. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct RateLimiter<K> {
+    per_minute: u32,
+    buckets: Arc<Mutex<HashMap<K, Bucket>>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+impl<K: Hash + Eq + Clone> RateLimiter<K> {
+    /// A limiter of `per_minute` requests per key (0: no limit).
+    pub fn new(per_minute: u32) -> Self {
+        Self {
+            per_minute,
+            buckets: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    fn capacity(&self) -> f64 {
+        f64::from(self.per_minute)
+    }
+
+    /// The bucket of `key` refilled to now.
+    fn refilled(&self, bucket: Bucket, now: Instant) -> Bucket {
+        let rate = self.capacity() / 60.0;
+        let tokens = (bucket.tokens + now.duration_since(bucket.at).as_secs_f64() * rate)
+            .min(self.capacity());
+        Bucket { tokens, at: now }
+    }
+
+    /// How long until `key` has a whole token again.
+    fn wait(&self, bucket: Bucket) -> Duration {
+        let rate = self.capacity() / 60.0;
+        Duration::from_secs_f64(((1.0 - bucket.tokens) / rate).max(0.0))
+    }
+
+    /// Takes one request from `key`'s bucket; `Err(wait)` when it is empty.
+    pub fn take(&self, key: &K) -> Result<(), Duration> {
+        if self.per_minute == 0 {
+            return Ok(());
+        }
+        let Ok(mut map) = self.buckets.lock() else {
+            return Ok(());
+        };
+        let now = Instant::now();
+        let full = Bucket {
+            tokens: self.capacity(),
+            at: now,
+        };
+        let bucket = map.get(key).map_or(full, |b| self.refilled(*b, now));
+        if bucket.tokens < 1.0 {
+            map.insert(key.clone(), bucket);
+            return Err(self.wait(bucket));
+        }
+        if map.len() >= MAX_KEYS && !map.contains_key(key) {
+            map.retain(|_, b| self.refilled(*b, now).tokens < self.capacity());
+            if map.len() >= MAX_KEYS {
+                map.clear();
+            }
+        }
+        map.insert(
+            key.clone(),
+            Bucket {
+                tokens: bucket.tokens - 1.0,
+                at: now,
+            },
+        );
+        Ok(())
+    }
+
+    /// `Err(wait)` when `key`'s bucket is empty now; takes nothing.
+    pub fn check(&self, key: &K) -> Result<(), Duration> {
+        if self.per_minute == 0 {
+            return Ok(());
+        }
+        let Ok(map) = self.buckets.lock() else {
+            return Ok(());
+        };
+        match map.get(key).map(|b| self.refilled(*b, Instant::now())) {
+            Some(b) if b.tokens < 1.0 => Err(self.wait(b)),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The limits the API applies. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct RateLimits {
+    /// Upload-URL requests per user.
+    pub upload_urls: RateLimiter<i64>,
+    /// Failed authentications per client address.
+    pub failed_auth: RateLimiter<IpAddr>,
+    /// The header a trusted proxy puts the client's address in, lower-cased.
+    pub client_ip_header: Option<http::HeaderName>,
+}
+
+impl RateLimits {
+    /// The limits `rate-limit.*` and `internal.trusted-client-ip-header` configure.
+    pub fn from_config(
+        limits: &crate::config::RateLimitConfig,
+        internal: &crate::config::InternalConfig,
+    ) -> Self {
+        Self {
+            upload_urls: RateLimiter::new(limits.upload_urls_per_minute),
+            failed_auth: RateLimiter::new(limits.failed_auth_per_minute),
+            client_ip_header: internal
+                .trusted_client_ip_header
+                .as_deref()
+                .filter(|h| !h.is_empty())
+                .and_then(|h| http::HeaderName::from_bytes(h.as_bytes()).ok()),
+        }
+    }
+
+    /// The client's address: the first address in the trusted header when one is
+    /// configured and holds one, else the connection's peer (unspecified when the
+    /// router runs without connection info).
+    pub fn client_ip(&self, parts: &Parts) -> IpAddr {
+        let from_header = self.client_ip_header.as_ref().and_then(|name| {
+            parts
+                .headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.split(',').next())
+                .and_then(|v| v.trim().parse::<IpAddr>().ok())
+        });
+        from_header
+            .or_else(|| {
+                parts
+                    .extensions
+                    .get::<ConnectInfo<std::net::SocketAddr>>()
+                    .map(|c| c.0.ip())
+            })
+            .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bucket_allows_its_burst_then_refuses_with_a_wait() {
+        let limiter = RateLimiter::new(3);
+        for _ in 0..3 {
+            assert_eq!(limiter.take(&1), Ok(()));
+        }
+        let wait = limiter.take(&1).unwrap_err();
+        assert!(
+            wait > Duration::from_secs(15) && wait <= Duration::from_secs(20),
+            "{wait:?}"
+        );
+        assert!(limiter.check(&1).is_err());
+        assert_eq!(limiter.take(&2), Ok(()), "other keys are not affected");
+    }
+
+    #[test]
+    fn zero_means_no_limit() {
+        let limiter = RateLimiter::new(0);
+        for _ in 0..1000 {
+            assert_eq!(limiter.take(&1), Ok(()));
+        }
+    }
+
+    #[test]
+    fn the_map_stays_bounded() {
+        let limiter = RateLimiter::new(1);
+        for key in 0..(MAX_KEYS as u64 + 10) {
+            let _ = limiter.take(&key);
+        }
+        assert!(limiter.buckets.lock().unwrap().len() <= MAX_KEYS);
+    }
+}

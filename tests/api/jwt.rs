@@ -1,0 +1,243 @@
+//! JWTs from the app's auth server, and the rate limits on upload URLs and failed
+//! authentication, against the running app.
+
+use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+use serde_json::json;
+
+use crate::helpers::{Engine, TestApp, bytes_of, spawn_app_with};
+
+const SECRET: &str = "a-shared-secret-of-at-least-32-bytes!";
+
+async fn spawn_jwt(audience: Option<&str>) -> TestApp {
+    spawn_app_with(Engine::Sqlite, |s| {
+        s.auth.jwt.secret = Some(secrecy::SecretString::from(SECRET));
+        s.auth.jwt.audience = audience.map(str::to_owned);
+        s.auth.jwt.issuer = Some("https://auth.example.com".to_owned());
+    })
+    .await
+}
+
+fn hs256(claims: &serde_json::Value, secret: &str) -> String {
+    encode(
+        &Header::new(Algorithm::HS256),
+        claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
+}
+
+fn now() -> i64 {
+    jiff::Timestamp::now().as_second()
+}
+
+fn b64(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_valid_jwt_uploads_and_reports() {
+    let app = spawn_jwt(Some("museum")).await;
+    let jwt = hs256(
+        &json!({"sub": "77", "exp": now() + 600, "aud": "museum", "iss": "https://auth.example.com"}),
+        SECRET,
+    );
+    let (id, key) = app.upload(&jwt, &bytes_of(100, 1)).await;
+    assert!(id > 0);
+    assert!(key.starts_with("77/"), "{key}");
+    // As a Bearer token too.
+    let r = app
+        .client
+        .get(format!("{}/files/upload-eligibility", app.address))
+        .header("authorization", format!("Bearer {jwt}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_jwts_are_refused_with_401_json() {
+    let app = spawn_jwt(Some("museum")).await;
+    let good = json!({"sub": "77", "exp": now() + 600, "aud": "museum", "iss": "https://auth.example.com"});
+    let with = |k: &str, v: serde_json::Value| {
+        let mut c = good.clone();
+        c[k] = v;
+        c
+    };
+    let none = format!(
+        "{}.{}.",
+        b64(br#"{"alg":"none","typ":"JWT"}"#),
+        b64(good.to_string().as_bytes())
+    );
+    let cases = [
+        ("alg none", none),
+        (
+            "wrong key",
+            hs256(&good, "another-secret-of-at-least-32-bytes!!"),
+        ),
+        ("expired", hs256(&with("exp", json!(now() - 3600)), SECRET)),
+        (
+            "wrong aud",
+            hs256(&with("aud", json!("someone-else")), SECRET),
+        ),
+        (
+            "wrong iss",
+            hs256(&with("iss", json!("https://evil.example")), SECRET),
+        ),
+        (
+            "no exp",
+            hs256(
+                &json!({"sub": "77", "aud": "museum", "iss": "https://auth.example.com"}),
+                SECRET,
+            ),
+        ),
+        ("bad sub", hs256(&with("sub", json!("root")), SECRET)),
+        ("malformed", "abc.def.ghi".to_owned()),
+        ("garbage", "eyJ.eyJ.%%%".to_owned()),
+    ];
+    for (what, jwt) in cases {
+        let a = app.get("/files/upload-eligibility", Some(&jwt)).await;
+        assert_eq!(a.status, 401, "{what}: {}", a.body);
+        assert_eq!(a.body["code"], "UNAUTHORIZED", "{what}");
+        assert!(
+            !a.body["message"].as_str().unwrap().contains(&jwt),
+            "{what}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ed25519_public_key_verifies_eddsa_jwts() {
+    let dir = tempfile::tempdir().unwrap();
+    let private = dir.path().join("k.pem");
+    let public = dir.path().join("k.pub");
+    let run = |args: &[&str]| {
+        let s = std::process::Command::new("openssl")
+            .args(args)
+            .status()
+            .unwrap();
+        assert!(s.success(), "openssl {args:?}");
+    };
+    run(&[
+        "genpkey",
+        "-algorithm",
+        "ed25519",
+        "-out",
+        private.to_str().unwrap(),
+    ]);
+    run(&[
+        "pkey",
+        "-in",
+        private.to_str().unwrap(),
+        "-pubout",
+        "-out",
+        public.to_str().unwrap(),
+    ]);
+    let pem = std::fs::read_to_string(&public).unwrap();
+    let app = spawn_app_with(Engine::Sqlite, |s| s.auth.jwt.public_key = Some(pem)).await;
+    let key = EncodingKey::from_ed_pem(&std::fs::read(&private).unwrap()).unwrap();
+    let claims = json!({"sub": 12, "exp": now() + 600});
+    let jwt = encode(&Header::new(Algorithm::EdDSA), &claims, &key).unwrap();
+    let a = app.get("/files/upload-eligibility", Some(&jwt)).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    // HS256 signed with the public key's text: the classic confusion, refused.
+    let confused = hs256(&claims, &std::fs::read_to_string(&public).unwrap());
+    assert_eq!(
+        app.get("/files/upload-eligibility", Some(&confused))
+            .await
+            .status,
+        401
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upload_urls_are_limited_per_user_with_retry_after() {
+    let app = spawn_app_with(Engine::Sqlite, |s| s.rate_limit.upload_urls_per_minute = 5).await;
+    let busy = app.token_for(1).await;
+    let other = app.token_for(2).await;
+    for i in 0..5 {
+        let a = app.get("/files/upload-urls?count=1", Some(&busy)).await;
+        assert_eq!(a.status, 200, "request {i}: {}", a.body);
+    }
+    let r = app
+        .client
+        .get(format!("{}/files/upload-urls?count=1", app.address))
+        .header("X-Auth-Token", &busy)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    let wait: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=13).contains(&wait), "{wait}");
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["code"], "RATE_LIMITED");
+    let a = app
+        .post(
+            "/files/upload-url",
+            &busy,
+            &json!({"contentLength": 1, "contentMD5": crate::helpers::md5_b64(b"x")}),
+        )
+        .await;
+    assert_eq!(a.status, 429, "{}", a.body);
+    // Another user, and routes other than upload URLs, are not limited.
+    assert_eq!(
+        app.get("/files/upload-urls?count=1", Some(&other))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        app.get("/files/upload-eligibility", Some(&busy))
+            .await
+            .status,
+        200
+    );
+    let metrics = reqwest::get(format!("{}/metrics", app.metrics_address))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"museum_rate_limited_total{limit="upload_urls"} 2"#),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_authentication_is_limited_per_client_address_from_the_trusted_header() {
+    let app = spawn_app_with(Engine::Sqlite, |s| {
+        s.rate_limit.failed_auth_per_minute = 3;
+        s.internal.trusted_client_ip_header = Some("X-Real-IP".to_owned());
+    })
+    .await;
+    let valid = app.token_for(1).await;
+    let ask = |token: String, ip: &'static str| {
+        app.client
+            .get(format!("{}/files/upload-eligibility", app.address))
+            .header("X-Auth-Token", token)
+            .header("X-Real-IP", ip)
+            .send()
+    };
+    for i in 0..3 {
+        let r = ask(format!("invented-{i}"), "203.0.113.9").await.unwrap();
+        assert_eq!(r.status(), 401);
+    }
+    let r = ask("invented-x".to_owned(), "203.0.113.9").await.unwrap();
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().contains_key("retry-after"));
+    // The flooding address is refused even with a valid token; others are not.
+    assert_eq!(
+        ask(valid.clone(), "203.0.113.9").await.unwrap().status(),
+        429
+    );
+    assert_eq!(
+        ask(valid.clone(), "198.51.100.1").await.unwrap().status(),
+        200
+    );
+}
