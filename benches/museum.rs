@@ -165,14 +165,42 @@ struct Museum {
     db_path: PathBuf,
 }
 
+/// The HS256 secret the bench's museums verify JWTs with.
+const JWT_SECRET: &str = "museum-bench-jwt-secret-0123456789";
+
+/// A JWT for `user`, valid for an hour, signed as an app's auth server would.
+fn jwt_for(user: u32) -> String {
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600;
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &json!({"sub": user.to_string(), "exp": exp}),
+        &jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
 impl Museum {
+    /// A museum whose per-user upload-URL limit is out of the way (the load phases
+    /// send thousands a second as one user) but still checked on every request, and
+    /// whose failed-authentication limit is the default.
     fn start(env: &Env, name: &str) -> Self {
+        Self::start_with(env, name, "")
+    }
+
+    /// As [`Self::start`], with `extra` appended to `rate-limit:`.
+    fn start_with(env: &Env, name: &str, extra: &str) -> Self {
         let dir = env.dir.join(name);
         std::fs::create_dir_all(dir.join("configurations")).unwrap();
         let (api, metrics) = (free_port(), free_port());
         let mut yaml = format!(
             "http:\n  host: 127.0.0.1\n  port: {api}\n  metrics-port: {metrics}\nlog:\n  format: json\n\
              db:\n  url: sqlite://{}/museum.db\nreplication:\n  worker-count: {WORKERS}\n  poll-interval: 50ms\n\
+             auth:\n  jwt:\n    secret: {JWT_SECRET}\n\
+             rate-limit:\n  upload-urls-per-minute: 1000000000\n{extra}\
              s3:\n  are_local_buckets: true\n",
             dir.display()
         );
@@ -677,6 +705,60 @@ async fn load(url: &str, token: Option<&str>, concurrency: usize, secs: u64) -> 
     count.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
 }
 
+/// The flood's pace: requests per second with invented tokens.
+const FLOOD_RATE: u64 = 5_000;
+
+/// A valid user's requests per second over `secs` seconds (16 keep-alive clients)
+/// while 16 other clients, from 127.0.0.2, send `rate` requests a second with
+/// invented tokens; and the rate the flood reached.
+async fn under_flood(url: &str, token: &str, rate: u64, secs: u64) -> (f64, f64) {
+    let flood_client = reqwest::Client::builder()
+        .local_address(Some("127.0.0.2".parse().unwrap()))
+        .build()
+        .unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sent = Arc::new(AtomicU64::new(0));
+    let mut flood = Vec::new();
+    let start = Instant::now();
+    for i in 0..16u64 {
+        let (client, stop, sent, url) = (
+            flood_client.clone(),
+            stop.clone(),
+            sent.clone(),
+            url.to_owned(),
+        );
+        flood.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_micros(16_000_000 / rate));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                tick.tick().await;
+                n += 1;
+                let r = client
+                    .get(&url)
+                    .header("X-Auth-Token", format!("invented-{i}-{n}-0123456789abcdef"))
+                    .send()
+                    .await
+                    .unwrap();
+                assert!(matches!(r.status().as_u16(), 401 | 429), "{}", r.status());
+                let _ = r.bytes().await;
+                sent.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    // Let the flood reach its pace (and use up the address's budget) first.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let valid = load(url, Some(token), 16, secs).await;
+    stop.store(true, Ordering::Relaxed);
+    for f in flood {
+        f.await.unwrap();
+    }
+    (
+        valid,
+        sent.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64(),
+    )
+}
+
 /// Copies claimed and finished per second by in-process workers, with `backlog`
 /// other due rows queued behind `real` copies of tiny objects.
 async fn backlog_run(env: &Env, name: &str, backlog: i64, real: &[(String, usize)]) -> f64 {
@@ -991,17 +1073,22 @@ async fn run() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let museum_url = format!("{}/files/upload-urls?count=1", m.base);
-        let (mut museum_rps, mut bare_rps) = (Vec::new(), Vec::new());
+        let jwt = jwt_for(1);
+        let (mut museum_rps, mut bare_rps, mut jwt_rps) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..RUNS {
             bare_rps.push(load(&bare_url, None, 16, 4).await);
             museum_rps.push(load(&museum_url, Some(&token), 16, 4).await);
+            jwt_rps.push(load(&museum_url, Some(&jwt), 16, 4).await);
         }
         let _ = bare.kill();
         let _ = bare.wait();
         notes.push(format!(
             "presign req/s with 16 clients, 4 s per run: museum {museum_rps:.0?}, bare axum {bare_rps:.0?}"
         ));
-        let (museum_r, bare_r) = (median(museum_rps), median(bare_rps));
+        notes.push(format!(
+            "presign req/s with a JWT (HS256) instead of a token: {jwt_rps:.0?}"
+        ));
+        let (museum_r, bare_r, jwt_r) = (median(museum_rps), median(bare_rps), median(jwt_rps));
         record(
             &mut figures,
             Figure {
@@ -1011,10 +1098,62 @@ async fn run() {
                 target: Target::AtLeast(0.3),
             },
         );
+        record(
+            &mut figures,
+            Figure {
+                name: "presign_jwt_vs_token",
+                what: format!("JWT {jwt_r:.0} req/s / token {museum_r:.0} req/s"),
+                value: jwt_r / museum_r,
+                target: Target::AtLeast(0.9),
+            },
+        );
     }
     drop(m);
     for s in &env.servers {
         s.wipe();
+    }
+
+    if wants("flood") {
+        // A flood of invented tokens from another address, against one valid user.
+        eprintln!("bench: a valid user's presigns under a flood of invented tokens");
+        let limited = Museum::start(&env, "flood");
+        let open = Museum::start_with(&env, "flood-open", "  failed-auth-per-minute: 0\n");
+        let (mut quiet, mut limited_r, mut open_r) = (Vec::new(), Vec::new(), Vec::new());
+        let mut flood_notes = Vec::new();
+        for (target, name, runs) in [
+            (&limited, "flood", &mut limited_r),
+            (&open, "flood-open", &mut open_r),
+        ] {
+            target.ready().await;
+            let token = target.token(&env, name, 1);
+            let url = format!("{}/files/upload-urls?count=1", target.base);
+            for _ in 0..RUNS {
+                if name == "flood" {
+                    quiet.push(load(&url, Some(&token), 16, 4).await);
+                }
+                let (valid, sent) = under_flood(&url, &token, FLOOD_RATE, 4).await;
+                runs.push(valid);
+                flood_notes.push(format!("{name}: flood {sent:.0} req/s"));
+            }
+        }
+        drop((limited, open));
+        let (quiet_r, with_limits, without) = (median(quiet), median(limited_r), median(open_r));
+        notes.push(format!(
+            "a valid user's presigns (16 clients, 4 s) under a flood of {FLOOD_RATE} req/s with invented tokens from 127.0.0.2: \
+             {quiet_r:.0} req/s alone, {with_limits:.0} with the default failed-auth limit, {without:.0} with it off \
+             ({:.2} of alone); {}",
+            without / quiet_r,
+            flood_notes.join(", ")
+        ));
+        record(
+            &mut figures,
+            Figure {
+                name: "valid_user_under_flood",
+                what: format!("under the flood {with_limits:.0} req/s / alone {quiet_r:.0} req/s"),
+                value: with_limits / quiet_r,
+                target: Target::AtLeast(0.8),
+            },
+        );
     }
 
     if wants("small") {

@@ -137,6 +137,10 @@ impl IntoResponse for ApiError {
         let (status, code) = self.status_and_code();
         if status.is_server_error() {
             tracing::error!(error.code = code, error.message = %self, error.cause_chain = ?self, "request failed");
+        } else if matches!(self, Self::RateLimited { .. }) {
+            // A flood must not become a flood of log lines: the limiter warns once a
+            // minute per address or user, and museum_rate_limited_total counts them.
+            tracing::debug!(error.code = code, "request refused by a rate limit");
         } else {
             tracing::info!(error.code = code, error.message = %self, "request refused");
         }

@@ -175,6 +175,13 @@ impl FromRequestParts<AppState> for AuthUser {
         let result = authenticate(parts, state).await;
         if matches!(result, Err(ApiError::Unauthorized(_))) {
             let _ = state.limits.failed_auth.take(&ip);
+            if let Some(wait) = state.limits.failed_auth.newly_exhausted(&ip) {
+                tracing::warn!(
+                    client.address = %ip,
+                    retry_after_s = wait.as_secs().saturating_add(1),
+                    "a client address used up its failed-authentication budget; it is refused until the budget refills"
+                );
+            }
         }
         result
     }

@@ -27,6 +27,8 @@ pub struct RateLimiter<K> {
 struct Bucket {
     tokens: f64,
     at: Instant,
+    /// When the key's running out was last reported (see [`RateLimiter::newly_exhausted`]).
+    reported: Option<Instant>,
 }
 
 impl<K: Hash + Eq + Clone> RateLimiter<K> {
@@ -47,7 +49,11 @@ impl<K: Hash + Eq + Clone> RateLimiter<K> {
         let rate = self.capacity() / 60.0;
         let tokens = (bucket.tokens + now.duration_since(bucket.at).as_secs_f64() * rate)
             .min(self.capacity());
-        Bucket { tokens, at: now }
+        Bucket {
+            tokens,
+            at: now,
+            reported: bucket.reported,
+        }
     }
 
     /// How long until `key` has a whole token again.
@@ -68,6 +74,7 @@ impl<K: Hash + Eq + Clone> RateLimiter<K> {
         let full = Bucket {
             tokens: self.capacity(),
             at: now,
+            reported: None,
         };
         let bucket = map.get(key).map_or(full, |b| self.refilled(*b, now));
         if bucket.tokens < 1.0 {
@@ -84,10 +91,31 @@ impl<K: Hash + Eq + Clone> RateLimiter<K> {
             key.clone(),
             Bucket {
                 tokens: bucket.tokens - 1.0,
-                at: now,
+                ..bucket
             },
         );
         Ok(())
+    }
+
+    /// `Some(wait)` when `key`'s bucket is empty and that was not reported in the
+    /// last minute; marks it reported. A key that keeps hitting its limit is thus
+    /// worth one log line a minute, however many requests it sends.
+    pub fn newly_exhausted(&self, key: &K) -> Option<Duration> {
+        if self.per_minute == 0 {
+            return None;
+        }
+        let mut map = self.buckets.lock().ok()?;
+        let now = Instant::now();
+        let bucket = map.get_mut(key)?;
+        let current = self.refilled(*bucket, now);
+        let recent = bucket
+            .reported
+            .is_some_and(|at| now.duration_since(at) < Duration::from_secs(60));
+        if current.tokens >= 1.0 || recent {
+            return None;
+        }
+        bucket.reported = Some(now);
+        Some(self.wait(current))
     }
 
     /// `Err(wait)` when `key`'s bucket is empty now; takes nothing.
@@ -173,6 +201,18 @@ mod tests {
         );
         assert!(limiter.check(&1).is_err());
         assert_eq!(limiter.take(&2), Ok(()), "other keys are not affected");
+    }
+
+    #[test]
+    fn running_out_is_reported_once_a_minute() {
+        let limiter = RateLimiter::new(2);
+        assert_eq!(limiter.take(&1), Ok(()));
+        assert_eq!(limiter.newly_exhausted(&1), None, "one left");
+        assert_eq!(limiter.take(&1), Ok(()));
+        assert!(limiter.newly_exhausted(&1).is_some(), "just ran out");
+        assert!(limiter.take(&1).is_err());
+        assert_eq!(limiter.newly_exhausted(&1), None, "already reported");
+        assert_eq!(limiter.newly_exhausted(&2), None, "an unseen key");
     }
 
     #[test]

@@ -418,11 +418,16 @@ pub async fn multipart_upload_url(
 
 /// Takes one upload-URL request from `user`'s `rate-limit.upload-urls-per-minute`.
 fn limit_upload_urls(state: &AppState, user: i64) -> Result<(), ApiError> {
-    state
-        .limits
-        .upload_urls
-        .take(&user)
-        .map_err(|wait| super::extract::rate_limited(state, "upload_urls", wait))
+    let limiter = &state.limits.upload_urls;
+    limiter.take(&user).map_err(|wait| {
+        if limiter.newly_exhausted(&user).is_some() {
+            tracing::warn!(
+                user_id = user,
+                "a user used up its upload-URL budget (rate-limit.upload-urls-per-minute); it is refused until the budget refills"
+            );
+        }
+        super::extract::rate_limited(state, "upload_urls", wait)
+    })
 }
 
 /// Counts a quota refusal and makes it the answer.
