@@ -918,7 +918,7 @@ fn record(figures: &mut Vec<Figure>, f: Figure) {
 
 async fn run() {
     if std::env::var_os("RUST_LOG").is_some() {
-        museum::telemetry::init(Some(museum::config::LogFormat::Pretty));
+        museum::telemetry::init(Some(museum::config::LogFormat::Pretty), None);
     }
     let started = Instant::now();
     let dir = work_dir();

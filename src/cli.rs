@@ -1,6 +1,6 @@
 //! The command line: `museum serve` (the default), `museum migrate`,
-//! `museum token create|revoke`, `museum user quota|show|list`, `museum doctor`, `museum replicate …`, and
-//! `museum openapi`.
+//! `museum token create|revoke`, `museum user quota|show|list`, `museum doctor`,
+//! `museum replicate …`, `museum scrub`, `museum reconcile`, and `museum openapi`.
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -10,6 +10,8 @@ use crate::accounts::{self, QuotaRule};
 use crate::config::{self, Settings, Sources};
 use crate::db::Db;
 use crate::ops;
+use crate::reconcile::{self, Finding, ReconcileOptions};
+use crate::scrub::{PassEnd, ScrubLimits};
 use crate::startup::{Application, connect_db};
 use crate::storage::Buckets;
 
@@ -44,6 +46,34 @@ enum Command {
         #[command(subcommand)]
         action: ReplicateAction,
     },
+    /// Check every tier of every object (HEAD, and a sample read in full with MD5),
+    /// queue copies that heal what is missing or damaged, and report objects with no
+    /// intact tier left (exit status 1). Resumes an unfinished pass; Ctrl-C saves
+    /// its place.
+    Scrub {
+        /// Start a new pass instead of resuming the unfinished one.
+        #[arg(long)]
+        restart: bool,
+        /// The share of tiers to read in full (0 to 1); default scrub.read-sample.
+        #[arg(long)]
+        read_sample: Option<f64>,
+        /// Ignore scrub.objects-per-second and scrub.bytes-per-second.
+        #[arg(long)]
+        no_limit: bool,
+    },
+    /// List every bucket and compare it with the database: objects no record knows
+    /// (older than --grace, never an upload under way), and records no bucket holds.
+    Reconcile {
+        /// Delete the objects no record knows.
+        #[arg(long)]
+        apply: bool,
+        /// Print one JSON object per finding, then a summary, for scripts.
+        #[arg(long)]
+        json: bool,
+        /// Leave alone objects written more recently than this (e.g. 12h, 7d).
+        #[arg(long, default_value = "1d")]
+        grace: crate::config::HumanDuration,
+    },
     /// Print the API's OpenAPI document (the one served at /openapi.json); needs no
     /// configuration.
     Openapi,
@@ -51,14 +81,20 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum ReplicateAction {
-    /// Copies per bucket and state, the oldest waiting copy, and the last errors.
-    Status,
+    /// Copies per bucket and state, the oldest waiting copy, the last errors, the
+    /// scrub's progress and lost objects; or, with --object, each tier of one object.
+    Status {
+        /// One object's tiers, as JSON (the same as GET /files/{id}/status).
+        #[arg(long)]
+        object: Option<i64>,
+    },
     /// Queue copies for objects missing in a present bucket (after adding a tier).
     Backfill,
     /// HEAD every tier of every object, the primary included; compare size and ETag
-    /// with the record; re-queue what is missing and restore what was replaced.
+    /// with the record; re-queue what is missing and restore what was replaced (a
+    /// one-shot scrub without full reads or rate limits).
     Verify {
-        /// Check this many tiers chosen at random instead of all of them.
+        /// Check this many objects chosen at random instead of all of them.
         #[arg(long)]
         sample: Option<u32>,
     },
@@ -120,7 +156,10 @@ enum UserAction {
 /// listing every problem.
 fn load_settings() -> anyhow::Result<Settings> {
     let loaded = config::load(&Sources::from_process())?;
-    crate::telemetry::init(loaded.settings.log.format);
+    crate::telemetry::init(
+        loaded.settings.log.format,
+        loaded.settings.events.webhook_url.as_ref(),
+    );
     for warning in &loaded.warnings {
         tracing::warn!("{warning}");
     }
@@ -175,7 +214,20 @@ impl Cli {
                 let buckets =
                     Buckets::from_config(&settings.s3).context("building bucket clients")?;
                 match action {
-                    ReplicateAction::Status => print!("{}", ops::status(&db, &buckets).await?),
+                    ReplicateAction::Status { object: None } => {
+                        print!("{}", ops::status(&db, &buckets).await?);
+                    }
+                    ReplicateAction::Status { object: Some(id) } => {
+                        match crate::status::object_status(&db, id).await? {
+                            Some((_, status)) => {
+                                println!("{}", serde_json::to_string_pretty(&status)?);
+                            }
+                            None => {
+                                db.close().await;
+                                anyhow::bail!("no live object has ID {id}");
+                            }
+                        }
+                    }
                     ReplicateAction::Backfill => {
                         let r = ops::backfill(&db, &buckets).await?;
                         println!(
@@ -186,8 +238,8 @@ impl Cli {
                     ReplicateAction::Verify { sample } => {
                         let r = ops::verify(&db, &buckets, sample.map(i64::from)).await?;
                         println!(
-                            "verify: {} tiers checked (each object's own bucket and every copy), {} re-queued, {} tampered, {} could not be checked",
-                            r.checked, r.requeued, r.tampered, r.unreachable
+                            "verify: {} tiers of {} objects checked (each object's own bucket and every copy), {} re-queued, {} tampered, {} could not be checked, {} lost",
+                            r.checked, r.objects, r.requeued, r.tampered, r.unreachable, r.lost
                         );
                     }
                     ReplicateAction::Retry => {
@@ -199,6 +251,49 @@ impl Cli {
                 }
                 db.close().await;
                 Ok(())
+            }
+            Command::Scrub {
+                restart,
+                read_sample,
+                no_limit,
+            } => {
+                let settings = load_settings()?;
+                let db = connect_db(&settings).await?;
+                let buckets =
+                    Buckets::from_config(&settings.s3).context("building bucket clients")?;
+                let mut limits = if no_limit {
+                    ScrubLimits {
+                        read_sample: settings.scrub.read_sample,
+                        ..ScrubLimits::heads_only()
+                    }
+                } else {
+                    ScrubLimits::from_config(&settings.scrub)
+                };
+                if let Some(share) = read_sample {
+                    anyhow::ensure!(
+                        (0.0..=1.0).contains(&share),
+                        "--read-sample must be a share between 0 and 1, e.g. 0.01"
+                    );
+                    limits.read_sample = share;
+                }
+                let cancel = CancellationToken::new();
+                tokio::spawn(shutdown_on_signal(cancel.clone()));
+                let run = ops::scrub(&db, &buckets, limits, restart, SCRUB_LEASE, &cancel).await;
+                db.close().await;
+                report_scrub(run?)
+            }
+            Command::Reconcile { apply, json, grace } => {
+                let settings = load_settings()?;
+                let db = connect_db(&settings).await?;
+                let buckets =
+                    Buckets::from_config(&settings.s3).context("building bucket clients")?;
+                let options = ReconcileOptions {
+                    apply,
+                    grace: grace.get(),
+                };
+                let result = run_reconcile(&db, &buckets, options, json).await;
+                db.close().await;
+                result
             }
             Command::Token { action } => {
                 let settings = load_settings()?;
@@ -217,6 +312,142 @@ impl Cli {
             }
         }
     }
+}
+
+/// `museum reconcile`: findings as they come (JSON lines with `--json`, else the
+/// first 20 in a list), then a table per bucket.
+async fn run_reconcile(
+    db: &Db,
+    buckets: &Buckets,
+    options: ReconcileOptions,
+    json: bool,
+) -> anyhow::Result<()> {
+    use std::fmt::Write as _;
+    const SHOWN: usize = 20;
+    let bar = indicatif::ProgressBar::new_spinner();
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{spinner} {pos} objects listed · {per_sec}")
+    {
+        bar.set_style(style);
+    }
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    let mut shown = 0;
+    let mut list = String::new();
+    let report = reconcile::reconcile(
+        db,
+        buckets,
+        options,
+        |finding| {
+            if json {
+                bar.suspend(|| println!("{}", serde_json::to_string(finding).unwrap_or_default()));
+                return;
+            }
+            shown += 1;
+            if shown > SHOWN {
+                return;
+            }
+            let _ = match finding {
+                Finding::Unknown {
+                    bucket,
+                    key,
+                    size,
+                    last_modified,
+                    deleted,
+                } => writeln!(
+                    list,
+                    "  {bucket} {key} ({size} bytes, written {last_modified}){}",
+                    if *deleted { ", deleted" } else { "" }
+                ),
+                Finding::Missing {
+                    object_id,
+                    key,
+                    size,
+                } => writeln!(
+                    list,
+                    "  object {object_id} {key} ({size} bytes): no bucket holds it"
+                ),
+            };
+        },
+        |n| bar.inc(n),
+    )
+    .await
+    .context("reconciling")?;
+    bar.finish_and_clear();
+    if json {
+        let summary = serde_json::json!({"kind": "summary", "report": report});
+        println!("{summary}");
+        return Ok(());
+    }
+    if !list.is_empty() {
+        println!("findings (the first {SHOWN}; --json lists them all):");
+        print!("{list}");
+    }
+    println!(
+        "{:<24} {:>10} {:>14} {:>9} {:>14} {:>8} {:>8} {:>10}",
+        "bucket", "listed", "bytes", "unknown", "unknown bytes", "deleted", "recent", "uploading"
+    );
+    for b in &report.buckets {
+        println!(
+            "{:<24} {:>10} {:>14} {:>9} {:>14} {:>8} {:>8} {:>10}",
+            b.bucket,
+            b.listed,
+            b.listed_bytes,
+            b.unknown,
+            b.unknown_bytes,
+            b.deleted,
+            b.recent,
+            b.uploading
+        );
+    }
+    println!(
+        "records: {} checked, {} whose bytes no bucket holds ({} bytes)",
+        report.records, report.missing, report.missing_bytes
+    );
+    let unknown: u64 = report.buckets.iter().map(|b| b.unknown).sum();
+    if unknown > 0 && !options.apply {
+        println!("run again with --apply to delete the {unknown} objects no record knows");
+    }
+    Ok(())
+}
+
+/// How long a `museum scrub` that dies keeps its pass from the next run.
+const SCRUB_LEASE: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Prints what `museum scrub` did; an object found lost makes it exit 1 (as a failed
+/// doctor check does), any other failure 2.
+fn report_scrub(run: ops::ScrubRun) -> anyhow::Result<()> {
+    let (end, resumed_from, report) = match run {
+        ops::ScrubRun::Busy { holder, cursor } => anyhow::bail!(
+            "a scrub pass is running in {holder} (past object {cursor}); wait for it, or stop \
+             that process and run museum scrub again to resume its pass here"
+        ),
+        ops::ScrubRun::Ran {
+            end,
+            resumed_from,
+            report,
+        } => (end, resumed_from, report),
+    };
+    if resumed_from > 0 {
+        println!("scrub: resumed the unfinished pass after object {resumed_from}");
+    }
+    println!("scrub: {report}");
+    match end {
+        PassEnd::Finished => println!("scrub: pass finished"),
+        PassEnd::Stopped => {
+            println!("scrub: stopped; its place is saved, run museum scrub again to resume");
+        }
+        PassEnd::Lost => {
+            println!("scrub: another process took the pass over (this one stalled past its lease)")
+        }
+    }
+    if report.lost > 0 {
+        eprintln!(
+            "museum: {} objects have no intact tier left; museum replicate status lists them",
+            report.lost
+        );
+        std::process::exit(1);
+    }
+    Ok(())
 }
 
 async fn run_token(db: &Db, action: TokenAction) -> anyhow::Result<()> {

@@ -31,6 +31,11 @@ pub const TOKENS_REVOKED_TOTAL: &str = "museum_tokens_revoked_total";
 pub const QUOTA_REFUSALS_TOTAL: &str = "museum_quota_refusals_total";
 pub const STORAGE_USAGE_BYTES: &str = "museum_storage_usage_bytes";
 pub const RATE_LIMITED_TOTAL: &str = "museum_rate_limited_total";
+pub const EVENTS_TOTAL: &str = "museum_events_total";
+pub const SCRUB_TIERS_TOTAL: &str = "museum_scrub_tiers_total";
+pub const SCRUB_BYTES_READ_TOTAL: &str = "museum_scrub_bytes_read_total";
+pub const OBJECTS_LOST: &str = "museum_objects_lost";
+pub const EVENT_WEBHOOK_DROPPED_TOTAL: &str = "museum_event_webhook_dropped_total";
 
 /// The app's metrics and the registry that holds them. Cheap to clone.
 #[derive(Clone)]
@@ -55,6 +60,59 @@ struct Inner {
     pool_idle: IntGauge,
     pool_max: IntGauge,
     accounts: AccountMetrics,
+    ops: OpsMetrics,
+}
+
+/// Events and the scrub. Never labelled by object, key or user.
+struct OpsMetrics {
+    events: IntCounterVec,
+    scrub_tiers: IntCounterVec,
+    scrub_bytes: IntCounter,
+    lost: IntGauge,
+    webhook_dropped: IntCounter,
+}
+
+impl OpsMetrics {
+    fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let events = IntCounterVec::new(
+            Opts::new(
+                EVENTS_TOTAL,
+                "Operator events by name (tampered, lost, copy_failed, copy_late), as logged with the same event field.",
+            ),
+            &["event"],
+        )?;
+        let scrub_tiers = IntCounterVec::new(
+            Opts::new(
+                SCRUB_TIERS_TOTAL,
+                "Tiers the scrub checked, by result (intact, missing, damaged, unreachable).",
+            ),
+            &["result"],
+        )?;
+        let scrub_bytes = IntCounter::new(
+            SCRUB_BYTES_READ_TOTAL,
+            "Bytes the scrub read in full to check their MD5.",
+        )?;
+        let lost = IntGauge::new(
+            OBJECTS_LOST,
+            "Live objects no tier holds intact any more, as the last scrub pass counted them.",
+        )?;
+        let webhook_dropped = IntCounter::new(
+            EVENT_WEBHOOK_DROPPED_TOTAL,
+            "Events not delivered to events.webhook-url: its queue was full, or every retry failed.",
+        )?;
+        registry.register(Box::new(events.clone()))?;
+        registry.register(Box::new(scrub_tiers.clone()))?;
+        registry.register(Box::new(scrub_bytes.clone()))?;
+        registry.register(Box::new(lost.clone()))?;
+        registry.register(Box::new(webhook_dropped.clone()))?;
+        Ok(Self {
+            events,
+            scrub_tiers,
+            scrub_bytes,
+            lost,
+            webhook_dropped,
+        })
+    }
 }
 
 /// Tokens, quotas and rate limits. Never labelled by user or token.
@@ -224,6 +282,7 @@ impl Metrics {
         registry.register(Box::new(upload_urls_issued.clone()))?;
         registry.register(Box::new(uploads_committed.clone()))?;
         let accounts = AccountMetrics::register(&registry)?;
+        let ops = OpsMetrics::register(&registry)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 registry,
@@ -242,6 +301,7 @@ impl Metrics {
                 pool_idle,
                 pool_max,
                 accounts,
+                ops,
             }),
         })
     }
@@ -345,8 +405,37 @@ impl Metrics {
             .inc();
     }
 
+    /// Counts an operator event (see [`crate::events`]).
+    pub fn event(&self, name: &str) {
+        self.inner.ops.events.with_label_values(&[name]).inc();
+    }
+
+    /// Counts a tier the scrub checked, with its `result`.
+    pub fn scrub_tier(&self, result: &str) {
+        self.inner
+            .ops
+            .scrub_tiers
+            .with_label_values(&[result])
+            .inc();
+    }
+
+    /// Counts bytes the scrub read in full.
+    pub fn scrub_bytes_read(&self, n: u64) {
+        self.inner.ops.scrub_bytes.inc_by(n);
+    }
+
+    /// Sets the gauge of live objects known lost.
+    pub fn set_lost(&self, n: i64) {
+        self.inner.ops.lost.set(n);
+    }
+
     /// The text exposition of every metric.
     pub fn render(&self) -> String {
+        let dropped = crate::telemetry::webhook_dropped();
+        let counted = self.inner.ops.webhook_dropped.get();
+        if dropped > counted {
+            self.inner.ops.webhook_dropped.inc_by(dropped - counted);
+        }
         let mut buf = Vec::new();
         let encoder = TextEncoder::new();
         if let Err(e) = encoder.encode(&self.inner.registry.gather(), &mut buf) {

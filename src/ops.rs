@@ -1,4 +1,4 @@
-//! Operator commands on the replication queue: status, backfill, verify, retry.
+//! Operator commands on the replication queue: status, backfill, verify, scrub, retry.
 //! Each is resumable and idempotent, and long runs show a progress bar.
 
 use std::fmt::Write as _;
@@ -8,8 +8,12 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::db::replication as queue;
 use crate::db::{Db, DbError, now_millis};
-use crate::events::{self, FoundBy};
-use crate::storage::{Buckets, StorageError};
+use tokio_util::sync::CancellationToken;
+
+use crate::db::scrub as scrub_db;
+use crate::events::FoundBy;
+use crate::scrub::{PassEnd, ScrubLimits, ScrubReport, Scrubber};
+use crate::storage::Buckets;
 
 /// Rows handled per database round trip.
 const BATCH: i64 = 500;
@@ -35,7 +39,7 @@ fn age(millis: i64) -> String {
 }
 
 /// `museum replicate status`: copies per bucket and state, the oldest waiting copy,
-/// and the latest errors.
+/// the latest errors, the scrub's progress, and objects known lost.
 pub async fn status(db: &Db, buckets: &Buckets) -> Result<String, DbError> {
     let counts = queue::state_counts(db).await?;
     let states = [
@@ -104,6 +108,51 @@ pub async fn status(db: &Db, buckets: &Buckets) -> Result<String, DbError> {
             );
         }
     }
+    match scrub_db::find_job(db, crate::scrub::JOB).await? {
+        Some(job) if job.in_pass() => {
+            let _ = writeln!(
+                out,
+                "scrub: a pass started {} ago is past object {} ({} tiers checked, {} restores queued, {} lost){}",
+                age(now_millis() - job.pass_started_at.unwrap_or_default()),
+                job.cursor,
+                job.checked,
+                job.healed,
+                job.lost,
+                match &job.lease_owner {
+                    Some(owner) => format!("; {owner} runs it"),
+                    None => "; nobody runs it now".to_owned(),
+                }
+            );
+        }
+        Some(job) if job.pass_finished_at.is_some() => {
+            let _ = writeln!(
+                out,
+                "scrub: the last pass finished {} ago ({} tiers checked, {} restores queued, {} lost)",
+                age(now_millis() - job.pass_finished_at.unwrap_or_default()),
+                job.checked,
+                job.healed,
+                job.lost
+            );
+        }
+        _ => {
+            let _ = writeln!(out, "scrub: no pass yet");
+        }
+    }
+    let (lost, ids) = scrub_db::lost_objects(db, 20).await?;
+    if lost == 0 {
+        let _ = writeln!(out, "lost objects: none");
+    } else {
+        let list = ids
+            .iter()
+            .map(i64::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        let more = if lost > 20 { ", …" } else { "" };
+        let _ = writeln!(
+            out,
+            "lost objects: {lost}, no tier holds their recorded bytes (IDs {list}{more})"
+        );
+    }
     Ok(out)
 }
 
@@ -137,98 +186,98 @@ pub async fn backfill(db: &Db, buckets: &Buckets) -> Result<BackfillReport, DbEr
     Ok(report)
 }
 
-/// What a verify run found.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct VerifyReport {
-    /// Tiers checked: each object's own bucket, and each done copy.
-    pub checked: u64,
-    /// Tiers queued for a copy from a verified tier, because they lost the object
-    /// or hold other bytes.
-    pub requeued: u64,
-    /// Tiers holding other bytes than the record (each also logged as tampered).
-    pub tampered: u64,
-    /// Tiers whose bucket could not be asked; checked again on the next run.
-    pub unreachable: u64,
-}
-
-/// `museum replicate verify`: HEADs every verified tier of every live object (or
-/// `sample` random ones) — the bucket the report put it in as well as each done
-/// copy — and compares size and ETag with what was recorded for that tier. A tier
-/// that lost the object or holds other bytes is queued for a copy from a verified
-/// tier; other bytes are also logged as tampered.
+/// `museum replicate verify`: HEADs every verified tier of every live object (or of
+/// `sample` random objects) — the bucket the report put it in as well as each done
+/// copy — and compares size and ETag with what was recorded for that tier: a
+/// one-shot run of the scrub's checks, without its rate limits, full reads or job
+/// row. A tier that lost the object or holds other bytes is queued for a copy from
+/// an intact tier; other bytes are also logged as tampered; an object with no intact
+/// tier left is recorded and logged as lost.
 pub async fn verify(
     db: &Db,
     buckets: &Buckets,
     sample: Option<i64>,
-) -> Result<VerifyReport, DbError> {
+) -> Result<ScrubReport, DbError> {
     let total = match sample {
-        Some(n) => n.min(queue::count_verified_tiers(db).await?),
-        None => queue::count_verified_tiers(db).await?,
+        Some(n) => n.min(queue::count_live_objects(db).await?),
+        None => queue::count_live_objects(db).await?,
     };
-    let bar = progress(u64::try_from(total).unwrap_or(0), "tiers");
-    let mut report = VerifyReport::default();
-    let mut after = (0, String::new());
-    loop {
-        let batch = match sample {
-            Some(n) => queue::sample_verified_tiers(db, n).await?,
-            None => queue::verified_tiers_after(db, after.0, &after.1, BATCH).await?,
-        };
-        if batch.is_empty() {
-            break;
-        }
-        for item in batch {
-            after = (item.object_id, item.tier.bucket_id.clone());
-            report.checked += 1;
-            bar.inc(1);
-            verify_tier(db, buckets, &item, &mut report).await?;
-        }
-        if sample.is_some() {
-            break;
-        }
-    }
+    let bar = progress(u64::try_from(total).unwrap_or(0), "objects");
+    let scrubber = Scrubber::new(
+        db.clone(),
+        buckets.clone(),
+        None,
+        ScrubLimits::heads_only(),
+        FoundBy::Verify,
+    );
+    let report = scrubber.one_shot(sample, &bar).await;
     bar.finish_and_clear();
-    Ok(report)
+    report
 }
 
-async fn verify_tier(
+/// What `museum scrub` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScrubRun {
+    /// Another process runs the pass: its holder and how far it is.
+    Busy { holder: String, cursor: i64 },
+    /// This run ended the pass, or was stopped and saved its place.
+    Ran {
+        end: PassEnd,
+        resumed_from: i64,
+        report: ScrubReport,
+    },
+}
+
+/// `museum scrub`: runs the scrub's current pass to its end (or a new pass, if none
+/// is under way or `restart` is given), at `limits`, with a progress bar. It holds
+/// the pass for a `lease`, renewed while it runs: a run that dies (kill -9) leaves
+/// the pass to the next one once that lapses. Stopping it (`cancel`) saves its
+/// place and gives the pass back at once; the next run resumes there.
+pub async fn scrub(
     db: &Db,
     buckets: &Buckets,
-    item: &queue::TierOfObject,
-    report: &mut VerifyReport,
-) -> Result<(), DbError> {
-    let tier = &item.tier;
-    let Some(bucket) = buckets.get(&tier.bucket_id) else {
-        report.unreachable += 1;
-        return Ok(());
-    };
-    let size = u64::try_from(tier.size).unwrap_or(0);
-    let problem = match bucket.head(&item.object_key).await {
-        Ok(meta) => meta.differs_from(size, tier.etag.as_deref()).map(|detail| {
-            report.tampered += 1;
-            events::tampered(
-                None,
-                &tier.bucket_id,
-                item.object_id,
-                FoundBy::Verify,
-                &detail,
-            );
-            format!("verify: {} {detail}", tier.bucket_id)
-        }),
-        Err(StorageError::NotFound { .. }) => {
-            Some(format!("verify: the copy in {} is missing", tier.bucket_id))
-        }
-        Err(e) => {
-            report.unreachable += 1;
-            tracing::warn!(bucket = %tier.bucket_id, error.message = %e, "verify: cannot check a copy");
-            None
+    limits: ScrubLimits,
+    restart: bool,
+    lease: Duration,
+    cancel: &CancellationToken,
+) -> Result<ScrubRun, DbError> {
+    // Each run its own holder, so that no run takes over a pass another still holds.
+    let owner = format!(
+        "scrub-cli:{}:{}",
+        std::process::id(),
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    let scrubber = Scrubber::new(db.clone(), buckets.clone(), None, limits, FoundBy::Scrub);
+    let mut job = match scrubber.take(&owner, lease).await? {
+        Ok(job) => job,
+        Err(other) => {
+            return Ok(ScrubRun::Busy {
+                holder: other
+                    .as_ref()
+                    .and_then(|j| j.lease_owner.clone())
+                    .unwrap_or_default(),
+                cursor: other.map_or(0, |j| j.cursor),
+            });
         }
     };
-    if let Some(reason) = problem
-        && queue::queue_restore(db, item.object_id, &tier.bucket_id, &reason, now_millis()).await?
-    {
-        report.requeued += 1;
+    if restart {
+        job.pass_started_at = None;
     }
-    Ok(())
+    let resumed_from = if job.in_pass() { job.cursor } else { 0 };
+    let total = queue::count_live_objects(db).await?;
+    let bar = progress(u64::try_from(total).unwrap_or(0), "objects");
+    bar.set_position(
+        u64::try_from(scrub_db::count_objects_upto(db, resumed_from).await?).unwrap_or(0),
+    );
+    let (end, report) = scrubber
+        .run_pass(&owner, lease, &job, cancel, Some(&bar))
+        .await?;
+    bar.finish_and_clear();
+    Ok(ScrubRun::Ran {
+        end,
+        resumed_from,
+        report,
+    })
 }
 
 /// `museum replicate retry`: re-queues every `failed` copy, e.g. after fixing the

@@ -24,12 +24,15 @@ use crate::cors::CorsPolicy;
 use crate::db::replication::pending_counts;
 use crate::db::uploads::TempObjectWriter;
 use crate::db::{Db, PoolConfig};
+use crate::events::FoundBy;
 use crate::metrics::Metrics;
 use crate::replication::copy::Memory;
 use crate::replication::instance::{self, Instance};
 use crate::replication::purge::Purger;
 use crate::replication::{ReplicationWorker, WorkerConfig};
+use crate::scrub::{ScrubLimits, Scrubber};
 use crate::storage::{Buckets, embedded};
+use crate::throttle::Throttle;
 
 /// How long shutdown waits, from the signal, for requests in flight and background
 /// work before it cuts what is left: what the README promises ("exits within about
@@ -158,8 +161,9 @@ impl Application {
     pub fn replication_workers(&self, owner_prefix: &str) -> Vec<ReplicationWorker> {
         let r = &self.settings.replication;
         let config = WorkerConfig::from(r);
-        // One memory budget for every worker of the process.
+        // One memory budget, and one byte rate if set, for every worker of the process.
         let memory = Memory::new(config.memory_limit);
+        let throttle = r.max_bytes_per_second.map(|n| Arc::new(Throttle::new(n)));
         (0..r.worker_count)
             .map(|i| {
                 ReplicationWorker::new(
@@ -170,6 +174,7 @@ impl Application {
                     format!("{owner_prefix}{i}"),
                 )
                 .sharing_memory(memory.clone())
+                .sharing_throttle(throttle.clone())
             })
             .collect()
     }
@@ -198,6 +203,25 @@ impl Application {
             PURGE_INTERVAL.min(r.delete_delay.get().max(r.poll_interval.get())),
             cancel.clone(),
         ));
+        let scrub = &self.settings.scrub;
+        if scrub.interval.get().is_zero() {
+            tracing::info!(
+                "scrub.interval is 0: no background scrub (museum scrub runs one by hand)"
+            );
+        } else {
+            let scrubber = Scrubber::new(
+                self.state.db.clone(),
+                self.state.buckets.clone(),
+                Some(self.state.metrics.clone()),
+                ScrubLimits::from_config(scrub),
+                FoundBy::Scrub,
+            );
+            tracker.spawn(scrubber.run_background(
+                format!("{}scrub", instance.owner_prefix()),
+                scrub.interval.get(),
+                cancel.clone(),
+            ));
+        }
         if r.enabled {
             for worker in self.replication_workers(&instance.owner_prefix()) {
                 tracker

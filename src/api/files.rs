@@ -1,10 +1,10 @@
 //! Recorded objects: download (redirect or proxy, checked against the record, with
-//! replica failover) and delete.
+//! replica failover), replication status, and delete.
 
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::{IntoResponse, Json, Response};
 use serde::Serialize;
 use std::time::Duration;
 
@@ -16,6 +16,7 @@ use crate::config::ServeMode;
 use crate::db::now_millis;
 use crate::db::uploads::{StoredObject, find_object, mark_deleted};
 use crate::events::FoundBy;
+use crate::status::ObjectStatus;
 use crate::storage::StorageError;
 
 /// Longest lifetime of a download redirect.
@@ -32,6 +33,39 @@ async fn owned_object(state: &AppState, user: i64, id: i64) -> Result<StoredObje
         .await?
         .filter(|o| o.user_id == user && o.deleted_at.is_none())
         .ok_or_else(|| ApiError::NotFound("no such file".to_owned()))
+}
+
+/// `GET /files/{id}/status`: where each tier of one of the user's objects stands.
+#[utoipa::path(
+    get,
+    path = "/files/{id}/status",
+    operation_id = "fileStatus",
+    summary = "Where each copy of a recorded object stands",
+    description = "Each tier of the object: the bucket the upload went to (`SOURCE`) and each replica (`REPLICA`), with its state (`PENDING`, `COPYING`, `COMPLETED`, `FAILED`), when it was last proved to hold the recorded bytes, and why it failed. `replicationStatus` sums them up as AWS does for a source object.",
+    tag = "files",
+    params(
+        ("id" = i64, Path, minimum = 1, description = "The object's id, as `file.id` or `thumbnail.id` in the report's answer."),
+    ),
+    security(("authToken" = []), ("bearer" = [])),
+    responses(
+        (status = 200, description = "The object's tiers.", body = crate::status::ObjectStatus),
+        (status = 400, description = "The id is not a positive integer: `INVALID_ID`.", body = crate::api::error::ErrorBody),
+        (status = 401, response = crate::api::openapi::Unauthorized),
+        (status = 404, description = "The user has no such file, or it was deleted: `NOT_FOUND`.", body = crate::api::error::ErrorBody),
+        (status = 429, response = crate::api::openapi::TooManyRequests),
+        (status = 503, response = crate::api::openapi::Unavailable),
+    )
+)]
+pub async fn status(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path(raw_id): Path<String>,
+) -> Result<Json<ObjectStatus>, ApiError> {
+    let id = parse_id(&raw_id)?;
+    match crate::status::object_status(&state.db, id).await? {
+        Some((owner, status)) if owner == user => Ok(Json(status)),
+        _ => Err(ApiError::NotFound("no such file".to_owned())),
+    }
 }
 
 /// `GET /files/{id}/download`: the bytes of one of the user's objects, from the

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::error::ApiError;
 use super::state::AppState;
 use crate::db::now_millis;
-use crate::db::replication::{VerifiedTier, list_copies, queue_restore, verified_tiers};
+use crate::db::replication::{VerifiedTier, list_copies, priority, queue_restore, verified_tiers};
 use crate::db::uploads::StoredObject;
 use crate::events::{self, FoundBy};
 use crate::storage::{BucketClient, StorageError};
@@ -109,7 +109,16 @@ pub(super) fn tampered(
 pub(super) async fn restore(state: &AppState, object_id: i64, broken: &[(String, String)]) {
     let mut queued = false;
     for (bucket, reason) in broken {
-        match queue_restore(&state.db, object_id, bucket, reason, now_millis()).await {
+        match queue_restore(
+            &state.db,
+            object_id,
+            bucket,
+            reason,
+            now_millis(),
+            priority::LIVE,
+        )
+        .await
+        {
             Ok(q) => queued |= q,
             Err(e) => {
                 tracing::warn!(object_id, bucket = %bucket, error.message = %e, "could not queue a restore");

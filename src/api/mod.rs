@@ -61,6 +61,7 @@ pub fn router(
         )
         .route("/files/{id}", delete(files::delete))
         .route("/files/{id}/download", get(files::download))
+        .route("/files/{id}/status", get(files::status))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(request_timeout, timeout))

@@ -46,6 +46,7 @@ separate metrics listener (`http.metrics-port`, default 2112).";
         uploads::report,
         uploads::upload_eligibility,
         files::download,
+        files::status,
         files::delete,
     ),
     components(
@@ -56,7 +57,7 @@ separate metrics listener (`http.metrics-port`, default 2112).";
     tags(
         (name = "health", description = "Liveness and the API's own description."),
         (name = "uploads", description = "Presigned upload URLs and the report that records an upload."),
-        (name = "files", description = "Recorded files: download and delete."),
+        (name = "files", description = "Recorded files: download, replication status and delete."),
     )
 )]
 struct ApiDoc;

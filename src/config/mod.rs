@@ -58,6 +58,8 @@ pub struct Settings {
     #[serde(rename = "rate-limit")]
     pub rate_limit: RateLimitConfig,
     pub internal: InternalConfig,
+    pub scrub: ScrubConfig,
+    pub events: EventsConfig,
     /// Largest object a report may commit, in bytes.
     #[serde(rename = "max-file-size")]
     pub max_file_size: u64,
@@ -80,6 +82,8 @@ impl Default for Settings {
             quota: QuotaConfig::default(),
             rate_limit: RateLimitConfig::default(),
             internal: InternalConfig::default(),
+            scrub: ScrubConfig::default(),
+            events: EventsConfig::default(),
             max_file_size: 10 * 1024 * 1024 * 1024,
             credentials_file: None,
         }
@@ -418,6 +422,14 @@ pub struct ReplicationConfig {
     /// How long after `DELETE /files/{id}` the copies are removed from every bucket.
     #[serde(rename = "delete-delay")]
     pub delete_delay: HumanDuration,
+    /// A copy verified later than this after its report is logged as a `copy_late`
+    /// event.
+    #[serde(rename = "late-after")]
+    pub late_after: HumanDuration,
+    /// The most bytes per second the copies of one process read from their sources,
+    /// all workers together. Unset: as fast as the buckets go.
+    #[serde(rename = "max-bytes-per-second")]
+    pub max_bytes_per_second: Option<u64>,
 }
 
 impl Default for ReplicationConfig {
@@ -434,6 +446,8 @@ impl Default for ReplicationConfig {
             instance_timeout: HumanDuration(Duration::from_secs(5)),
             poll_interval: HumanDuration(Duration::from_secs(1)),
             delete_delay: HumanDuration(Duration::from_secs(45 * 24 * 3600)),
+            late_after: HumanDuration(Duration::from_secs(15 * 60)),
+            max_bytes_per_second: None,
         }
     }
 }
@@ -453,6 +467,47 @@ impl Default for RetryConfig {
             max: HumanDuration(Duration::from_secs(3600)),
         }
     }
+}
+
+/// `scrub.*`: the background scrub, which checks every tier of every object and
+/// heals what it finds missing or damaged.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ScrubConfig {
+    /// How often a pass over every object starts (counted from the end of the last
+    /// one); 0 turns the background scrub off (`museum scrub` still runs one).
+    pub interval: HumanDuration,
+    /// The most objects per second a pass checks (each tier of each by HEAD).
+    #[serde(rename = "objects-per-second")]
+    pub objects_per_second: u32,
+    /// The most bytes per second a pass reads in full.
+    #[serde(rename = "bytes-per-second")]
+    pub bytes_per_second: u64,
+    /// The share of tiers (0 to 1) a pass reads in full and checks by MD5, beyond
+    /// the HEAD every tier gets; each pass picks others. GLACIER tiers are never read.
+    #[serde(rename = "read-sample")]
+    pub read_sample: f64,
+}
+
+impl Default for ScrubConfig {
+    fn default() -> Self {
+        Self {
+            interval: HumanDuration(Duration::from_secs(30 * 24 * 3600)),
+            objects_per_second: 20,
+            bytes_per_second: 16 * 1024 * 1024,
+            read_sample: 0.01,
+        }
+    }
+}
+
+/// `events.*`: where operator events go besides the log.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EventsConfig {
+    /// Each event is POSTed here as JSON, with retries, from a bounded queue. Unset:
+    /// events go to the log and the metrics only.
+    #[serde(rename = "webhook-url", serialize_with = "serialize_secret")]
+    pub webhook_url: Option<SecretString>,
 }
 
 /// `log.*`.

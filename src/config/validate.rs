@@ -49,7 +49,7 @@ pub fn describe_figment_error(e: &figment::Error) -> String {
 fn is_secret(key: &str) -> bool {
     matches!(
         key.rsplit('.').next(),
-        Some("secret" | "password" | "url" | "key")
+        Some("secret" | "password" | "url" | "key" | "webhook-url")
     )
 }
 
@@ -322,6 +322,7 @@ pub fn validate(s: &Settings, figment: &Figment) -> Vec<String> {
         problem("http.metrics-port", "must differ from http.port".to_owned());
     }
     validate_accounts(s, &mut problem);
+    validate_ops(s, &mut problem);
     if s.jobs.cleanup_interval.get() < Duration::from_millis(100) {
         problem("jobs.cleanup-interval", "must be at least 100ms".to_owned());
     }
@@ -341,6 +342,45 @@ pub fn validate(s: &Settings, figment: &Figment) -> Vec<String> {
 pub const MAX_QUOTA_BYTES: u64 = 1 << 60;
 
 /// The admin API, JWT, quota and rate-limit keys.
+fn validate_ops(s: &Settings, problem: &mut impl FnMut(&str, String)) {
+    let scrub = &s.scrub;
+    if scrub.objects_per_second == 0 {
+        problem(
+            "scrub.objects-per-second",
+            "must be at least 1; turn the background scrub off with scrub.interval: 0".to_owned(),
+        );
+    }
+    if scrub.bytes_per_second < 1024 {
+        problem(
+            "scrub.bytes-per-second",
+            "must be at least 1024 (1 KiB/s); 16777216 (16 MiB/s) is the default".to_owned(),
+        );
+    }
+    if !(0.0..=1.0).contains(&scrub.read_sample) {
+        problem(
+            "scrub.read-sample",
+            "must be a share between 0 and 1, e.g. 0.01 to read one tier in a hundred".to_owned(),
+        );
+    }
+    if s.replication.max_bytes_per_second.is_some_and(|n| n < 1024) {
+        problem(
+            "replication.max-bytes-per-second",
+            "must be at least 1024 (1 KiB/s), or unset for no limit".to_owned(),
+        );
+    }
+    if let Some(url) = &s.events.webhook_url {
+        let ok = url::Url::parse(url.expose_secret())
+            .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
+        if !ok {
+            problem(
+                "events.webhook-url",
+                "must be an http:// or https:// URL (the value is a secret and is not shown)"
+                    .to_owned(),
+            );
+        }
+    }
+}
+
 fn validate_accounts(s: &Settings, problem: &mut impl FnMut(&str, String)) {
     if let Some(key) = &s.admin.key {
         let len = key.expose_secret().len();

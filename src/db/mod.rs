@@ -3,6 +3,7 @@
 
 pub mod instances;
 pub mod replication;
+pub mod scrub;
 pub mod tokens;
 pub mod uploads;
 pub mod users;

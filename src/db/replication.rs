@@ -60,25 +60,37 @@ pub struct CopyRow {
     pub verified_size: Option<i64>,
     pub verified_etag: Option<String>,
     pub last_error: Option<String>,
+    /// When a scrub last found this copy intact (milliseconds).
+    pub verified_at: Option<i64>,
+}
+
+/// Copy priorities, as stored: live copies are claimed before any background one.
+pub mod priority {
+    /// A copy a report queued, or a restore a read found it needed.
+    pub const LIVE: i64 = 0;
+    /// A copy queued by backfill, a scrub or a primary move.
+    pub const BACKGROUND: i64 = 1;
 }
 
 /// Queues a pending copy of `object_id` to each of `targets` that has no row yet,
-/// inside `tx`. Returns how many were queued.
+/// inside `tx`, at `priority`. Returns how many were queued.
 pub(crate) async fn insert_copies<'a>(
     tx: &mut sqlx::AnyConnection,
     object_id: i64,
     targets: impl IntoIterator<Item = &'a String>,
     now: i64,
+    priority: i64,
 ) -> Result<u64> {
     let mut queued = 0;
     for target in targets {
         queued += sqlx::query(
-            "INSERT INTO object_copies (object_id, bucket_id, state, attempts, next_attempt_at, created_at) \
-             VALUES ($1, $2, 'pending', 0, $3, $3) ON CONFLICT (object_id, bucket_id) DO NOTHING",
+            "INSERT INTO object_copies (object_id, bucket_id, state, attempts, next_attempt_at, created_at, priority) \
+             VALUES ($1, $2, 'pending', 0, $3, $3, $4) ON CONFLICT (object_id, bucket_id) DO NOTHING",
         )
         .bind(object_id)
         .bind(target)
         .bind(now)
+        .bind(priority)
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -104,9 +116,11 @@ macro_rules! due_case {
     };
 }
 
-/// Copies whose lease lapsed (their worker died) come before pending ones, each kind
-/// in the order it fell due; each kind is a range scan of its own index, so the cost
-/// of a claim does not grow with the backlog.
+/// Copies whose lease lapsed (their worker died) come first, then pending live copies,
+/// then pending background ones (backfill, scrub, a primary move), each kind in the
+/// order it fell due; each kind is a range scan of its own index, so the cost of a
+/// claim does not grow with the backlog, and no backlog of background copies delays
+/// a live one.
 const SQLITE_CLAIM: &str = concat!(
     "UPDATE object_copies SET state = 'copying', attempts = attempts + 1, lease_until = $1, lease_owner = $2 \
      WHERE object_id IN (SELECT object_id FROM ( \
@@ -115,8 +129,12 @@ const SQLITE_CLAIM: &str = concat!(
          ORDER BY c.lease_until LIMIT $4) \
        UNION ALL \
        SELECT object_id, 1, next_attempt_at FROM (SELECT c.object_id, c.next_attempt_at FROM object_copies c \
-         JOIN objects o ON o.id = c.object_id WHERE o.deleted_at IS NULL AND c.state = 'pending' AND c.next_attempt_at <= $3 \
-         ORDER BY c.next_attempt_at LIMIT $4) \
+         JOIN objects o ON o.id = c.object_id WHERE o.deleted_at IS NULL AND c.state = 'pending' AND c.priority = 0 \
+         AND c.next_attempt_at <= $3 ORDER BY c.next_attempt_at LIMIT $4) \
+       UNION ALL \
+       SELECT object_id, 2, next_attempt_at FROM (SELECT c.object_id, c.next_attempt_at FROM object_copies c \
+         JOIN objects o ON o.id = c.object_id WHERE o.deleted_at IS NULL AND c.state = 'pending' AND c.priority = 1 \
+         AND c.next_attempt_at <= $3 ORDER BY c.next_attempt_at LIMIT $4) \
      ) GROUP BY object_id ORDER BY MIN(kind), MIN(due) LIMIT $4) AND ",
     due_case!(),
     " RETURNING object_id, bucket_id, attempts, upload_id"
@@ -128,10 +146,13 @@ const POSTGRES_CLAIM: &str = concat!(
     "WITH lapsed AS (SELECT o.id AS object_id, 0 AS kind, c.lease_until AS due FROM object_copies c \
        JOIN objects o ON o.id = c.object_id WHERE o.deleted_at IS NULL AND c.state = 'copying' AND c.lease_until < $3 \
        ORDER BY c.lease_until LIMIT $4 FOR NO KEY UPDATE OF o SKIP LOCKED), \
-     pending AS (SELECT o.id AS object_id, 1 AS kind, c.next_attempt_at AS due FROM object_copies c \
-       JOIN objects o ON o.id = c.object_id WHERE o.deleted_at IS NULL AND c.state = 'pending' AND c.next_attempt_at <= $3 \
-       ORDER BY c.next_attempt_at LIMIT $4 FOR NO KEY UPDATE OF o SKIP LOCKED), \
-     picked AS (SELECT object_id FROM (SELECT * FROM lapsed UNION ALL SELECT * FROM pending) x \
+     live AS (SELECT o.id AS object_id, 1 AS kind, c.next_attempt_at AS due FROM object_copies c \
+       JOIN objects o ON o.id = c.object_id WHERE o.deleted_at IS NULL AND c.state = 'pending' AND c.priority = 0 \
+       AND c.next_attempt_at <= $3 ORDER BY c.next_attempt_at LIMIT $4 FOR NO KEY UPDATE OF o SKIP LOCKED), \
+     background AS (SELECT o.id AS object_id, 2 AS kind, c.next_attempt_at AS due FROM object_copies c \
+       JOIN objects o ON o.id = c.object_id WHERE o.deleted_at IS NULL AND c.state = 'pending' AND c.priority = 1 \
+       AND c.next_attempt_at <= $3 ORDER BY c.next_attempt_at LIMIT $4 FOR NO KEY UPDATE OF o SKIP LOCKED), \
+     picked AS (SELECT object_id FROM (SELECT * FROM lapsed UNION ALL SELECT * FROM live UNION ALL SELECT * FROM background) x \
        GROUP BY object_id ORDER BY MIN(kind), MIN(due) LIMIT $4) \
      UPDATE object_copies SET state = 'copying', attempts = attempts + 1, lease_until = $1, lease_owner = $2 \
      FROM picked WHERE object_copies.object_id = picked.object_id AND ",
@@ -246,7 +267,7 @@ pub async fn mark_done_many(
             .collect::<Vec<_>>()
             .join(", ");
         let sql = format!(
-            "UPDATE object_copies SET state = 'done', copied_at = $1, verified_size = v.column3, \
+            "UPDATE object_copies SET state = 'done', copied_at = $1, verified_at = $1, verified_size = v.column3, \
              verified_etag = v.column4, last_error = NULL, lease_until = NULL, lease_owner = NULL, upload_id = NULL \
              FROM (VALUES {rows}) AS v \
              WHERE object_copies.object_id = v.column1 AND object_copies.bucket_id = v.column2 \
@@ -399,12 +420,13 @@ fn copy_from_row(r: &AnyRow) -> Result<CopyRow> {
         verified_size: r.try_get(8)?,
         verified_etag: r.try_get(9)?,
         last_error: r.try_get(10)?,
+        verified_at: r.try_get(11)?,
     })
 }
 
 macro_rules! copy_columns {
     () => {
-        "object_id, bucket_id, state, attempts, next_attempt_at, lease_until, lease_owner, copied_at, verified_size, verified_etag, last_error"
+        "object_id, bucket_id, state, attempts, next_attempt_at, lease_until, lease_owner, copied_at, verified_size, verified_etag, last_error, verified_at"
     };
 }
 
@@ -525,7 +547,14 @@ pub async fn backfill_batch(
     for row in &rows {
         let id: i64 = row.try_get(0)?;
         let source: String = row.try_get(1)?;
-        queued += insert_copies(&mut tx, id, buckets.iter().filter(|b| **b != source), now).await?;
+        queued += insert_copies(
+            &mut tx,
+            id,
+            buckets.iter().filter(|b| **b != source),
+            now,
+            priority::BACKGROUND,
+        )
+        .await?;
         last = Some(id);
     }
     tx.commit().await?;
@@ -612,28 +641,30 @@ pub fn verified_tiers(
         .collect()
 }
 
-/// Queues a copy of `object_id` into `bucket_id`, due now, to replace what that
-/// bucket holds from a verified tier: a new row when the bucket is the object's own
-/// (its source, which has no copy row until a first restore), or a done or failed
-/// row put back. A copy already waiting or in progress is left as it is. Returns
-/// whether a copy was queued.
+/// Queues a copy of `object_id` into `bucket_id`, due now at `priority`, to replace
+/// what that bucket holds from a verified tier: a new row when the bucket is the
+/// object's own (its source, which has no copy row until a first restore), or a done
+/// or failed row put back. A copy already waiting or in progress is left as it is.
+/// Returns whether a copy was queued.
 pub async fn queue_restore(
     db: &Db,
     object_id: i64,
     bucket_id: &str,
     reason: &str,
     now: i64,
+    priority: i64,
 ) -> Result<bool> {
     let n = sqlx::query(
-        "INSERT INTO object_copies (object_id, bucket_id, state, attempts, next_attempt_at, last_error, created_at) \
-         VALUES ($1, $2, 'pending', 0, $3, $4, $3) \
-         ON CONFLICT (object_id, bucket_id) DO UPDATE SET state = 'pending', next_attempt_at = $3, last_error = $4 \
+        "INSERT INTO object_copies (object_id, bucket_id, state, attempts, next_attempt_at, last_error, created_at, priority) \
+         VALUES ($1, $2, 'pending', 0, $3, $4, $3, $5) \
+         ON CONFLICT (object_id, bucket_id) DO UPDATE SET state = 'pending', next_attempt_at = $3, last_error = $4, priority = $5 \
          WHERE object_copies.state IN ('done', 'failed')",
     )
     .bind(object_id)
     .bind(bucket_id)
     .bind(now)
     .bind(truncate_error(reason))
+    .bind(priority)
     .execute(&db.pool)
     .await?
     .rows_affected();

@@ -428,6 +428,7 @@ async fn insert_objects(
                     object.id,
                     &o.copy_targets,
                     o.created_at,
+                    super::replication::priority::LIVE,
                 )
                 .await?;
                 Committed::New(object)

@@ -14,6 +14,7 @@ use md5::{Digest, Md5};
 use crate::storage::presign::{looks_like_md5_etag, multipart_etag};
 use crate::storage::watch::Activity;
 use crate::storage::{BucketClient, ByteStream, StorageError};
+use crate::throttle::Throttle;
 
 /// S3's most parts in one multipart upload.
 const MAX_PARTS: u64 = 10_000;
@@ -136,6 +137,8 @@ pub struct CopyJob<'a> {
     pub activity: &'a Activity,
     /// The process's budget for bytes held in memory by copies.
     pub memory: &'a Memory,
+    /// The process's byte rate for reading sources, if limited.
+    pub throttle: Option<&'a Throttle>,
 }
 
 /// How many bytes all copies of a process may hold in memory at once
@@ -408,6 +411,11 @@ async fn pump(
             .filter(|n| u64::from(*n) <= MAX_PARTS)
             .ok_or(CopyError::TooLarge { size: job.size })?;
         let read = async {
+            if let Some(throttle) = job.throttle {
+                // Paced, not stalled: the lease is kept while the part waits its turn.
+                let _waiting = job.activity.waiting();
+                throttle.take(part_len).await;
+            }
             let held = job.memory.hold(part_len).await;
             read_part(reader, part_len, &mut whole, multipart)
                 .await

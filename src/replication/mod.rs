@@ -23,6 +23,7 @@ use crate::metrics::Metrics;
 use crate::storage::presign::looks_like_md5_etag;
 use crate::storage::watch::Activity;
 use crate::storage::{BucketClient, Buckets, StorageError, error_chain};
+use crate::throttle::Throttle;
 
 /// Errors that stop a worker's pass (copy failures are recorded, not returned).
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +45,8 @@ pub struct WorkerConfig {
     pub batch_size: u32,
     /// Bytes the copies of a process may hold in memory at once.
     pub memory_limit: u64,
+    /// A copy verified later than this after its report is a `copy_late` event.
+    pub late_after: Duration,
 }
 
 impl From<&crate::config::ReplicationConfig> for WorkerConfig {
@@ -57,6 +60,7 @@ impl From<&crate::config::ReplicationConfig> for WorkerConfig {
             poll_interval: r.poll_interval.get(),
             batch_size: r.batch_size.max(1),
             memory_limit: r.memory_limit,
+            late_after: r.late_after.get(),
         }
     }
 }
@@ -105,7 +109,7 @@ enum Prepared {
 
 /// Stops the lease heartbeat when the pass ends, however it ends (also when the
 /// pass itself is dropped mid-copy, so an abandoned copy's lease lapses).
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
+pub(crate) struct AbortOnDrop(pub(crate) tokio::task::JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
@@ -122,6 +126,7 @@ pub struct ReplicationWorker {
     config: WorkerConfig,
     owner: String,
     memory: Memory,
+    throttle: Option<Arc<Throttle>>,
 }
 
 impl ReplicationWorker {
@@ -140,6 +145,7 @@ impl ReplicationWorker {
             memory: Memory::new(config.memory_limit),
             config,
             owner,
+            throttle: None,
         }
     }
 
@@ -147,6 +153,14 @@ impl ReplicationWorker {
     /// with the other workers of the process.
     pub fn sharing_memory(mut self, memory: Memory) -> Self {
         self.memory = memory;
+        self
+    }
+
+    /// The same worker, reading its sources no faster than `throttle` lets it, a
+    /// rate shared with the other workers of the process
+    /// (`replication.max-bytes-per-second`); `None`: no limit.
+    pub fn sharing_throttle(mut self, throttle: Option<Arc<Throttle>>) -> Self {
+        self.throttle = throttle;
         self
     }
 
@@ -226,6 +240,14 @@ impl ReplicationWorker {
                     let lag = (now - copied.created_at).max(0) as f64 / 1000.0;
                     let size = u64::try_from(mark.size).unwrap_or(0);
                     self.metrics.copy_done(&mark.bucket_id, size, lag);
+                    if lag > self.config.late_after.as_secs_f64() {
+                        events::copy_late(
+                            Some(&self.metrics),
+                            mark.object_id,
+                            &mark.bucket_id,
+                            lag,
+                        );
+                    }
                 }
             }
         }
@@ -327,8 +349,15 @@ impl ReplicationWorker {
                 // A verified tier was read: the damaged or missing ones are
                 // restored from it by copies of their own.
                 for (bucket_id, reason) in &read.broken {
-                    if queue::queue_restore(&self.db, object_id, bucket_id, reason, now_millis())
-                        .await?
+                    if queue::queue_restore(
+                        &self.db,
+                        object_id,
+                        bucket_id,
+                        reason,
+                        now_millis(),
+                        queue::priority::LIVE,
+                    )
+                    .await?
                     {
                         tracing::info!(object_id, bucket = %bucket_id, "restore queued");
                     }
@@ -500,6 +529,7 @@ impl ReplicationWorker {
             part_size: self.config.part_size,
             activity,
             memory: &self.memory,
+            throttle: self.throttle.as_deref(),
         };
         let mut broken = Vec::new();
         let mut damage = None;
@@ -569,6 +599,15 @@ impl ReplicationWorker {
             "copy failed"
         );
         self.metrics.copy_failed(&copy.bucket_id, permanent);
+        if permanent {
+            events::copy_failed(
+                Some(&self.metrics),
+                source.object_id,
+                &copy.bucket_id,
+                copy.attempts,
+                error,
+            );
+        }
         queue::mark_attempt_failed(
             &self.db,
             source.object_id,

@@ -100,6 +100,15 @@ impl ObjectMeta {
     }
 }
 
+/// One object of a bucket's listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub key: String,
+    pub size: u64,
+    /// When the bucket last wrote it (milliseconds since the epoch).
+    pub last_modified_ms: i64,
+}
+
 /// One configured bucket: where it is, how to reach it, its storage class and the
 /// timeouts its requests keep to.
 #[derive(Debug)]
@@ -249,6 +258,21 @@ impl BucketClient {
             Err(StorageError::NotFound { .. }) => Ok(()),
             other => other,
         }
+    }
+
+    /// Every object in the bucket, as the bucket lists them a page at a time: what
+    /// is held at once is one page, whatever the bucket's size. Each page is one
+    /// request, bounded by `s3.request-timeout`.
+    pub fn list(&self) -> impl futures_util::Stream<Item = Result<Listed>> + Send + '_ {
+        use futures_util::StreamExt;
+        self.store.list(None).map(move |item| {
+            item.map(|meta| Listed {
+                key: meta.location.to_string(),
+                size: meta.size,
+                last_modified_ms: meta.last_modified.timestamp_millis(),
+            })
+            .map_err(|e| self.failed("", e))
+        })
     }
 
     /// Starts a GET of `key`; returns its length and the body as a stream. No answer

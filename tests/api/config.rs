@@ -524,3 +524,51 @@ fn account_keys_are_checked_named_and_never_shown() {
         "12345678901234567890"
     );
 }
+
+#[test]
+fn scrub_event_and_rate_keys_are_checked_named_and_never_shown() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "configurations/local.yaml", LOCAL);
+    let problems = problems(
+        load(
+            dir.path(),
+            &[
+                ("ENTE_SCRUB_READ_SAMPLE", "1.5"),
+                ("ENTE_SCRUB_OBJECTS_PER_SECOND", "0"),
+                ("ENTE_SCRUB_BYTES_PER_SECOND", "10"),
+                ("ENTE_REPLICATION_MAX_BYTES_PER_SECOND", "100"),
+                (
+                    "ENTE_EVENTS_WEBHOOK_URL",
+                    "ftp://hook-secret-99@example.com/x",
+                ),
+            ],
+        )
+        .unwrap_err(),
+    );
+    let all = problems.join("\n");
+    for key in [
+        "`scrub.read-sample`",
+        "`scrub.objects-per-second`",
+        "`scrub.bytes-per-second`",
+        "`replication.max-bytes-per-second`",
+        "`events.webhook-url`",
+    ] {
+        assert!(all.contains(key), "{key} in {all}");
+    }
+    assert!(!all.contains("hook-secret-99"), "{all}");
+    let loaded = load(
+        dir.path(),
+        &[
+            ("ENTE_SCRUB_INTERVAL", "7d"),
+            (
+                "ENTE_EVENTS_WEBHOOK_URL",
+                "https://hooks.example.com/museum",
+            ),
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        loaded.settings.scrub.interval.get(),
+        std::time::Duration::from_secs(7 * 86_400)
+    );
+}

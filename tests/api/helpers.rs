@@ -52,7 +52,7 @@ static TRACING: Once = Once::new();
 fn init_tracing() {
     TRACING.call_once(|| {
         if std::env::var_os("TEST_LOG").is_some() {
-            museum::telemetry::init(Some(museum::config::LogFormat::Pretty));
+            museum::telemetry::init(Some(museum::config::LogFormat::Pretty), None);
         }
     });
 }
@@ -248,6 +248,8 @@ pub async fn spawn_app_with(engine: Engine, tweak: impl FnOnce(&mut Settings)) -
     settings.replication.retry.max = HumanDuration(std::time::Duration::from_secs(1));
     settings.replication.lease = HumanDuration(std::time::Duration::from_secs(2));
     settings.replication.delete_delay = HumanDuration(std::time::Duration::ZERO);
+    // Tests run the scrub themselves.
+    settings.scrub.interval = HumanDuration(std::time::Duration::ZERO);
     tweak(&mut settings);
 
     let (address, metrics_address, admin_address, state, cancel) = start(settings.clone()).await;

@@ -262,7 +262,11 @@ async fn verify_requeues_missing_copies(engine: Engine) {
     let sample = museum::ops::verify(&app.state.db, &app.state.buckets, Some(1))
         .await
         .unwrap();
-    assert_eq!(sample.checked, 1);
+    assert_eq!(
+        (sample.objects, sample.checked),
+        (1, 3),
+        "one object, each of its tiers"
+    );
     let report = museum::ops::verify(&app.state.db, &app.state.buckets, None)
         .await
         .unwrap();

@@ -173,16 +173,28 @@ async fn an_overwrite_before_the_first_copy_fails_its_copies_for_good_and_is_nev
     }
     assert!(tampered_count(&app, PRIMARY).await >= 1);
 
-    // verify finds the primary replaced as well; its restore has nothing verified
-    // to copy from and fails for good too.
+    // verify finds the primary replaced as well: no tier holds the recorded bytes,
+    // so the object is reported lost and nothing is queued to copy from nowhere.
     let report = museum::ops::verify(&app.state.db, &app.state.buckets, None)
         .await
         .unwrap();
-    assert_eq!((report.checked, report.tampered), (1, 1));
-    app.drain().await;
-    let restore = app.copies(id).await;
-    let restore = restore.iter().find(|c| c.bucket_id == PRIMARY).unwrap();
-    assert_eq!(restore.state, state::FAILED, "{restore:?}");
+    assert_eq!(
+        (
+            report.checked,
+            report.tampered,
+            report.lost,
+            report.requeued
+        ),
+        (1, 1, 1, 0)
+    );
+    assert!(
+        app.copies(id).await.iter().all(|c| c.bucket_id != PRIMARY),
+        "no restore of the primary is queued"
+    );
+    let status = museum::ops::status(&app.state.db, &app.state.buckets)
+        .await
+        .unwrap();
+    assert!(status.contains("lost objects: 1"), "{status}");
     assert_eq!(holds(&app, PRIMARY, &key), Some(evil), "left as evidence");
 
     // Failed for good: nothing is retried once the backoff has passed.

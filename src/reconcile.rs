@@ -1,0 +1,298 @@
+//! `museum reconcile`: every bucket's listing against the database. It finds objects
+//! a bucket holds that no record knows (older than a grace period, and never the key
+//! of an upload still under way), and records whose bytes no bucket holds. Listings
+//! are read a page at a time and checked against the database a page at a time;
+//! what it keeps besides is one bit per object ID (which records some bucket
+//! listed), so its memory does not grow with the buckets.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde::Serialize;
+use sqlx::Row;
+
+use crate::db::{Db, DbError, now_millis};
+use crate::storage::{BucketClient, Buckets, Listed, StorageError};
+
+/// Listed objects checked against the database in one round.
+const PAGE: usize = 500;
+
+/// What to do about what is found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReconcileOptions {
+    /// Delete the objects no record knows (older than `grace`).
+    pub apply: bool,
+    /// Objects written more recently than this are left alone, known or not.
+    pub grace: Duration,
+}
+
+/// One finding, as `--json` prints it (one per line).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "camelCase")]
+pub enum Finding {
+    /// A bucket holds `key`, which no record and no upload under way knows.
+    #[serde(rename_all = "camelCase")]
+    Unknown {
+        bucket: String,
+        key: String,
+        size: u64,
+        last_modified: String,
+        /// Whether `--apply` deleted it.
+        deleted: bool,
+    },
+    /// No bucket lists the recorded object `object_id`.
+    #[serde(rename_all = "camelCase")]
+    Missing {
+        object_id: i64,
+        key: String,
+        size: i64,
+    },
+}
+
+/// One bucket's listing, summed up.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BucketSummary {
+    pub bucket: String,
+    /// Objects listed, and their bytes.
+    pub listed: u64,
+    pub listed_bytes: u64,
+    /// Listed objects no record knows, older than the grace period, and their bytes.
+    pub unknown: u64,
+    pub unknown_bytes: u64,
+    /// Of those, deleted by `--apply`.
+    pub deleted: u64,
+    /// Listed objects no record knows yet, written within the grace period.
+    pub recent: u64,
+    /// Listed objects that are uploads under way (their keys are issued, not reported).
+    pub uploading: u64,
+}
+
+/// What a reconcile found.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReconcileReport {
+    pub buckets: Vec<BucketSummary>,
+    /// Live records checked, and those no bucket listed.
+    pub records: u64,
+    pub missing: u64,
+    pub missing_bytes: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("listing a bucket failed; nothing was concluded about its objects")]
+    Storage(#[from] StorageError),
+}
+
+impl From<sqlx::Error> for ReconcileError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Db(DbError::from(e))
+    }
+}
+
+/// One bit per object ID: which records some bucket listed.
+struct Seen(Vec<u64>);
+
+impl Seen {
+    fn new(max_id: i64) -> Self {
+        let words = usize::try_from(max_id.max(0) / 64 + 1).unwrap_or(1);
+        Self(vec![0; words])
+    }
+
+    fn set(&mut self, id: i64) {
+        if let Ok(i) = usize::try_from(id)
+            && let Some(word) = self.0.get_mut(i / 64)
+        {
+            *word |= 1 << (i % 64);
+        }
+    }
+
+    fn get(&self, id: i64) -> bool {
+        usize::try_from(id)
+            .ok()
+            .and_then(|i| self.0.get(i / 64).map(|w| w & (1 << (i % 64)) != 0))
+            .unwrap_or(false)
+    }
+}
+
+fn rfc3339(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms).map_or_else(|_| ms.to_string(), |t| t.to_string())
+}
+
+/// Lists every present bucket and compares it with the database; `found` sees each
+/// finding as it is made. Records created after the reconcile started are not
+/// judged (their bytes may have landed after their bucket was listed).
+pub async fn reconcile(
+    db: &Db,
+    buckets: &Buckets,
+    options: ReconcileOptions,
+    mut found: impl FnMut(&Finding),
+    mut progress: impl FnMut(u64),
+) -> Result<ReconcileReport, ReconcileError> {
+    let started = now_millis();
+    let max_id: Option<i64> = sqlx::query("SELECT MAX(id) FROM objects")
+        .fetch_one(db.pool())
+        .await?
+        .try_get(0)?;
+    let mut seen = Seen::new(max_id.unwrap_or(0));
+    let mut report = ReconcileReport::default();
+    let cutoff = started - i64::try_from(options.grace.as_millis()).unwrap_or(i64::MAX);
+    for bucket in buckets.all() {
+        let mut summary = BucketSummary {
+            bucket: bucket.id().to_owned(),
+            ..BucketSummary::default()
+        };
+        let mut pages = bucket.list().chunks(PAGE);
+        while let Some(page) = pages.next().await {
+            let page = page.into_iter().collect::<Result<Vec<Listed>, _>>()?;
+            progress(page.len() as u64);
+            check_page(
+                db,
+                bucket,
+                &page,
+                cutoff,
+                options,
+                &mut seen,
+                &mut summary,
+                &mut found,
+            )
+            .await?;
+        }
+        report.buckets.push(summary);
+    }
+    // Records no listing held, in ID order, a page at a time.
+    let mut after = 0i64;
+    loop {
+        let rows = sqlx::query(
+            "SELECT id, object_key, size FROM objects WHERE id > $1 AND deleted_at IS NULL AND created_at < $2 \
+             ORDER BY id LIMIT $3",
+        )
+        .bind(after)
+        .bind(started)
+        .bind(i64::try_from(PAGE).unwrap_or(500))
+        .fetch_all(db.pool())
+        .await?;
+        let Some(last) = rows.last() else { break };
+        after = last.try_get(0)?;
+        for r in &rows {
+            let id: i64 = r.try_get(0)?;
+            report.records += 1;
+            if !seen.get(id) {
+                let size: i64 = r.try_get(2)?;
+                report.missing += 1;
+                report.missing_bytes += u64::try_from(size).unwrap_or(0);
+                found(&Finding::Missing {
+                    object_id: id,
+                    key: r.try_get(1)?,
+                    size,
+                });
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// Sorts one page of a listing into known records, uploads under way, recent and
+/// unknown objects. Issued keys are read before records, so that a report that
+/// commits in between is seen as one or the other, never as neither.
+#[allow(clippy::too_many_arguments)]
+async fn check_page(
+    db: &Db,
+    bucket: &BucketClient,
+    page: &[Listed],
+    cutoff: i64,
+    options: ReconcileOptions,
+    seen: &mut Seen,
+    summary: &mut BucketSummary,
+    found: &mut impl FnMut(&Finding),
+) -> Result<(), ReconcileError> {
+    let keys: Vec<&str> = page.iter().map(|l| l.key.as_str()).collect();
+    let uploading = keys_in(db, Table::Issued, &keys).await?;
+    let recorded = keys_in(db, Table::Objects, &keys).await?;
+    for listed in page {
+        summary.listed += 1;
+        summary.listed_bytes += listed.size;
+        if let Some(id) = recorded.get(&listed.key) {
+            seen.set(*id);
+            continue;
+        }
+        if uploading.contains_key(&listed.key) {
+            summary.uploading += 1;
+            continue;
+        }
+        if listed.last_modified_ms > cutoff {
+            summary.recent += 1;
+            continue;
+        }
+        summary.unknown += 1;
+        summary.unknown_bytes += listed.size;
+        let deleted = options.apply && bucket.delete(&listed.key).await.is_ok();
+        if deleted {
+            summary.deleted += 1;
+        }
+        found(&Finding::Unknown {
+            bucket: bucket.id().to_owned(),
+            key: listed.key.clone(),
+            size: listed.size,
+            last_modified: rfc3339(listed.last_modified_ms),
+            deleted,
+        });
+    }
+    Ok(())
+}
+
+/// Each of `keys` that `table` holds in `object_key`, with its `id` column for
+/// `objects` (temp_objects has none: 0); one query per 500 keys.
+async fn keys_in(db: &Db, table: Table, keys: &[&str]) -> Result<HashMap<String, i64>, DbError> {
+    let mut known = HashMap::new();
+    for chunk in keys.chunks(500) {
+        let list = crate::db::placeholders(1, chunk.len());
+        let sql = match table {
+            Table::Objects => {
+                format!("SELECT object_key, id FROM objects WHERE object_key IN ({list})")
+            }
+            Table::Issued => format!(
+                "SELECT object_key, CAST(0 AS BIGINT) FROM temp_objects WHERE object_key IN ({list})"
+            ),
+        };
+        // Only numbered placeholders are spliced in; every key is bound.
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for key in chunk {
+            query = query.bind(*key);
+        }
+        for r in query.fetch_all(db.pool()).await? {
+            known.insert(r.try_get(0)?, r.try_get(1)?);
+        }
+    }
+    Ok(known)
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Table {
+    /// Recorded objects.
+    Objects,
+    /// Issued upload keys not yet reported.
+    Issued,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Seen;
+
+    #[test]
+    fn seen_holds_one_bit_per_id_and_ignores_ids_out_of_range() {
+        let mut seen = Seen::new(130);
+        for id in [0, 63, 64, 130] {
+            seen.set(id);
+        }
+        seen.set(-1);
+        seen.set(10_000);
+        assert!(seen.get(63) && seen.get(64) && seen.get(130) && seen.get(0));
+        assert!(!seen.get(1) && !seen.get(65) && !seen.get(10_000) && !seen.get(-1));
+        assert_eq!(seen.0.len(), 3);
+    }
+}

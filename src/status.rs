@@ -1,0 +1,140 @@
+//! Where each object stands: every tier's state, in AWS's replication words where
+//! they fit. Served to the owner at `GET /files/{id}/status` and to operators by
+//! `museum replicate status --object`; both read it here.
+
+use serde::Serialize;
+use sqlx::Row;
+use utoipa::ToSchema;
+
+use crate::db::replication::{self as queue, CopyRow, state};
+use crate::db::{Db, DbError};
+
+/// One object's replication status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectStatus {
+    /// The object's id.
+    pub id: i64,
+    /// The object as a whole, as AWS reports a source object: `COMPLETED` once every
+    /// tier is verified, `FAILED` if a copy failed for good, else `PENDING`.
+    #[schema(example = "COMPLETED")]
+    pub replication_status: &'static str,
+    /// When a scrub found no intact tier left (RFC 3339); absent while any is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lost_at: Option<String>,
+    /// The bucket the upload went to first, then each replica tier.
+    pub tiers: Vec<TierStatus>,
+}
+
+/// One tier of an object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TierStatus {
+    /// The bucket ID (`b2-eu-cen`, `wasabi-eu-central-2-v3`, `scw-eu-fr-v3`).
+    pub bucket: String,
+    /// `SOURCE` for the bucket the upload went to, `REPLICA` for a copy.
+    #[schema(example = "REPLICA")]
+    pub role: &'static str,
+    /// `COMPLETED` (verified), `PENDING` (queued, or waiting to retry), `COPYING`
+    /// (a worker holds it now) or `FAILED` (failed for good; see `reason`).
+    #[schema(example = "COMPLETED")]
+    pub status: &'static str,
+    /// When the tier was last proved to hold the recorded bytes (RFC 3339): by the
+    /// report or the copy that wrote it, or since by a scrub.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verified_at: Option<String>,
+    /// Copy attempts so far (0 for a source never restored).
+    pub attempts: i64,
+    /// Why the last attempt failed, or why the tier is being restored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+fn rfc3339(millis: Option<i64>) -> Option<String> {
+    millis
+        .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
+        .map(|t| t.to_string())
+}
+
+fn copy_status(c: &CopyRow) -> &'static str {
+    match c.state.as_str() {
+        state::DONE => "COMPLETED",
+        state::COPYING => "COPYING",
+        state::FAILED => "FAILED",
+        _ => "PENDING",
+    }
+}
+
+/// The status of object `id` if it exists and is not deleted, with the user it
+/// belongs to.
+pub async fn object_status(db: &Db, id: i64) -> Result<Option<(i64, ObjectStatus)>, DbError> {
+    let Some(row) = sqlx::query(
+        "SELECT user_id, bucket_id, created_at, verified_at, lost_at FROM objects WHERE id = $1 AND deleted_at IS NULL",
+    )
+    .bind(id)
+    .fetch_optional(db.pool())
+    .await?
+    else {
+        return Ok(None);
+    };
+    let user: i64 = row.try_get(0)?;
+    let source: String = row.try_get(1)?;
+    let created_at: i64 = row.try_get(2)?;
+    let verified_at: Option<i64> = row.try_get(3)?;
+    let lost_at: Option<i64> = row.try_get(4)?;
+    let copies = queue::list_copies(db, id).await?;
+    let mut tiers = Vec::with_capacity(copies.len() + 1);
+    // The source tier: as the report verified it, unless a restore row speaks for it.
+    match copies.iter().find(|c| c.bucket_id == source) {
+        Some(c) => tiers.push(TierStatus {
+            bucket: source.clone(),
+            role: "SOURCE",
+            status: copy_status(c),
+            verified_at: rfc3339(
+                c.verified_at
+                    .max(c.copied_at)
+                    .filter(|_| c.state == state::DONE),
+            ),
+            attempts: c.attempts,
+            reason: c.last_error.clone().filter(|_| c.state != state::DONE),
+        }),
+        None => tiers.push(TierStatus {
+            bucket: source.clone(),
+            role: "SOURCE",
+            status: "COMPLETED",
+            verified_at: rfc3339(Some(verified_at.unwrap_or(created_at))),
+            attempts: 0,
+            reason: None,
+        }),
+    }
+    for c in copies.iter().filter(|c| c.bucket_id != source) {
+        tiers.push(TierStatus {
+            bucket: c.bucket_id.clone(),
+            role: "REPLICA",
+            status: copy_status(c),
+            verified_at: rfc3339(
+                c.verified_at
+                    .max(c.copied_at)
+                    .filter(|_| c.state == state::DONE),
+            ),
+            attempts: c.attempts,
+            reason: c.last_error.clone().filter(|_| c.state != state::DONE),
+        });
+    }
+    let replication_status = if tiers.iter().any(|t| t.status == "FAILED") {
+        "FAILED"
+    } else if tiers.iter().all(|t| t.status == "COMPLETED") {
+        "COMPLETED"
+    } else {
+        "PENDING"
+    };
+    Ok(Some((
+        user,
+        ObjectStatus {
+            id,
+            replication_status,
+            lost_at: rfc3339(lost_at),
+            tiers,
+        },
+    )))
+}

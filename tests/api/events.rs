@@ -1,0 +1,136 @@
+//! Operator events from the real binary: a stable `event` field in the log, a
+//! counter, and the webhook that receives them as JSON, with retries.
+
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::post;
+use serde_json::Value;
+
+use crate::binary::{
+    Killed, checkout_copy, create_token, free_port, museum, upload, wait_for_ping,
+};
+
+/// A webhook receiver that refuses its first delivery with 503, then takes each.
+#[derive(Clone, Default)]
+struct Receiver {
+    tries: Arc<Mutex<u32>>,
+    taken: Arc<Mutex<Vec<Value>>>,
+}
+
+async fn hook(State(r): State<Receiver>, body: axum::body::Bytes) -> StatusCode {
+    let first = {
+        let mut tries = r.tries.lock().unwrap();
+        *tries += 1;
+        *tries == 1
+    };
+    if first {
+        return StatusCode::SERVICE_UNAVAILABLE;
+    }
+    r.taken
+        .lock()
+        .unwrap()
+        .push(serde_json::from_slice(&body).unwrap());
+    StatusCode::NO_CONTENT
+}
+
+#[tokio::test]
+async fn late_copies_reach_the_webhook_as_json_after_a_refused_delivery() {
+    let receiver = Receiver::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook_port = listener.local_addr().unwrap().port();
+    let app = Router::new()
+        .route("/hook", post(hook))
+        .with_state(receiver.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let dir = checkout_copy();
+    let (api, metrics) = (free_port(), free_port());
+    let token = create_token(dir.path(), api, metrics, 4);
+    // A secret in the URL, as chat webhooks carry one: it must never be logged.
+    let url = format!("http://127.0.0.1:{hook_port}/hook?key=webhook-secret-4711");
+    let child = museum(dir.path(), api, metrics)
+        .env("ENTE_EVENTS_WEBHOOK_URL", &url)
+        // Every copy is late: each verified copy is one event.
+        .env("ENTE_REPLICATION_LATE_AFTER", "0s")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = Killed(child);
+    let base = format!("http://127.0.0.1:{api}");
+    wait_for_ping(&base).await;
+    let client = reqwest::Client::new();
+    let (id, _) = upload(&client, &base, &token, &[5u8; 3000]).await;
+
+    // Two copies: two events; the first delivery is refused and retried a second later.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while receiver.taken.lock().unwrap().len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the webhook got {:?}",
+            receiver.taken
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let taken = receiver.taken.lock().unwrap().clone();
+    let mut destinations = Vec::new();
+    for event in &taken {
+        assert_eq!(event["event"], "copy_late", "{event}");
+        assert_eq!(event["object_id"], id, "{event}");
+        assert_eq!(event["level"], "WARN", "{event}");
+        assert!(event["lag_seconds"].as_f64().unwrap() >= 0.0, "{event}");
+        assert!(
+            event["timestamp"].as_str().unwrap().ends_with('Z'),
+            "{event}"
+        );
+        destinations.push(event["destination"].as_str().unwrap().to_owned());
+    }
+    destinations.sort();
+    assert_eq!(destinations, ["scw-eu-fr-v3", "wasabi-eu-central-2-v3"]);
+    assert_eq!(*receiver.tries.lock().unwrap(), 3, "one refused, two taken");
+
+    let text = reqwest::get(format!("http://127.0.0.1:{metrics}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains(r#"museum_events_total{event="copy_late"} 2"#),
+        "{text}"
+    );
+    assert!(
+        text.contains("museum_event_webhook_dropped_total 0"),
+        "{text}"
+    );
+
+    let _ = std::process::Command::new("kill")
+        .arg(child.0.id().to_string())
+        .status();
+    let out = stderr_of(&mut child.0);
+    assert!(out.contains(r#""event":"copy_late""#), "{out}");
+    assert!(
+        out.contains("the event webhook did not take an event"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("webhook-secret-4711"),
+        "the URL's secret was logged: {out}"
+    );
+}
+
+/// Waits for `child` to end; what it wrote to stderr.
+fn stderr_of(child: &mut std::process::Child) -> String {
+    use std::io::Read;
+    let mut text = String::new();
+    if let Some(mut err) = child.stderr.take() {
+        let _ = err.read_to_string(&mut text);
+    }
+    let _ = child.wait();
+    text
+}

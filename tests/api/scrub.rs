@@ -1,0 +1,392 @@
+//! The scrub (`museum scrub`, the background job, `replicate verify`), per-object
+//! status, live copies before background ones, and the replication byte rate.
+
+use std::time::{Duration, Instant};
+
+use museum::config::BucketConfig;
+use museum::db::replication::state;
+use museum::db::scrub::find_job;
+use museum::ops::ScrubRun;
+use museum::scrub::{JOB, PassEnd, ScrubLimits, ScrubReport};
+use tokio_util::sync::CancellationToken;
+
+use crate::helpers::{Engine, TestApp, bytes_of, spawn_app, spawn_app_with};
+use crate::on_both_databases;
+
+on_both_databases!(
+    scrub_restores_a_deleted_primary_and_bit_rot_only_a_full_read_finds,
+    an_object_with_no_intact_tier_left_is_reported_lost,
+    a_killed_scrub_pass_resumes_where_it_stopped_and_counts_each_tier_once,
+    status_shows_each_tier_to_its_owner_only,
+    a_backfill_backlog_does_not_delay_a_fresh_uploads_copies,
+);
+
+const LEASE: Duration = Duration::from_secs(1);
+/// The lease of the run that is killed: long enough for the test to find it held.
+const KILLED_LEASE: Duration = Duration::from_secs(4);
+
+fn unlimited(read_sample: f64) -> ScrubLimits {
+    ScrubLimits {
+        read_sample,
+        ..ScrubLimits::heads_only()
+    }
+}
+
+/// Runs `museum scrub` to the end of a pass; returns what it found.
+async fn scrub(app: &TestApp, limits: ScrubLimits) -> ScrubReport {
+    let run = museum::ops::scrub(
+        &app.state.db,
+        &app.state.buckets,
+        limits,
+        false,
+        LEASE,
+        &CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    match run {
+        ScrubRun::Ran {
+            end: PassEnd::Finished,
+            report,
+            ..
+        } => report,
+        other => panic!("the pass did not finish: {other:?}"),
+    }
+}
+
+fn file_of(app: &TestApp, bucket: &str, key: &str) -> std::path::PathBuf {
+    app.server(bucket).root.join(bucket).join(key)
+}
+
+async fn scrub_restores_a_deleted_primary_and_bit_rot_only_a_full_read_finds(engine: Engine) {
+    let app = spawn_app(engine).await;
+    let token = app.token_for(1).await;
+    let mut objects = Vec::new();
+    for i in 0..3u8 {
+        let bytes = bytes_of(2000 + usize::from(i), i);
+        let (id, key) = app.upload(&token, &bytes).await;
+        objects.push((id, key, bytes));
+    }
+    app.drain().await;
+    let clean = scrub(&app, unlimited(0.0)).await;
+    assert_eq!(
+        (clean.objects, clean.checked, clean.intact, clean.read),
+        (3, 9, 9, 0)
+    );
+
+    // Object 0 loses its primary; object 1's cold copy rots on disk, same size, so
+    // its ETag (kept beside the bytes) still matches and a HEAD sees nothing.
+    std::fs::remove_file(file_of(&app, "b2-eu-cen", &objects[0].1)).unwrap();
+    let rotten = file_of(&app, "wasabi-eu-central-2-v3", &objects[1].1);
+    let mut bytes = std::fs::read(&rotten).unwrap();
+    bytes[100] ^= 0xff;
+    std::fs::write(&rotten, &bytes).unwrap();
+
+    let heads = scrub(&app, unlimited(0.0)).await;
+    assert_eq!((heads.missing, heads.tampered, heads.requeued), (1, 0, 1));
+    let full = scrub(&app, unlimited(1.0)).await;
+    assert_eq!(
+        (
+            full.checked,
+            full.intact,
+            full.read,
+            full.tampered,
+            full.lost
+        ),
+        (9, 7, 7, 1, 0),
+        "{full:?}"
+    );
+    assert_eq!(full.requeued, 1, "the primary's restore was already queued");
+    app.drain().await;
+    for (bucket, object) in [
+        ("b2-eu-cen", &objects[0]),
+        ("wasabi-eu-central-2-v3", &objects[1]),
+    ] {
+        assert!(
+            app.server(bucket).object(&object.1).as_deref() == Some(object.2.as_slice()),
+            "{bucket} restored"
+        );
+    }
+    let after = scrub(&app, unlimited(1.0)).await;
+    assert_eq!((after.intact, after.read, after.requeued), (9, 9, 0));
+    for (id, _, _) in &objects {
+        for c in app.copies(*id).await {
+            assert_eq!(c.state, state::DONE);
+            assert!(c.verified_at.is_some(), "{c:?}");
+        }
+    }
+}
+
+async fn an_object_with_no_intact_tier_left_is_reported_lost(engine: Engine) {
+    let app = spawn_app(engine).await;
+    let token = app.token_for(1).await;
+    let bytes = bytes_of(1500, 7);
+    let (id, key) = app.upload(&token, &bytes).await;
+    app.drain().await;
+    let buckets = ["b2-eu-cen", "wasabi-eu-central-2-v3", "scw-eu-fr-v3"];
+    let saved = std::fs::read(file_of(&app, buckets[2], &key)).unwrap();
+    for b in buckets {
+        std::fs::remove_file(file_of(&app, b, &key)).unwrap();
+    }
+    let report = scrub(&app, unlimited(0.0)).await;
+    assert_eq!((report.lost, report.missing, report.requeued), (1, 3, 0));
+    let status = museum::ops::status(&app.state.db, &app.state.buckets)
+        .await
+        .unwrap();
+    assert!(
+        status.contains(&format!(
+            "lost objects: 1, no tier holds their recorded bytes (IDs {id})"
+        )),
+        "{status}"
+    );
+    let answer = app.get(&format!("/files/{id}/status"), Some(&token)).await;
+    assert_eq!(answer.status, 200);
+    assert!(answer.body["lostAt"].is_string(), "{}", answer.body);
+    let job = find_job(&app.state.db, JOB).await.unwrap().unwrap();
+    assert_eq!(job.lost, 1);
+
+    // The glacier tier's bytes come back (an operator restored them): the next pass
+    // finds it intact, the object is no longer lost, the others are restored from it.
+    std::fs::write(file_of(&app, buckets[2], &key), &saved).unwrap();
+    let report = scrub(&app, unlimited(0.0)).await;
+    assert_eq!((report.lost, report.intact, report.requeued), (0, 1, 2));
+    app.drain().await;
+    for b in buckets {
+        assert!(app.server(b).object(&key).as_deref() == Some(bytes.as_slice()));
+    }
+    let status = museum::ops::status(&app.state.db, &app.state.buckets)
+        .await
+        .unwrap();
+    assert!(status.contains("lost objects: none"), "{status}");
+}
+
+async fn a_killed_scrub_pass_resumes_where_it_stopped_and_counts_each_tier_once(engine: Engine) {
+    let app = spawn_app(engine).await;
+    let token = app.token_for(1).await;
+    const OBJECTS: u64 = 60;
+    for i in 0..OBJECTS {
+        app.upload(&token, &bytes_of(100, i as u8)).await;
+    }
+    app.drain().await;
+
+    // A scrub at 20 objects a second on a runtime of its own, stopped dead (as kill
+    // -9 stops a process) once it has saved its place at least once.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    // Its own pool and bucket clients, as another process has: nothing it leaves
+    // behind is used again.
+    let url =
+        secrecy::ExposeSecret::expose_secret(app.settings.db.url.as_ref().unwrap()).to_owned();
+    let s3 = app.settings.s3.clone();
+    runtime.spawn(async move {
+        let db = museum::db::Db::connect(
+            &secrecy::SecretString::from(url),
+            museum::db::PoolConfig {
+                max_connections: 2,
+                acquire_timeout: Duration::from_secs(10),
+            },
+        )
+        .await
+        .unwrap();
+        let buckets = museum::storage::Buckets::from_config(&s3).unwrap();
+        let limits = ScrubLimits {
+            objects_per_second: Some(20),
+            ..ScrubLimits::heads_only()
+        };
+        let _ = museum::ops::scrub(
+            &db,
+            &buckets,
+            limits,
+            false,
+            KILLED_LEASE,
+            &CancellationToken::new(),
+        )
+        .await;
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let cursor = loop {
+        let job = find_job(&app.state.db, JOB).await.unwrap();
+        if let Some(job) = job.filter(|j| j.cursor > 0) {
+            break job.cursor;
+        }
+        assert!(Instant::now() < deadline, "the pass never saved its place");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    runtime.shutdown_background();
+    let job = find_job(&app.state.db, JOB).await.unwrap().unwrap();
+    assert!(job.in_pass() && job.lease_owner.is_some(), "{job:?}");
+    assert!(
+        job.cursor < OBJECTS as i64,
+        "killed before the end: {job:?}"
+    );
+
+    let busy = museum::ops::scrub(
+        &app.state.db,
+        &app.state.buckets,
+        unlimited(0.0),
+        false,
+        LEASE,
+        &CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    assert!(
+        matches!(busy, ScrubRun::Busy { .. }),
+        "a live lease keeps the pass: {busy:?}"
+    );
+    tokio::time::sleep(KILLED_LEASE + Duration::from_millis(200)).await;
+    let run = museum::ops::scrub(
+        &app.state.db,
+        &app.state.buckets,
+        unlimited(0.0),
+        false,
+        LEASE,
+        &CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    let ScrubRun::Ran {
+        end,
+        resumed_from,
+        report,
+    } = run
+    else {
+        panic!("{run:?}")
+    };
+    assert_eq!(end, PassEnd::Finished);
+    assert!(resumed_from >= cursor, "{resumed_from} < {cursor}");
+    assert!(
+        report.objects < OBJECTS,
+        "the resumed run starts where the killed one saved"
+    );
+    let job = find_job(&app.state.db, JOB).await.unwrap().unwrap();
+    assert_eq!(
+        job.checked,
+        3 * OBJECTS as i64,
+        "every tier counted once over both runs"
+    );
+    assert!(
+        job.pass_finished_at.is_some() && job.lease_owner.is_none(),
+        "{job:?}"
+    );
+}
+
+async fn status_shows_each_tier_to_its_owner_only(engine: Engine) {
+    let app = spawn_app(engine).await;
+    let token = app.token_for(1).await;
+    let (id, _) = app.upload(&token, &bytes_of(700, 3)).await;
+    let pending = app.get(&format!("/files/{id}/status"), Some(&token)).await;
+    assert_eq!(pending.status, 200, "{}", pending.body);
+    assert_eq!(pending.body["replicationStatus"], "PENDING");
+    let tiers = pending.body["tiers"].as_array().unwrap();
+    assert_eq!(tiers.len(), 3, "{}", pending.body);
+    assert_eq!(
+        (
+            tiers[0]["bucket"].as_str(),
+            tiers[0]["role"].as_str(),
+            tiers[0]["status"].as_str()
+        ),
+        (Some("b2-eu-cen"), Some("SOURCE"), Some("COMPLETED"))
+    );
+    assert!(tiers[0]["verifiedAt"].is_string());
+    for t in &tiers[1..] {
+        assert_eq!(
+            (t["role"].as_str(), t["status"].as_str()),
+            (Some("REPLICA"), Some("PENDING"))
+        );
+        assert!(t.get("verifiedAt").is_none(), "{t}");
+    }
+
+    app.drain().await;
+    let done = app.get(&format!("/files/{id}/status"), Some(&token)).await;
+    assert_eq!(done.body["replicationStatus"], "COMPLETED", "{}", done.body);
+    for t in done.body["tiers"].as_array().unwrap() {
+        assert_eq!(t["status"], "COMPLETED", "{t}");
+        assert!(t["verifiedAt"].as_str().unwrap().ends_with('Z'), "{t}");
+    }
+    let cli = museum::status::object_status(&app.state.db, id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        serde_json::to_value(&cli.1).unwrap(),
+        done.body,
+        "the CLI and the API agree"
+    );
+
+    let other = app.token_for(2).await;
+    let refused = app.get(&format!("/files/{id}/status"), Some(&other)).await;
+    assert_eq!(
+        (refused.status, refused.body["code"].as_str()),
+        (404, Some("NOT_FOUND"))
+    );
+    let bad = app.get("/files/x/status", Some(&token)).await;
+    assert_eq!(
+        (bad.status, bad.body["code"].as_str()),
+        (400, Some("INVALID_ID"))
+    );
+}
+
+async fn a_backfill_backlog_does_not_delay_a_fresh_uploads_copies(engine: Engine) {
+    let mut app = spawn_app_with(engine, |s| s.s3.scw_eu_fr_v3 = BucketConfig::default()).await;
+    let scw = app.server("scw-eu-fr-v3").bucket_config();
+    let token = app.token_for(1).await;
+    for i in 0..40u8 {
+        app.upload(&token, &bytes_of(300, i)).await;
+    }
+    app.drain().await;
+    app.restart_with(|s| s.s3.scw_eu_fr_v3 = scw).await;
+    let backfill = museum::ops::backfill(&app.state.db, &app.state.buckets)
+        .await
+        .unwrap();
+    assert_eq!(backfill.queued, 40);
+
+    // The backfill's copies fell due first; the fresh upload's are claimed first.
+    let (fresh, _) = app.upload(&token, &bytes_of(300, 99)).await;
+    let worker = app.worker("priority-test");
+    match worker.run_once().await.unwrap() {
+        museum::replication::Outcome::Copied {
+            object_id, done, ..
+        } => {
+            assert_eq!((object_id, done), (fresh, 2), "the live copies go first");
+        }
+        other => panic!("{other:?}"),
+    }
+    let rest = app.drain().await;
+    assert_eq!(rest.len(), 40, "then the backfill drains");
+}
+
+#[tokio::test]
+async fn max_bytes_per_second_paces_every_workers_reads_together() {
+    let app = spawn_app_with(Engine::Sqlite, |s| {
+        s.replication.enabled = true;
+        s.replication.worker_count = 2;
+        s.replication.max_bytes_per_second = Some(40_000);
+    })
+    .await;
+    let token = app.token_for(1).await;
+    let start = Instant::now();
+    for i in 0..4u8 {
+        app.upload(&token, &bytes_of(20_000, i)).await;
+    }
+    let deadline = start + Duration::from_secs(30);
+    loop {
+        let done: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM object_copies WHERE state = 'done'")
+                .fetch_one(app.state.db.pool())
+                .await
+                .unwrap();
+        if done == 8 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{done} of 8 copies done");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Each object is read once for both targets: 80,000 bytes at 40,000 a second,
+    // the first 20,000 at once.
+    let took = start.elapsed();
+    assert!(took >= Duration::from_millis(1400), "done in {took:?}");
+}
