@@ -1,6 +1,7 @@
 //! The command line: `museum serve` (the default), `museum migrate`,
 //! `museum token create|revoke`, `museum user quota|show|list`, `museum doctor`,
-//! `museum replicate …`, `museum scrub`, `museum reconcile`, and `museum openapi`.
+//! `museum replicate …`, `museum scrub`, `museum reconcile`, `museum import`, and
+//! `museum openapi`.
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -9,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use crate::accounts::{self, QuotaRule};
 use crate::config::{self, Settings, Sources};
 use crate::db::Db;
+use crate::import::{self, ImportOptions};
 use crate::ops;
 use crate::reconcile::{self, Finding, ReconcileOptions};
 use crate::scrub::{PassEnd, ScrubLimits};
@@ -73,6 +75,16 @@ enum Command {
         /// Leave alone objects written more recently than this (e.g. 12h, 7d).
         #[arg(long, default_value = "1d")]
         grace: crate::config::HumanDuration,
+    },
+    /// Bring a folder of files into museum as a user's objects: each is sent to the
+    /// hot primary with its MD5, recorded, and queued for replication. A second run
+    /// skips what is there; a run cut short resumes.
+    Import {
+        /// The folder; every file under it is imported.
+        dir: std::path::PathBuf,
+        /// The user the objects belong to.
+        #[arg(long)]
+        user: i64,
     },
     /// Print the API's OpenAPI document (the one served at /openapi.json); needs no
     /// configuration.
@@ -295,6 +307,20 @@ impl Cli {
                 db.close().await;
                 result
             }
+            Command::Import { dir, user } => {
+                let settings = load_settings()?;
+                let db = connect_db(&settings).await?;
+                let buckets =
+                    Buckets::from_config(&settings.s3).context("building bucket clients")?;
+                let options = ImportOptions {
+                    user,
+                    multipart_threshold: settings.replication.multipart_threshold,
+                    part_size: settings.replication.part_size,
+                };
+                let result = run_import(&db, &buckets, &dir, options).await;
+                db.close().await;
+                result
+            }
             Command::Token { action } => {
                 let settings = load_settings()?;
                 let db = connect_db(&settings).await?;
@@ -312,6 +338,48 @@ impl Cli {
             }
         }
     }
+}
+
+/// `museum import`: a progress bar in bytes, then what was done; a file that failed
+/// makes it exit 1 (run it again to retry those).
+async fn run_import(
+    db: &Db,
+    buckets: &Buckets,
+    dir: &std::path::Path,
+    options: ImportOptions,
+) -> anyhow::Result<()> {
+    let bar = indicatif::ProgressBar::new(0);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{bar:40} {bytes}/{total_bytes} · {bytes_per_sec} · ETA {eta}",
+    ) {
+        bar.set_style(style);
+    }
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    let report = import::import(db, buckets, dir, options, |p| match p {
+        import::Progress::Total(n) => bar.set_length(n),
+        import::Progress::Done(n) => bar.inc(n),
+    })
+    .await?;
+    bar.finish_and_clear();
+    println!(
+        "import: {} files, {} imported ({} bytes), {} already there, {} failed",
+        report.files,
+        report.imported,
+        report.bytes,
+        report.skipped,
+        report.failed.len()
+    );
+    if report.imported > 0 {
+        println!("import: their copies are queued; a running museum replicates them");
+    }
+    if !report.failed.is_empty() {
+        for (file, why) in &report.failed {
+            eprintln!("  {file}: {why}");
+        }
+        eprintln!("museum: run the import again to retry the files that failed");
+        std::process::exit(1);
+    }
+    Ok(())
 }
 
 /// `museum reconcile`: findings as they come (JSON lines with `--json`, else the

@@ -9,6 +9,7 @@ pub mod cors;
 pub mod db;
 pub mod doctor;
 pub mod events;
+pub mod import;
 pub mod metrics;
 pub mod ops;
 pub mod reconcile;

@@ -1,6 +1,7 @@
 //! Database access: one pool (SQLite or PostgreSQL), migrations, and every SQL
 //! string in the crate, one submodule per table.
 
+pub mod imports;
 pub mod instances;
 pub mod replication;
 pub mod scrub;

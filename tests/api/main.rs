@@ -16,6 +16,7 @@ mod faults;
 mod garage;
 mod helpers;
 mod hostile;
+mod import;
 mod jwt;
 mod leases;
 mod lifecycle;

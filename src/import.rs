@@ -1,0 +1,340 @@
+//! `museum import DIR --user ID`: brings a folder of files into museum. Each file is
+//! read, its MD5 computed, sent to the hot primary under a new key (one PUT, or a
+//! multipart upload in parts of `replication.part-size` above
+//! `replication.multipart-threshold`), proved by the ETag the bucket answers, and
+//! recorded as the user's object with its copies queued, as a report would. The
+//! `imports` table remembers each file by path, size and modification time: a second
+//! run skips what is there, and a run cut short (kill -9 included) resumes without
+//! recording any file twice.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use md5::{Digest, Md5};
+use tokio::io::AsyncReadExt;
+
+use crate::db::uploads::{Committed, NewObject, TempObject, commit_objects, find_object_by_key};
+use crate::db::{Db, DbError, imports, now_millis};
+use crate::storage::presign::{multipart_etag, new_object_key};
+use crate::storage::{BucketClient, Buckets, StorageError};
+
+/// Files sent at once.
+const CONCURRENCY: usize = 8;
+/// How long an import's issued key stays live if the run is cut short.
+const KEY_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+
+/// How an import sends its files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImportOptions {
+    pub user: i64,
+    pub multipart_threshold: u64,
+    pub part_size: u64,
+}
+
+/// What an import did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ImportReport {
+    /// Files found under the folder.
+    pub files: u64,
+    /// Files sent and recorded by this run, and their bytes.
+    pub imported: u64,
+    pub bytes: u64,
+    /// Files recorded by an earlier run, unchanged since.
+    pub skipped: u64,
+    /// Files that failed, with why (nothing of them is recorded).
+    pub failed: Vec<(String, String)>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error("cannot read the folder {path}: {source}")]
+    Folder {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+/// Every regular file under `root`, as paths relative to it, sorted.
+fn files_under(root: &Path) -> Result<Vec<PathBuf>, ImportError> {
+    let mut out = Vec::new();
+    let mut folders = vec![root.to_owned()];
+    while let Some(folder) = folders.pop() {
+        let entries = std::fs::read_dir(&folder).map_err(|source| ImportError::Folder {
+            path: folder.display().to_string(),
+            source,
+        })?;
+        for entry in entries.flatten() {
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            if kind.is_dir() {
+                folders.push(entry.path());
+            } else if kind.is_file()
+                && let Ok(relative) = entry.path().strip_prefix(root)
+            {
+                out.push(relative.to_owned());
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Imports every file under `root` for `options.user`; `progress` sees the bytes of
+/// each file done (sent or skipped) and the total first.
+pub async fn import(
+    db: &Db,
+    buckets: &Buckets,
+    root: &Path,
+    options: ImportOptions,
+    progress: impl Fn(Progress) + Send + Sync,
+) -> Result<ImportReport, ImportError> {
+    let files = files_under(root)?;
+    let total: u64 = files
+        .iter()
+        .filter_map(|f| std::fs::metadata(root.join(f)).ok())
+        .map(|m| m.len())
+        .sum();
+    progress(Progress::Total(total));
+    let primary = Arc::clone(buckets.primary());
+    let targets: Vec<String> = buckets
+        .all()
+        .map(|b| b.id().to_owned())
+        .filter(|id| id != primary.id())
+        .collect();
+    let mut report = ImportReport {
+        files: files.len() as u64,
+        ..ImportReport::default()
+    };
+    let mut results = futures_util::stream::iter(files.into_iter().map(|file| {
+        let (primary, targets) = (Arc::clone(&primary), targets.clone());
+        async move {
+            let outcome = import_one(db, &primary, &targets, root, &file, options).await;
+            (file, outcome)
+        }
+    }))
+    .buffer_unordered(CONCURRENCY);
+    while let Some((file, outcome)) = results.next().await {
+        match outcome {
+            Ok(Outcome::Imported(bytes)) => {
+                report.imported += 1;
+                report.bytes += bytes;
+                progress(Progress::Done(bytes));
+            }
+            Ok(Outcome::Skipped(bytes)) => {
+                report.skipped += 1;
+                progress(Progress::Done(bytes));
+            }
+            Err(OneError::Db(e)) => return Err(e.into()),
+            Err(OneError::File(why)) => {
+                report.failed.push((file.display().to_string(), why));
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// What the progress callback hears.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    Total(u64),
+    Done(u64),
+}
+
+enum Outcome {
+    Imported(u64),
+    Skipped(u64),
+}
+
+enum OneError {
+    Db(DbError),
+    File(String),
+}
+
+impl From<DbError> for OneError {
+    fn from(e: DbError) -> Self {
+        Self::Db(e)
+    }
+}
+
+async fn import_one(
+    db: &Db,
+    primary: &BucketClient,
+    targets: &[String],
+    root: &Path,
+    file: &Path,
+    options: ImportOptions,
+) -> Result<Outcome, OneError> {
+    let full = root.join(file);
+    let name = file.to_string_lossy().into_owned();
+    let meta = tokio::fs::metadata(&full)
+        .await
+        .map_err(|e| OneError::File(format!("cannot read it: {e}")))?;
+    let size = meta.len();
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    let size_i64 = i64::try_from(size).unwrap_or(i64::MAX);
+    if let Some(row) = imports::find(db, options.user, &name).await? {
+        let unchanged = row.size == size_i64 && row.mtime == mtime;
+        match row.object_id {
+            Some(_) if unchanged => return Ok(Outcome::Skipped(size)),
+            None if unchanged => {
+                // Cut short: recorded after all, or to be sent again.
+                if let Some(object) = find_object_by_key(db, &row.object_key).await? {
+                    imports::finish(db, options.user, &name, object.id).await?;
+                    return Ok(Outcome::Skipped(size));
+                }
+            }
+            _ => {}
+        }
+    }
+    let now = now_millis();
+    let key = new_object_key(options.user);
+    let temp = TempObject {
+        object_key: key.clone(),
+        user_id: options.user,
+        bucket_id: primary.id().to_owned(),
+        declared_size: Some(size_i64),
+        declared_md5: None,
+        expected_etag: None,
+        upload_id: None,
+        created_at: now,
+        expires_at: now + i64::try_from(KEY_LIFETIME.as_millis()).unwrap_or(i64::MAX),
+    };
+    imports::start(db, &name, mtime, &temp).await?;
+    let (md5, etag) = send(primary, &key, &full, size, options)
+        .await
+        .map_err(OneError::File)?;
+    let committed = commit_objects(
+        db,
+        &[NewObject {
+            object_key: key,
+            user_id: options.user,
+            bucket_id: primary.id().to_owned(),
+            size: size_i64,
+            md5: Some(md5),
+            etag: Some(etag),
+            created_at: now_millis(),
+            copy_targets: targets.to_vec(),
+        }],
+    )
+    .await?;
+    match committed.into_iter().next() {
+        Some(Committed::New(o) | Committed::Existing(o)) => {
+            imports::finish(db, options.user, &name, o.id).await?;
+            Ok(Outcome::Imported(size))
+        }
+        _ => Err(OneError::File(
+            "its upload key expired before it was recorded; run the import again".to_owned(),
+        )),
+    }
+}
+
+/// Sends the file at `path` to `key`, one PUT or a multipart upload, and checks the
+/// ETag the bucket answers against the bytes sent. Returns the hex MD5 of the whole
+/// file and the ETag.
+async fn send(
+    bucket: &BucketClient,
+    key: &str,
+    path: &Path,
+    size: u64,
+    options: ImportOptions,
+) -> Result<(String, String), String> {
+    let mut file = tokio::fs::File::open(path)
+        .await
+        .map_err(|e| format!("cannot open it: {e}"))?;
+    let mut whole = Md5::new();
+    let storage = |e: StorageError| format!("the primary refused it: {e}");
+    if size <= options.multipart_threshold {
+        let bytes = read_exact(&mut file, size).await?;
+        whole.update(&bytes);
+        let md5 = hex::encode(whole.finalize());
+        let etag = bucket.put_object(key, vec![bytes]).await.map_err(storage)?;
+        let etag = proved(bucket, key, size, etag, md5.clone()).await?;
+        return Ok((md5, etag));
+    }
+    let upload = bucket.create_multipart_upload(key).await.map_err(storage)?;
+    let mut part_md5s = Vec::new();
+    let mut etags = Vec::new();
+    let mut left = size;
+    let mut number = 1u16;
+    while left > 0 {
+        let len = left.min(options.part_size);
+        let bytes = read_exact(&mut file, len).await?;
+        whole.update(&bytes);
+        let part: [u8; 16] = Md5::digest(&bytes).into();
+        let etag = bucket
+            .upload_part(key, &upload, number, vec![bytes])
+            .await
+            .map_err(storage)?;
+        let part_etag = hex::encode(part);
+        match etag {
+            Some(e) if !e.eq_ignore_ascii_case(&part_etag) => {
+                return Err(format!(
+                    "the primary answered ETag {e} for part {number}, whose ETag is {part_etag}"
+                ));
+            }
+            Some(e) => etags.push(e),
+            None => etags.push(part_etag),
+        }
+        part_md5s.push(part);
+        left -= len;
+        number = number
+            .checked_add(1)
+            .ok_or_else(|| "it needs more than 10,000 parts".to_owned())?;
+    }
+    let etag = bucket
+        .complete_multipart_upload(key, &upload, &etags)
+        .await
+        .map_err(storage)?;
+    let etag = proved(bucket, key, size, etag, multipart_etag(&part_md5s)).await?;
+    Ok((hex::encode(whole.finalize()), etag))
+}
+
+async fn read_exact(file: &mut tokio::fs::File, len: u64) -> Result<Bytes, String> {
+    let mut buf = vec![0; usize::try_from(len).map_err(|_| "too large".to_owned())?];
+    file.read_exact(&mut buf)
+        .await
+        .map_err(|e| format!("it changed while it was read: {e}"))?;
+    Ok(Bytes::from(buf))
+}
+
+/// The object's ETag, proved: the one the bucket answered must be the one the bytes
+/// sent imply; without one (a provider with ETags of its own), a HEAD must find the
+/// size sent, and its ETag is the one recorded.
+async fn proved(
+    bucket: &BucketClient,
+    key: &str,
+    size: u64,
+    answered: Option<String>,
+    expected: String,
+) -> Result<String, String> {
+    match answered {
+        Some(etag) if etag.eq_ignore_ascii_case(&expected) => Ok(expected),
+        Some(etag) => Err(format!(
+            "the primary answered ETag {etag} for bytes whose ETag is {expected}"
+        )),
+        None => {
+            let meta = bucket
+                .head(key)
+                .await
+                .map_err(|e| format!("it cannot be checked after it was sent: {e}"))?;
+            if meta.size != size {
+                return Err(format!(
+                    "the primary holds {} bytes of the {size} sent",
+                    meta.size
+                ));
+            }
+            Ok(meta.etag.unwrap_or(expected))
+        }
+    }
+}
