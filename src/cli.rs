@@ -12,6 +12,7 @@ use crate::config::{self, Settings, Sources};
 use crate::db::Db;
 use crate::import::{self, ImportOptions};
 use crate::ops;
+use crate::primary::{self, OldPrimary};
 use crate::reconcile::{self, Finding, ReconcileOptions};
 use crate::scrub::{PassEnd, ScrubLimits};
 use crate::startup::{Application, connect_db};
@@ -86,6 +87,11 @@ enum Command {
         #[arg(long)]
         user: i64,
     },
+    /// Move the hot primary to another configured bucket, online.
+    Primary {
+        #[command(subcommand)]
+        action: PrimaryAction,
+    },
     /// Print the API's OpenAPI document (the one served at /openapi.json); needs no
     /// configuration.
     Openapi,
@@ -112,6 +118,22 @@ enum ReplicateAction {
     },
     /// Re-queue every copy marked failed (after fixing what made it fail).
     Retry,
+}
+
+#[derive(Debug, Subcommand)]
+enum PrimaryAction {
+    /// Switch new uploads to --to at once (every instance follows within seconds),
+    /// then move each object the old primary holds once its copy there is verified.
+    /// Run it again to finish a move cut short.
+    Move {
+        /// The new primary: b2-eu-cen or wasabi-eu-central-2-v3.
+        #[arg(long)]
+        to: String,
+        /// What becomes of the old primary's copies: kept as a replica tier, or
+        /// deleted (to retire the bucket).
+        #[arg(long, value_enum, default_value = "replica")]
+        then: OldPrimary,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -321,6 +343,18 @@ impl Cli {
                 db.close().await;
                 result
             }
+            Command::Primary {
+                action: PrimaryAction::Move { to, then },
+            } => {
+                let settings = load_settings()?;
+                let db = connect_db(&settings).await?;
+                let buckets =
+                    Buckets::from_config(&settings.s3).context("building bucket clients")?;
+                primary::follow(&db, &buckets).await?;
+                let result = run_primary_move(&settings, &db, &buckets, &to, then).await;
+                db.close().await;
+                result
+            }
             Command::Token { action } => {
                 let settings = load_settings()?;
                 let db = connect_db(&settings).await?;
@@ -338,6 +372,89 @@ impl Cli {
             }
         }
     }
+}
+
+/// `museum primary move`: the switch, then the objects, with a progress bar. The
+/// copies to the new primary are made by running museums and by a worker of this
+/// command's own.
+async fn run_primary_move(
+    settings: &Settings,
+    db: &Db,
+    buckets: &Buckets,
+    to: &str,
+    then: OldPrimary,
+) -> anyhow::Result<()> {
+    let mut from = primary::stored_move_source(db).await?;
+    let switched_from = primary::switch(db, buckets, to).await?;
+    if from.as_deref().is_none_or(|f| f == to) {
+        from = Some(switched_from);
+    }
+    let from = from.unwrap_or_default();
+    anyhow::ensure!(
+        from != to,
+        "{to} is already the primary, and no move to it is unfinished"
+    );
+    primary::remember_move_source(db, &from).await?;
+    println!("primary: new uploads go to {to} (every running museum follows within seconds)");
+    let cancel = CancellationToken::new();
+    tokio::spawn(shutdown_on_signal(cancel.clone()));
+    let worker = crate::replication::ReplicationWorker::new(
+        db.clone(),
+        buckets.clone(),
+        crate::metrics::Metrics::new()?,
+        crate::replication::WorkerConfig::from(&settings.replication),
+        format!("primary-move:{}/0", std::process::id()),
+    );
+    let copies = tokio::spawn(worker.run(
+        std::sync::Arc::new(tokio::sync::Notify::new()),
+        cancel.clone(),
+    ));
+    let first = primary::step(db, buckets, &from, to, then).await?;
+    let total = first.moved + first.left;
+    let bar = indicatif::ProgressBar::new(total);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{bar:40} {pos}/{len} objects moved · {per_sec} · ETA {eta}",
+    ) {
+        bar.set_style(style);
+    }
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    bar.inc(first.moved);
+    let mut left = first.left;
+    while left > 0 && !cancel.is_cancelled() {
+        let step = primary::step(db, buckets, &from, to, then).await?;
+        bar.inc(step.moved);
+        left = step.left;
+        if step.moved == 0 && left > 0 && step.failed == left {
+            bar.finish_and_clear();
+            cancel.cancel();
+            let _ = copies.await;
+            anyhow::bail!(
+                "{left} objects cannot move: their copy to {to} failed for good (museum replicate \
+                 status shows why); fix the cause, run museum replicate retry, then this command again"
+            );
+        }
+        if step.moved == 0 && left > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+    }
+    bar.finish_and_clear();
+    cancel.cancel();
+    let _ = copies.await;
+    if left > 0 {
+        println!(
+            "primary: stopped with {left} objects still on {from}; run the same command again to finish"
+        );
+        return Ok(());
+    }
+    primary::forget_move_source(db).await?;
+    let fate = match then {
+        OldPrimary::Replica => format!("{from} is now a replica tier"),
+        OldPrimary::Empty => {
+            format!("{from} was emptied of them; remove it from the configuration to retire it")
+        }
+    };
+    println!("primary: every object moved to {to}; {fate}; set s3.hot_storage.primary: {to}");
+    Ok(())
 }
 
 /// `museum import`: a progress bar in bytes, then what was done; a file that failed

@@ -12,6 +12,7 @@ pub mod events;
 pub mod import;
 pub mod metrics;
 pub mod ops;
+pub mod primary;
 pub mod reconcile;
 pub mod replication;
 pub mod scrub;

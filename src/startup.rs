@@ -38,6 +38,8 @@ use crate::throttle::Throttle;
 /// work before it cuts what is left: what the README promises ("exits within about
 /// 10 seconds").
 const SHUTDOWN_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+/// How often an instance looks for a primary switched by `museum primary move`.
+const PRIMARY_POLL: std::time::Duration = std::time::Duration::from_secs(2);
 /// Longest pause between purge passes.
 const PURGE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
 
@@ -84,6 +86,13 @@ impl Application {
             None
         };
         let buckets = Buckets::from_config(&settings.s3).context("building bucket clients")?;
+        if let Some(moved) = crate::primary::follow(&db, &buckets).await? {
+            tracing::warn!(
+                primary = %moved,
+                configured = %settings.s3.hot_storage.primary,
+                "museum primary move switched the primary; set s3.hot_storage.primary to match"
+            );
+        }
         let metrics = Metrics::new().context("registering metrics")?;
         let api = TcpListener::bind((settings.http.host.as_str(), settings.http.port))
             .await
@@ -201,6 +210,12 @@ impl Application {
         );
         tracker.spawn(purger.run(
             PURGE_INTERVAL.min(r.delete_delay.get().max(r.poll_interval.get())),
+            cancel.clone(),
+        ));
+        tracker.spawn(crate::primary::follow_until(
+            self.state.db.clone(),
+            self.state.buckets.clone(),
+            PRIMARY_POLL,
             cancel.clone(),
         ));
         let scrub = &self.settings.scrub;

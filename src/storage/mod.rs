@@ -30,7 +30,7 @@ pub use self::control::Reachability;
 use self::presign::Signer;
 use self::transport::Transport;
 use self::watch::{Activity, PeerClock, Stall, Timeouts, WatchedResponse, stalled, watchdog};
-use crate::config::{BUCKET_IDS, GLACIER_BUCKET_ID, S3Config};
+use crate::config::{BUCKET_IDS, GLACIER_BUCKET_ID, HOT_BUCKET_IDS, S3Config};
 
 /// The longest a HEAD may take, retries included: a HEAD answers at once or the
 /// bucket is in trouble, and the report path waits on it.
@@ -598,11 +598,13 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 pub type ByteStream =
     std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<bytes::Bytes, StorageError>> + Send>>;
 
-/// Every present bucket, and which one is the hot primary.
+/// Every present bucket, and which one is the hot primary. Clones share the
+/// primary: `museum primary move` switches it for every part of a process at once.
 #[derive(Debug, Clone)]
 pub struct Buckets {
     clients: Arc<BTreeMap<&'static str, Arc<BucketClient>>>,
-    primary: &'static str,
+    /// The primary's index in `BUCKET_IDS`.
+    primary: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Buckets {
@@ -717,25 +719,59 @@ impl Buckets {
         }
         let primary = BUCKET_IDS
             .into_iter()
-            .find(|id| *id == s3.hot_storage.primary)
-            .filter(|id| clients.contains_key(id))
+            .position(|id| id == s3.hot_storage.primary)
+            .filter(|i| clients.contains_key(BUCKET_IDS[*i]))
             .ok_or_else(|| StorageError::Config {
                 bucket: s3.hot_storage.primary.clone(),
                 message: "the hot primary is not a present bucket".to_owned(),
             })?;
         Ok(Self {
             clients: Arc::new(clients),
-            primary,
+            primary: Arc::new(std::sync::atomic::AtomicUsize::new(primary)),
         })
     }
 
     /// The hot primary, where new uploads go.
     pub fn primary(&self) -> &Arc<BucketClient> {
-        // `from_config` guarantees the primary is in the map.
+        let i = self.primary.load(std::sync::atomic::Ordering::Relaxed);
+        // `from_config` and `set_primary` only ever set a present bucket.
         #[allow(clippy::expect_used)]
         self.clients
-            .get(self.primary)
-            .expect("the primary is checked to be present at construction")
+            .get(BUCKET_IDS[i.min(BUCKET_IDS.len() - 1)])
+            .expect("the primary is checked to be present when set")
+    }
+
+    /// Why `id` cannot be the hot primary, if it cannot: it must be a hot-capable
+    /// bucket that is present, and clients upload to it without an SSE-C key.
+    pub fn unfit_primary(&self, id: &str) -> Option<String> {
+        if !HOT_BUCKET_IDS.contains(&id) {
+            return Some(format!(
+                "{id} cannot be the hot primary: it must be one of {}",
+                HOT_BUCKET_IDS.join(", ")
+            ));
+        }
+        match self.clients.get(id) {
+            None => Some(format!("{id} is not configured (it has no bucket name)")),
+            Some(b) if b.sse_c() => Some(format!(
+                "{id} has an SSE-C key: clients cannot upload to it; remove s3.{id}.sse_c_key first"
+            )),
+            Some(_) => None,
+        }
+    }
+
+    /// Makes `id` the primary for every clone of these buckets. False, and nothing
+    /// changes, if it cannot be one (see [`Self::unfit_primary`]).
+    pub fn set_primary(&self, id: &str) -> bool {
+        if self.unfit_primary(id).is_some() {
+            return false;
+        }
+        match BUCKET_IDS.iter().position(|b| *b == id) {
+            Some(i) => {
+                self.primary.store(i, std::sync::atomic::Ordering::Relaxed);
+                true
+            }
+            None => false,
+        }
     }
 
     /// The bucket with ID `id`, if present.

@@ -24,6 +24,7 @@ mod limits;
 mod metrics;
 mod openapi;
 mod operations;
+mod primary;
 mod process;
 mod reconcile;
 mod reliability;
