@@ -65,6 +65,19 @@ fn copy_status(c: &CopyRow) -> &'static str {
     }
 }
 
+/// A tier that has a copy row, as `role`.
+fn tier_of_copy(c: &CopyRow, role: &'static str) -> TierStatus {
+    let done = c.state == state::DONE;
+    TierStatus {
+        bucket: c.bucket_id.clone(),
+        role,
+        status: copy_status(c),
+        verified_at: rfc3339(c.verified_at.max(c.copied_at).filter(|_| done)),
+        attempts: c.attempts,
+        reason: c.last_error.clone().filter(|_| !done),
+    }
+}
+
 /// The status of object `id` if it exists and is not deleted, with the user it
 /// belongs to.
 pub async fn object_status(db: &Db, id: i64) -> Result<Option<(i64, ObjectStatus)>, DbError> {
@@ -86,18 +99,7 @@ pub async fn object_status(db: &Db, id: i64) -> Result<Option<(i64, ObjectStatus
     let mut tiers = Vec::with_capacity(copies.len() + 1);
     // The source tier: as the report verified it, unless a restore row speaks for it.
     match copies.iter().find(|c| c.bucket_id == source) {
-        Some(c) => tiers.push(TierStatus {
-            bucket: source.clone(),
-            role: "SOURCE",
-            status: copy_status(c),
-            verified_at: rfc3339(
-                c.verified_at
-                    .max(c.copied_at)
-                    .filter(|_| c.state == state::DONE),
-            ),
-            attempts: c.attempts,
-            reason: c.last_error.clone().filter(|_| c.state != state::DONE),
-        }),
+        Some(c) => tiers.push(tier_of_copy(c, "SOURCE")),
         None => tiers.push(TierStatus {
             bucket: source.clone(),
             role: "SOURCE",
@@ -107,20 +109,12 @@ pub async fn object_status(db: &Db, id: i64) -> Result<Option<(i64, ObjectStatus
             reason: None,
         }),
     }
-    for c in copies.iter().filter(|c| c.bucket_id != source) {
-        tiers.push(TierStatus {
-            bucket: c.bucket_id.clone(),
-            role: "REPLICA",
-            status: copy_status(c),
-            verified_at: rfc3339(
-                c.verified_at
-                    .max(c.copied_at)
-                    .filter(|_| c.state == state::DONE),
-            ),
-            attempts: c.attempts,
-            reason: c.last_error.clone().filter(|_| c.state != state::DONE),
-        });
-    }
+    tiers.extend(
+        copies
+            .iter()
+            .filter(|c| c.bucket_id != source)
+            .map(|c| tier_of_copy(c, "REPLICA")),
+    );
     let replication_status = if tiers.iter().any(|t| t.status == "FAILED") {
         "FAILED"
     } else if tiers.iter().all(|t| t.status == "COMPLETED") {

@@ -126,21 +126,10 @@ async fn a_killed_import_resumes_and_records_no_file_twice(engine: Engine) {
         .enable_all()
         .build()
         .unwrap();
-    let url =
-        secrecy::ExposeSecret::expose_secret(app.settings.db.url.as_ref().unwrap()).to_owned();
-    let s3 = app.settings.s3.clone();
+    let settings = app.settings.clone();
     let root = dir.path().to_owned();
     runtime.spawn(async move {
-        let db = museum::db::Db::connect(
-            &secrecy::SecretString::from(url),
-            museum::db::PoolConfig {
-                max_connections: 4,
-                acquire_timeout: Duration::from_secs(10),
-            },
-        )
-        .await
-        .unwrap();
-        let buckets = museum::storage::Buckets::from_config(&s3).unwrap();
+        let (db, buckets) = crate::helpers::own_db_and_buckets(&settings).await;
         let _ = import(&db, &buckets, &root, options(6), |_| {}).await;
     });
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -169,29 +169,17 @@ async fn a_killed_scrub_pass_resumes_where_it_stopped_and_counts_each_tier_once(
     }
     app.drain().await;
 
-    // A scrub at 20 objects a second on a runtime of its own, stopped dead (as kill
+    // A scrub at 20 objects a second on a runtime of its own, with its own pool and
+    // clients, stopped dead (as kill
     // -9 stops a process) once it has saved its place at least once.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .unwrap();
-    // Its own pool and bucket clients, as another process has: nothing it leaves
-    // behind is used again.
-    let url =
-        secrecy::ExposeSecret::expose_secret(app.settings.db.url.as_ref().unwrap()).to_owned();
-    let s3 = app.settings.s3.clone();
+    let settings = app.settings.clone();
     runtime.spawn(async move {
-        let db = museum::db::Db::connect(
-            &secrecy::SecretString::from(url),
-            museum::db::PoolConfig {
-                max_connections: 2,
-                acquire_timeout: Duration::from_secs(10),
-            },
-        )
-        .await
-        .unwrap();
-        let buckets = museum::storage::Buckets::from_config(&s3).unwrap();
+        let (db, buckets) = crate::helpers::own_db_and_buckets(&settings).await;
         let limits = ScrubLimits {
             objects_per_second: Some(20),
             ..ScrubLimits::heads_only()
