@@ -46,14 +46,7 @@ impl From<sqlx::Error> for MoveError {
 
 /// The primary a move switched to, if one did.
 pub async fn stored_primary(db: &Db) -> Result<Option<String>, DbError> {
-    Ok(
-        sqlx::query("SELECT value FROM museum_settings WHERE name = $1")
-            .bind(SETTING)
-            .fetch_optional(db.pool())
-            .await?
-            .map(|r| r.try_get(0))
-            .transpose()?,
-    )
+    setting(db, SETTING).await
 }
 
 /// Makes the stored primary, if any, the primary of `buckets`. Returns it when it
@@ -104,6 +97,17 @@ pub async fn switch(db: &Db, buckets: &Buckets, to: &str) -> Result<String, Move
 /// The `museum_settings` row naming the primary an unfinished move leaves.
 const MOVE_FROM: &str = "move-from";
 
+async fn setting(db: &Db, name: &str) -> Result<Option<String>, DbError> {
+    Ok(
+        sqlx::query("SELECT value FROM museum_settings WHERE name = $1")
+            .bind(name)
+            .fetch_optional(db.pool())
+            .await?
+            .map(|r| r.try_get(0))
+            .transpose()?,
+    )
+}
+
 async fn set_setting(db: &Db, name: &str, value: &str) -> Result<(), DbError> {
     sqlx::query(
         "INSERT INTO museum_settings (name, value) VALUES ($1, $2) \
@@ -118,14 +122,7 @@ async fn set_setting(db: &Db, name: &str, value: &str) -> Result<(), DbError> {
 
 /// The primary an unfinished move leaves, if a move is unfinished.
 pub async fn stored_move_source(db: &Db) -> Result<Option<String>, DbError> {
-    Ok(
-        sqlx::query("SELECT value FROM museum_settings WHERE name = $1")
-            .bind(MOVE_FROM)
-            .fetch_optional(db.pool())
-            .await?
-            .map(|r| r.try_get(0))
-            .transpose()?,
-    )
+    setting(db, MOVE_FROM).await
 }
 
 /// Records that a move from `from` is under way, so that a run cut short is

@@ -119,10 +119,6 @@ impl Seen {
     }
 }
 
-fn rfc3339(ms: i64) -> String {
-    jiff::Timestamp::from_millisecond(ms).map_or_else(|_| ms.to_string(), |t| t.to_string())
-}
-
 /// Lists every present bucket and compares it with the database; `found` sees each
 /// finding as it is made. Records created after the reconcile started are not
 /// judged (their bytes may have landed after their bucket was listed).
@@ -238,7 +234,8 @@ async fn check_page(
             bucket: bucket.id().to_owned(),
             key: listed.key.clone(),
             size: listed.size,
-            last_modified: rfc3339(listed.last_modified_ms),
+            last_modified: crate::status::rfc3339(Some(listed.last_modified_ms))
+                .unwrap_or_else(|| listed.last_modified_ms.to_string()),
             deleted,
         });
     }

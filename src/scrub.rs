@@ -494,7 +494,7 @@ impl Scrubber {
                 bar.inc(part.objects);
             }
             if let Some(m) = &self.metrics {
-                m.set_lost(record::lost_objects(&self.db, 0).await?.0);
+                m.set_lost(record::count_lost(&self.db).await?);
             }
             if finished.is_some() {
                 break PassEnd::Finished;

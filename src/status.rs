@@ -50,7 +50,8 @@ pub struct TierStatus {
     pub reason: Option<String>,
 }
 
-fn rfc3339(millis: Option<i64>) -> Option<String> {
+/// Milliseconds since the epoch as RFC 3339, when given and in range.
+pub(crate) fn rfc3339(millis: Option<i64>) -> Option<String> {
     millis
         .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
         .map(|t| t.to_string())

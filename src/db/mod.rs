@@ -254,6 +254,15 @@ pub fn now_millis() -> i64 {
 /// `count` numbered placeholders from `$first` on, comma-separated (`$3, $4, $5`),
 /// for statements whose number of values is known only at run time. Only these are
 /// formatted into SQL; every value is bound.
+/// `rows` rows of `columns` numbered placeholders each, from `$first` on, for a
+/// `VALUES` list: `($3, $4), ($5, $6)`. Both engines name their columns column1….
+pub(crate) fn values_rows(first: usize, rows: usize, columns: usize) -> String {
+    (0..rows)
+        .map(|r| format!("({})", placeholders(first + r * columns, columns)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 pub(crate) fn placeholders(first: usize, count: usize) -> String {
     (first..first + count)
         .map(|i| format!("${i}"))
@@ -270,6 +279,13 @@ mod tests {
         assert_eq!(placeholders(1, 3), "$1, $2, $3");
         assert_eq!(placeholders(19, 2), "$19, $20");
         assert_eq!(placeholders(1, 0), "");
+    }
+
+    #[test]
+    fn values_rows_number_each_row_after_the_last() {
+        assert_eq!(values_rows(3, 2, 2), "($3, $4), ($5, $6)");
+        assert_eq!(values_rows(2, 1, 4), "($2, $3, $4, $5)");
+        assert_eq!(values_rows(1, 0, 3), "");
     }
 
     #[test]

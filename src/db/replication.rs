@@ -259,13 +259,7 @@ pub async fn mark_done_many(
     // 4 values a mark: within every engine's limit on bound parameters.
     for chunk in marks.chunks(100) {
         // The VALUES columns are column1…column4 on both engines.
-        let rows = (0..chunk.len())
-            .map(|i| {
-                let n = 3 + 4 * i;
-                format!("(${}, ${}, ${}, ${})", n, n + 1, n + 2, n + 3)
-            })
-            .collect::<Vec<_>>()
-            .join(", ");
+        let rows = super::values_rows(3, chunk.len(), 4);
         let sql = format!(
             "UPDATE object_copies SET state = 'done', copied_at = $1, verified_at = $1, verified_size = v.column3, \
              verified_etag = v.column4, last_error = NULL, lease_until = NULL, lease_owner = NULL, upload_id = NULL \

@@ -270,10 +270,7 @@ pub async fn mark_verified(db: &Db, tiers: &[Intact], now: i64) -> Result<()> {
     objects.dedup();
     let mut tx = db.begin_write().await?;
     for chunk in copies.chunks(100) {
-        let rows = (0..chunk.len())
-            .map(|i| format!("(${}, ${})", 2 + 2 * i, 3 + 2 * i))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let rows = super::values_rows(2, chunk.len(), 2);
         // The VALUES columns are column1 and column2 on both engines. Only numbered
         // placeholders are spliced in; every value is bound.
         let sql = format!(
@@ -318,14 +315,21 @@ pub async fn mark_lost(db: &Db, object_id: i64, now: i64) -> Result<bool> {
     Ok(n == 1)
 }
 
+/// Live objects known lost.
+pub async fn count_lost(db: &Db) -> Result<i64> {
+    Ok(
+        sqlx::query(
+            "SELECT COUNT(*) FROM objects WHERE lost_at IS NOT NULL AND deleted_at IS NULL",
+        )
+        .fetch_one(&db.pool)
+        .await?
+        .try_get(0)?,
+    )
+}
+
 /// Live objects known lost: how many, and the IDs of the first `limit`.
 pub async fn lost_objects(db: &Db, limit: i64) -> Result<(i64, Vec<i64>)> {
-    let count: i64 = sqlx::query(
-        "SELECT COUNT(*) FROM objects WHERE lost_at IS NOT NULL AND deleted_at IS NULL",
-    )
-    .fetch_one(&db.pool)
-    .await?
-    .try_get(0)?;
+    let count = count_lost(db).await?;
     let ids = sqlx::query(
         "SELECT id FROM objects WHERE lost_at IS NOT NULL AND deleted_at IS NULL ORDER BY id LIMIT $1",
     )
