@@ -50,6 +50,58 @@ pub(crate) fn create_token(dir: &Path, api: u16, metrics: u16, user: i64) -> Str
     stdout.lines().last().unwrap().trim().to_owned()
 }
 
+/// The binary as a command-line tool on `settings`' database and buckets, run in
+/// `dir` with an environment file that sets nothing: configured only through
+/// `ENTE_*` variables.
+pub(crate) fn cli_on(settings: &museum::config::Settings, dir: &Path) -> Command {
+    use secrecy::ExposeSecret;
+    std::fs::create_dir_all(dir.join("configurations")).unwrap();
+    std::fs::write(
+        dir.join("configurations/cli.yaml"),
+        "log:\n  format: json\n",
+    )
+    .unwrap();
+    let mut cmd = Command::new(BIN);
+    cmd.current_dir(dir)
+        .env("ENVIRONMENT", "cli")
+        .env(
+            "ENTE_DB_URL",
+            settings.db.url.as_ref().unwrap().expose_secret(),
+        )
+        .env("ENTE_S3_ARE_LOCAL_BUCKETS", "true")
+        .env(
+            "ENTE_S3_HOT_STORAGE_PRIMARY",
+            &settings.s3.hot_storage.primary,
+        )
+        .env(
+            "ENTE_REPLICATION_PART_SIZE",
+            settings.replication.part_size.to_string(),
+        )
+        .env(
+            "ENTE_REPLICATION_MULTIPART_THRESHOLD",
+            settings.replication.multipart_threshold.to_string(),
+        );
+    for id in museum::config::BUCKET_IDS {
+        let bucket = settings.s3.bucket(id).unwrap();
+        let var = |field: &str| format!("ENTE_S3_{}_{field}", id.replace('-', "_").to_uppercase());
+        for (field, value) in [
+            ("KEY", bucket.key.clone()),
+            (
+                "SECRET",
+                bucket.secret.as_ref().map(|s| s.expose_secret().to_owned()),
+            ),
+            ("ENDPOINT", bucket.endpoint.clone()),
+            ("REGION", bucket.region.clone()),
+            ("BUCKET", bucket.bucket.clone()),
+        ] {
+            if let Some(value) = value {
+                cmd.env(var(field), value);
+            }
+        }
+    }
+    cmd
+}
+
 pub(crate) fn checkout_copy() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));

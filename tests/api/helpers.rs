@@ -284,24 +284,6 @@ async fn start(
     (address, metrics_address, admin_address, state, cancel)
 }
 
-/// A pool of its own on `settings`' database and bucket clients of their own, as
-/// another process has: for work run on a runtime that a test then kills, so that
-/// nothing it leaves behind is used again.
-pub async fn own_db_and_buckets(settings: &Settings) -> (museum::db::Db, museum::storage::Buckets) {
-    let url = secrecy::ExposeSecret::expose_secret(settings.db.url.as_ref().unwrap()).to_owned();
-    let db = museum::db::Db::connect(
-        &SecretString::from(url),
-        museum::db::PoolConfig {
-            max_connections: 4,
-            acquire_timeout: std::time::Duration::from_secs(10),
-        },
-    )
-    .await
-    .unwrap();
-    let buckets = museum::storage::Buckets::from_config(&settings.s3).unwrap();
-    (db, buckets)
-}
-
 /// Another museum on the same database and buckets, on a runtime of its own, so that
 /// it can die at once, as a process killed with `kill -9` does: every task stops where
 /// it is and nothing is released.

@@ -1,6 +1,7 @@
 //! The scrub (`museum scrub`, the background job, `replicate verify`), per-object
 //! status, live copies before background ones, and the replication byte rate.
 
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use museum::config::BucketConfig;
@@ -10,20 +11,19 @@ use museum::ops::ScrubRun;
 use museum::scrub::{JOB, PassEnd, ScrubLimits, ScrubReport};
 use tokio_util::sync::CancellationToken;
 
+use crate::binary::{Killed, cli_on};
 use crate::helpers::{Engine, TestApp, bytes_of, spawn_app, spawn_app_with};
 use crate::on_both_databases;
 
 on_both_databases!(
     scrub_restores_a_deleted_primary_and_bit_rot_only_a_full_read_finds,
     an_object_with_no_intact_tier_left_is_reported_lost,
-    a_killed_scrub_pass_resumes_where_it_stopped_and_counts_each_tier_once,
+    a_scrub_killed_with_sigkill_resumes_where_it_stopped_and_counts_each_tier_once,
     status_shows_each_tier_to_its_owner_only,
     a_backfill_backlog_does_not_delay_a_fresh_uploads_copies,
 );
 
 const LEASE: Duration = Duration::from_secs(1);
-/// The lease of the run that is killed: long enough for the test to find it held.
-const KILLED_LEASE: Duration = Duration::from_secs(4);
 
 fn unlimited(read_sample: f64) -> ScrubLimits {
     ScrubLimits {
@@ -160,7 +160,9 @@ async fn an_object_with_no_intact_tier_left_is_reported_lost(engine: Engine) {
     assert!(status.contains("lost objects: none"), "{status}");
 }
 
-async fn a_killed_scrub_pass_resumes_where_it_stopped_and_counts_each_tier_once(engine: Engine) {
+async fn a_scrub_killed_with_sigkill_resumes_where_it_stopped_and_counts_each_tier_once(
+    engine: Engine,
+) {
     let app = spawn_app(engine).await;
     let token = app.token_for(1).await;
     const OBJECTS: u64 = 60;
@@ -169,41 +171,37 @@ async fn a_killed_scrub_pass_resumes_where_it_stopped_and_counts_each_tier_once(
     }
     app.drain().await;
 
-    // A scrub at 20 objects a second on a runtime of its own, with its own pool and
-    // clients, stopped dead (as kill
-    // -9 stops a process) once it has saved its place at least once.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let settings = app.settings.clone();
-    runtime.spawn(async move {
-        let (db, buckets) = crate::helpers::own_db_and_buckets(&settings).await;
-        let limits = ScrubLimits {
-            objects_per_second: Some(20),
-            ..ScrubLimits::heads_only()
-        };
-        let _ = museum::ops::scrub(
-            &db,
-            &buckets,
-            limits,
-            false,
-            KILLED_LEASE,
-            &CancellationToken::new(),
-        )
-        .await;
-    });
-    let deadline = Instant::now() + Duration::from_secs(20);
+    // `museum scrub` at 20 objects a second, killed with SIGKILL once it has saved its
+    // place at least once.
+    let dir = tempfile::tempdir().unwrap();
+    let scrub = || {
+        let mut cmd = cli_on(&app.settings, dir.path());
+        cmd.arg("scrub").stdin(Stdio::null());
+        cmd
+    };
+    let mut killed = Killed(
+        scrub()
+            .args(["--read-sample", "0"])
+            .env("ENTE_SCRUB_OBJECTS_PER_SECOND", "20")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
     let cursor = loop {
         let job = find_job(&app.state.db, JOB).await.unwrap();
         if let Some(job) = job.filter(|j| j.cursor > 0) {
             break job.cursor;
         }
+        if let Some(exit) = killed.0.try_wait().unwrap() {
+            panic!("museum scrub ended ({exit}) before it saved its place");
+        }
         assert!(Instant::now() < deadline, "the pass never saved its place");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    runtime.shutdown_background();
+    killed.0.kill().unwrap(); // SIGKILL
+    killed.0.wait().unwrap();
     let job = find_job(&app.state.db, JOB).await.unwrap().unwrap();
     assert!(job.in_pass() && job.lease_owner.is_some(), "{job:?}");
     assert!(
@@ -211,51 +209,41 @@ async fn a_killed_scrub_pass_resumes_where_it_stopped_and_counts_each_tier_once(
         "killed before the end: {job:?}"
     );
 
-    let busy = museum::ops::scrub(
-        &app.state.db,
-        &app.state.buckets,
-        unlimited(0.0),
-        false,
-        LEASE,
-        &CancellationToken::new(),
-    )
-    .await
-    .unwrap();
+    // While the dead run's lease lasts, a second run says who holds the pass.
+    let busy = scrub().output().unwrap();
+    let said = String::from_utf8_lossy(&busy.stderr);
+    assert!(!busy.status.success(), "{said}");
+    assert!(said.contains("a scrub pass is running in"), "{said}");
+
+    let lapses = job.lease_until.unwrap() + 200;
+    let wait = u64::try_from(lapses - museum::db::now_millis()).unwrap_or(0);
+    tokio::time::sleep(Duration::from_millis(wait)).await;
+    let resumed = scrub()
+        .args(["--no-limit", "--read-sample", "0"])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&resumed.stdout);
     assert!(
-        matches!(busy, ScrubRun::Busy { .. }),
-        "a live lease keeps the pass: {busy:?}"
+        resumed.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&resumed.stderr)
     );
-    tokio::time::sleep(KILLED_LEASE + Duration::from_millis(200)).await;
-    let run = museum::ops::scrub(
-        &app.state.db,
-        &app.state.buckets,
-        unlimited(0.0),
-        false,
-        LEASE,
-        &CancellationToken::new(),
-    )
-    .await
-    .unwrap();
-    let ScrubRun::Ran {
-        end,
-        resumed_from,
-        report,
-    } = run
-    else {
-        panic!("{run:?}")
-    };
-    assert_eq!(end, PassEnd::Finished);
-    assert!(resumed_from >= cursor, "{resumed_from} < {cursor}");
-    assert!(
-        report.objects < OBJECTS,
-        "the resumed run starts where the killed one saved"
-    );
+    let from: i64 = out
+        .split("resumed the unfinished pass after object ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("the second run did not resume: {out}"))
+        .parse()
+        .unwrap();
+    assert!(from >= cursor, "{from} < {cursor}");
+    assert!(out.contains("scrub: pass finished"), "{out}");
     let job = find_job(&app.state.db, JOB).await.unwrap().unwrap();
     assert_eq!(
         job.checked,
         3 * OBJECTS as i64,
         "every tier counted once over both runs"
     );
+    assert_eq!(job.lost, 0, "{job:?}");
     assert!(
         job.pass_finished_at.is_some() && job.lease_owner.is_none(),
         "{job:?}"
