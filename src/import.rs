@@ -5,7 +5,7 @@
 //! recorded as the user's object with its copies queued, as a report would. The
 //! `imports` table remembers each file by path, size and modification time: a second
 //! run skips what is there, and a run cut short (kill -9 included) resumes without
-//! recording any file twice.
+//! recording any file twice, sending a file it had not recorded to the same key.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -16,7 +16,9 @@ use futures_util::StreamExt;
 use md5::{Digest, Md5};
 use tokio::io::AsyncReadExt;
 
-use crate::db::uploads::{Committed, NewObject, TempObject, commit_objects, find_object_by_key};
+use crate::db::uploads::{
+    Committed, NewObject, TempObject, commit_objects, find_object_by_key, find_temp_object,
+};
 use crate::db::{Db, DbError, imports, now_millis};
 use crate::storage::presign::{multipart_etag, new_object_key};
 use crate::storage::{BucketClient, Buckets, StorageError};
@@ -25,6 +27,8 @@ use crate::storage::{BucketClient, Buckets, StorageError};
 const CONCURRENCY: usize = 8;
 /// How long an import's issued key stays live if the run is cut short.
 const KEY_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+/// How long an issued key must still be live for a resumed run to send to it again.
+const KEY_MARGIN: Duration = Duration::from_secs(3600);
 
 /// How an import sends its files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -183,6 +187,8 @@ async fn import_one(
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
     let size_i64 = i64::try_from(size).unwrap_or(i64::MAX);
+    let now = now_millis();
+    let mut resumed_key = None;
     if let Some(row) = imports::find(db, options.user, &name).await? {
         let unchanged = row.size == size_i64 && row.mtime == mtime;
         match row.object_id {
@@ -193,24 +199,32 @@ async fn import_one(
                     imports::finish(db, options.user, &name, object.id).await?;
                     return Ok(Outcome::Skipped(size));
                 }
+                resumed_key = resumable_key(db, &row.object_key, primary.id(), now).await?;
             }
             _ => {}
         }
     }
-    let now = now_millis();
-    let key = new_object_key(options.user);
-    let temp = TempObject {
-        object_key: key.clone(),
-        user_id: options.user,
-        bucket_id: primary.id().to_owned(),
-        declared_size: Some(size_i64),
-        declared_md5: None,
-        expected_etag: None,
-        upload_id: None,
-        created_at: now,
-        expires_at: now + i64::try_from(KEY_LIFETIME.as_millis()).unwrap_or(i64::MAX),
+    // Sent again to the key the run cut short had while it is live, so that bytes
+    // it sent are overwritten rather than left beside a new key.
+    let key = match resumed_key {
+        Some(key) => key,
+        None => {
+            let key = new_object_key(options.user);
+            let temp = TempObject {
+                object_key: key.clone(),
+                user_id: options.user,
+                bucket_id: primary.id().to_owned(),
+                declared_size: Some(size_i64),
+                declared_md5: None,
+                expected_etag: None,
+                upload_id: None,
+                created_at: now,
+                expires_at: now + millis(KEY_LIFETIME),
+            };
+            imports::start(db, &name, mtime, &temp).await?;
+            key
+        }
     };
-    imports::start(db, &name, mtime, &temp).await?;
     let (md5, etag) = send(primary, &key, &full, size, options)
         .await
         .map_err(OneError::File)?;
@@ -237,6 +251,24 @@ async fn import_one(
             "its upload key expired before it was recorded; run the import again".to_owned(),
         )),
     }
+}
+
+/// `key`, if its issued row is still live on `primary` for at least `KEY_MARGIN`: the
+/// cleanup sweep will not remove what is sent to it before the import records it.
+async fn resumable_key(
+    db: &Db,
+    key: &str,
+    primary: &str,
+    now: i64,
+) -> Result<Option<String>, DbError> {
+    Ok(find_temp_object(db, key)
+        .await?
+        .filter(|t| t.bucket_id == primary && t.expires_at > now + millis(KEY_MARGIN))
+        .map(|t| t.object_key))
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// Sends the file at `path` to `key`, one PUT or a multipart upload, and checks the

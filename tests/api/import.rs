@@ -1,16 +1,18 @@
 //! `museum import DIR --user ID`: a folder brought into museum, resumable.
 
 use std::path::Path;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use museum::import::{ImportOptions, ImportReport, import};
 
+use crate::binary::{Killed, cli_on};
 use crate::helpers::{Engine, PART_SIZE, TestApp, bytes_of, spawn_app};
 use crate::on_both_databases;
 
 on_both_databases!(
     import_records_each_file_once_and_a_second_run_skips_them,
-    a_killed_import_resumes_and_records_no_file_twice,
+    an_import_killed_with_sigkill_resumes_and_records_or_stores_no_file_twice,
 );
 
 fn options(user: i64) -> ImportOptions {
@@ -108,65 +110,85 @@ async fn import_records_each_file_once_and_a_second_run_skips_them(engine: Engin
     assert!(imported_bytes(&app, 5, "a.jpg").await == bytes_of(3001, 9));
 }
 
-async fn a_killed_import_resumes_and_records_no_file_twice(engine: Engine) {
+/// Files of user `user` in the primary's folder on disk.
+fn stored_keys(app: &TestApp, user: i64) -> usize {
+    let server = app.server("b2-eu-cen");
+    std::fs::read_dir(server.root.join(&server.bucket).join(user.to_string()))
+        .map(|d| d.flatten().filter(|e| e.path().is_file()).count())
+        .unwrap_or(0)
+}
+
+async fn an_import_killed_with_sigkill_resumes_and_records_or_stores_no_file_twice(engine: Engine) {
     let app = spawn_app(engine).await;
     let dir = tempfile::tempdir().unwrap();
-    const FILES: usize = 80;
+    const FILES: usize = 120;
+    let size = |i: usize| {
+        if i.is_multiple_of(40) {
+            PART_SIZE as usize + 1000 + i
+        } else {
+            200_000 + i
+        }
+    };
     for i in 0..FILES {
         std::fs::write(
             dir.path().join(format!("f{i:03}")),
-            bytes_of(20_000 + i, i as u8),
+            bytes_of(size(i), i as u8),
         )
         .unwrap();
     }
-    // An import on a runtime of its own, with its own pool and clients, stopped dead
-    // (as kill -9 stops a process) once some files are recorded.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let settings = app.settings.clone();
-    let root = dir.path().to_owned();
-    runtime.spawn(async move {
-        let (db, buckets) = crate::helpers::own_db_and_buckets(&settings).await;
-        let _ = import(&db, &buckets, &root, options(6), |_| {}).await;
-    });
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    let recorded = || async {
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM objects WHERE user_id = 6")
             .fetch_one(app.state.db.pool())
             .await
             .unwrap();
-        if n >= 10 {
-            break;
+        n
+    };
+    let cwd = tempfile::tempdir().unwrap();
+    let import = || {
+        let mut cmd = cli_on(&app.settings, cwd.path());
+        cmd.arg("import")
+            .arg(dir.path())
+            .args(["--user", "6"])
+            .stdin(Stdio::null());
+        cmd
+    };
+    // `museum import`, killed with SIGKILL once some files are recorded.
+    let mut killed = Killed(
+        import()
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while recorded().await < 10 {
+        if let Some(exit) = killed.0.try_wait().unwrap() {
+            panic!("museum import ended ({exit}) before it was killed");
         }
-        assert!(Instant::now() < deadline, "the import recorded {n} files");
+        assert!(Instant::now() < deadline, "the import recorded too little");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    runtime.shutdown_background();
-    let cut: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM objects WHERE user_id = 6")
-        .fetch_one(app.state.db.pool())
-        .await
-        .unwrap();
+    killed.0.kill().unwrap(); // SIGKILL
+    killed.0.wait().unwrap();
+    let cut = recorded().await;
     assert!(
         (cut as usize) < FILES,
         "killed before the end: {cut} recorded"
     );
 
-    let resumed = run(&app, dir.path(), 6).await;
-    assert!(resumed.failed.is_empty(), "{:?}", resumed.failed);
-    assert_eq!(resumed.imported + resumed.skipped, FILES as u64);
+    let resumed = import().output().unwrap();
+    let out = String::from_utf8_lossy(&resumed.stdout);
     assert!(
-        resumed.skipped as i64 >= cut,
-        "{resumed:?} after {cut} recorded"
+        resumed.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&resumed.stderr)
     );
     let objects = objects_of(&app, 6).await;
-    assert_eq!(objects.len(), FILES, "each file recorded once");
+    assert_eq!(objects.len(), FILES, "each file recorded once: {out}");
     for i in 0..FILES {
         let name = format!("f{i:03}");
         assert!(
-            imported_bytes(&app, 6, &name).await == bytes_of(20_000 + i, i as u8),
+            imported_bytes(&app, 6, &name).await == bytes_of(size(i), i as u8),
             "{name}"
         );
     }
@@ -177,4 +199,16 @@ async fn a_killed_import_resumes_and_records_no_file_twice(engine: Engine) {
     .await
     .unwrap();
     assert_eq!(linked, FILES as i64);
+    // A file the killed run had sent but not recorded went again to the same key:
+    // the bucket holds one object per file, no stray beside it.
+    assert_eq!(stored_keys(&app, 6), FILES, "{out}");
+    let usage: i64 = sqlx::query_scalar("SELECT usage_bytes FROM users WHERE user_id = 6")
+        .fetch_one(app.state.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(
+        usage,
+        (0..FILES).map(size).sum::<usize>() as i64,
+        "each file counted once in the user's usage"
+    );
 }
