@@ -374,6 +374,10 @@ impl Cli {
     }
 }
 
+/// How often `museum primary move` looks for objects still on the old primary with
+/// no copy queued to the new one.
+const REQUEUE_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// `museum primary move`: the switch, then the objects, with a progress bar. The
 /// copies to the new primary are made by running museums and by a worker of this
 /// command's own.
@@ -420,8 +424,16 @@ async fn run_primary_move(
     bar.enable_steady_tick(std::time::Duration::from_millis(200));
     bar.inc(first.moved);
     let mut left = first.left;
+    let mut queued_at = std::time::Instant::now();
     while left > 0 && !cancel.is_cancelled() {
-        let step = primary::step(db, buckets, &from, to, then).await?;
+        // The queueing scan reads every object still on the old primary: now and
+        // then, not at every step.
+        let step = if queued_at.elapsed() >= REQUEUE_EVERY {
+            queued_at = std::time::Instant::now();
+            primary::step(db, buckets, &from, to, then).await?
+        } else {
+            primary::advance(db, buckets, &from, to, then).await?
+        };
         bar.inc(step.moved);
         left = step.left;
         if step.moved == 0 && left > 0 && step.failed == left {

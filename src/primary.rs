@@ -154,18 +154,12 @@ pub struct MoveProgress {
     pub failed: u64,
 }
 
-/// One step of moving every live object from `from` to `to`: queues a background
-/// copy to `to` for each that lacks one, then moves up to 200 whose copy there is
-/// verified. Returns how far the move stands.
-pub async fn step(
-    db: &Db,
-    buckets: &Buckets,
-    from: &str,
-    to: &str,
-    old: OldPrimary,
-) -> Result<MoveProgress, MoveError> {
+/// Queues a background copy to `to` for each live object on `from` that lacks one
+/// (uploads issued before the switch can still be reported onto `from`). Returns how
+/// many it queued. One scan of `from`'s objects: run it now and then, not every step.
+pub async fn queue_copies(db: &Db, from: &str, to: &str) -> Result<u64, MoveError> {
     let now = now_millis();
-    let queued = sqlx::query(
+    Ok(sqlx::query(
         "INSERT INTO object_copies (object_id, bucket_id, state, attempts, next_attempt_at, created_at, priority) \
          SELECT o.id, $2, 'pending', 0, $3, $3, $4 FROM objects o \
          WHERE o.bucket_id = $1 AND o.deleted_at IS NULL \
@@ -177,7 +171,34 @@ pub async fn step(
     .bind(priority::BACKGROUND)
     .execute(db.pool())
     .await?
-    .rows_affected();
+    .rows_affected())
+}
+
+/// One step of moving every live object from `from` to `to`: [`queue_copies`], then
+/// [`advance`]. Returns how far the move stands.
+pub async fn step(
+    db: &Db,
+    buckets: &Buckets,
+    from: &str,
+    to: &str,
+    old: OldPrimary,
+) -> Result<MoveProgress, MoveError> {
+    let queued = queue_copies(db, from, to).await?;
+    let progress = advance(db, buckets, from, to, old).await?;
+    Ok(MoveProgress { queued, ..progress })
+}
+
+/// Moves up to 200 objects whose copy in `to` is verified. When `from` is to be
+/// emptied, an object's bytes there are deleted before it moves: a run killed in
+/// between leaves it on `from`, read from its verified replicas, and the next run
+/// deletes again (nothing) and moves it, so no byte is left behind.
+pub async fn advance(
+    db: &Db,
+    buckets: &Buckets,
+    from: &str,
+    to: &str,
+    old: OldPrimary,
+) -> Result<MoveProgress, MoveError> {
     let ready = sqlx::query(
         "SELECT o.id, o.object_key FROM objects o JOIN object_copies c ON c.object_id = o.id AND c.bucket_id = $2 \
          WHERE o.bucket_id = $1 AND o.deleted_at IS NULL AND c.state = 'done' ORDER BY o.id LIMIT $3",
@@ -191,15 +212,16 @@ pub async fn step(
     for row in &ready {
         let id: i64 = row.try_get(0)?;
         let key: String = row.try_get(1)?;
+        if old == OldPrimary::Empty
+            && let Some(bucket) = buckets.get(from)
+            && let Err(e) = bucket.delete(&key).await
+        {
+            // Left on the old primary, whole, for the next step.
+            tracing::warn!(object_id = id, bucket = from, error.message = %e, "could not delete an object from the old primary; it moves once that works");
+            continue;
+        }
         if move_one(db, id, from, to, old).await? {
             moved += 1;
-            if old == OldPrimary::Empty
-                && let Some(bucket) = buckets.get(from)
-                && let Err(e) = bucket.delete(&key).await
-            {
-                // The object is moved; its old bytes are a stray reconcile finds.
-                tracing::warn!(object_id = id, bucket = from, error.message = %e, "could not delete a moved object from the old primary");
-            }
         }
     }
     let left: i64 =
@@ -220,7 +242,7 @@ pub async fn step(
     Ok(MoveProgress {
         moved,
         left: u64::try_from(left).unwrap_or(0),
-        queued,
+        queued: 0,
         failed: u64::try_from(failed).unwrap_or(0),
     })
 }

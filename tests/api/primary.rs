@@ -1,11 +1,18 @@
 //! `museum primary move`: the primary moved online.
 
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
 use museum::primary::{self, OldPrimary};
 
+use crate::binary::{Killed, cli_on};
 use crate::helpers::{Engine, TestApp, bytes_of, spawn_app};
 use crate::on_both_databases;
 
-on_both_databases!(a_primary_move_switches_uploads_at_once_and_moves_every_object);
+on_both_databases!(
+    a_primary_move_switches_uploads_at_once_and_moves_every_object,
+    a_primary_move_killed_with_sigkill_finishes_when_run_again,
+);
 
 const OLD: &str = "b2-eu-cen";
 const NEW: &str = "wasabi-eu-central-2-v3";
@@ -159,4 +166,108 @@ async fn a_primary_move_switches_uploads_at_once_and_moves_every_object(engine: 
     assert!(sources(&app).await.iter().all(|b| b == OLD));
     heads_find_every_tier_intact(&app).await;
     let _ = (late_id, fresh_id);
+}
+
+async fn a_primary_move_killed_with_sigkill_finishes_when_run_again(engine: Engine) {
+    let app = spawn_app(engine).await;
+    let token = app.token_for(1).await;
+    const OBJECTS: usize = 100;
+    let mut objects = Vec::new();
+    for i in 0..OBJECTS {
+        let bytes = bytes_of(100_000 + i, i as u8);
+        let (id, key) = app.upload(&token, &bytes).await;
+        objects.push((id, key, bytes));
+    }
+    app.drain().await;
+    let moved = || async {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM objects WHERE bucket_id = $1")
+            .bind(NEW)
+            .fetch_one(app.state.db.pool())
+            .await
+            .unwrap();
+        n as usize
+    };
+    let cwd = tempfile::tempdir().unwrap();
+    let move_to_new = || {
+        let mut cmd = cli_on(&app.settings, cwd.path());
+        cmd.args(["primary", "move", "--to", NEW, "--then", "empty"])
+            .stdin(Stdio::null());
+        cmd
+    };
+    // `museum primary move`, its copies paced at 2 MB/s (about 5 s for all), killed
+    // with SIGKILL once some objects have moved.
+    let mut killed = Killed(
+        move_to_new()
+            .env("ENTE_REPLICATION_MAX_BYTES_PER_SECOND", "2000000")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while moved().await < 10 {
+        if let Some(exit) = killed.0.try_wait().unwrap() {
+            panic!("museum primary move ended ({exit}) before it was killed");
+        }
+        assert!(Instant::now() < deadline, "the move moved too little");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    killed.0.kill().unwrap(); // SIGKILL
+    killed.0.wait().unwrap();
+    let cut = moved().await;
+    assert!(cut < OBJECTS, "killed before the end: {cut} moved");
+
+    // Reads keep working on the half-moved objects.
+    for (id, _, bytes) in objects.iter().step_by(7) {
+        let download = app
+            .client
+            .get(format!("{}/files/{id}/download", app.address))
+            .header("X-Auth-Token", &token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(download.status(), 200, "object {id}");
+        assert!(
+            download.bytes().await.unwrap() == bytes.as_slice(),
+            "object {id}"
+        );
+    }
+
+    let rerun = move_to_new().output().unwrap();
+    let out = String::from_utf8_lossy(&rerun.stdout);
+    assert!(
+        rerun.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&rerun.stderr)
+    );
+    assert!(
+        out.contains(&format!("every object moved to {NEW}")),
+        "{out}"
+    );
+    assert!(sources(&app).await.iter().all(|b| b == NEW));
+    for (id, key, bytes) in &objects {
+        assert!(
+            app.server(NEW).object(key).as_deref() == Some(bytes.as_slice()),
+            "object {id} in the new primary"
+        );
+        assert!(
+            app.server(OLD).object(key).is_none(),
+            "object {id} left in the emptied bucket"
+        );
+    }
+    let rows: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT bucket_id, COUNT(*) FROM object_copies GROUP BY bucket_id ORDER BY bucket_id",
+    )
+    .fetch_all(app.state.db.pool())
+    .await
+    .unwrap();
+    assert_eq!(
+        rows,
+        vec![
+            ("scw-eu-fr-v3".to_owned(), OBJECTS as i64),
+            (NEW.to_owned(), OBJECTS as i64)
+        ],
+        "one copy row per object and tier, none for the emptied bucket"
+    );
+    heads_find_every_tier_intact(&app).await;
 }
