@@ -13,7 +13,7 @@ pub mod name {
     pub const LOST: &str = "lost";
     /// A copy failed for good (it is marked failed and waits for `replicate retry`).
     pub const COPY_FAILED: &str = "copy_failed";
-    /// A copy was verified later than `replication.late-after` after its report.
+    /// A live copy was not verified within `replication.late-after` of being queued.
     pub const COPY_LATE: &str = "copy_late";
 }
 
@@ -102,17 +102,37 @@ pub fn copy_failed(
     );
 }
 
-/// `event = "copy_late"`: the copy of `object_id` to `destination` was verified
-/// `lag_seconds` after its report, later than `replication.late-after`.
-pub fn copy_late(metrics: Option<&Metrics>, object_id: i64, destination: &str, lag_seconds: f64) {
+/// `event = "copy_late"`: the live copy of `object_id` to `destination` is still not
+/// verified `lag_seconds` after it was queued (`verified` false: found by the late
+/// watch), or was verified that late (`verified` true), past
+/// `replication.late-after`. Each copy is reported once.
+pub fn copy_late(
+    metrics: Option<&Metrics>,
+    object_id: i64,
+    destination: &str,
+    lag_seconds: f64,
+    verified: bool,
+) {
     if let Some(m) = metrics {
         m.event(name::COPY_LATE);
     }
-    tracing::warn!(
-        event = name::COPY_LATE,
-        object_id,
-        destination,
-        lag_seconds,
-        "a copy was verified later than replication.late-after allows"
-    );
+    if verified {
+        tracing::warn!(
+            event = name::COPY_LATE,
+            object_id,
+            destination,
+            lag_seconds,
+            verified,
+            "a copy was verified later than replication.late-after allows"
+        );
+    } else {
+        tracing::warn!(
+            event = name::COPY_LATE,
+            object_id,
+            destination,
+            lag_seconds,
+            verified,
+            "a copy is still not verified replication.late-after after it was queued; museum replicate status shows why"
+        );
+    }
 }

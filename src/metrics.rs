@@ -225,7 +225,7 @@ impl Metrics {
         let copy_lag = HistogramVec::new(
             HistogramOpts::new(
                 REPLICATION_LAG_SECONDS,
-                "Time from a report being recorded to its copy being verified, by destination.",
+                "Time from a live copy being queued (by its report, or a read's restore) to its being verified, by destination; background copies are not counted.",
             )
             .buckets(vec![
                 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0,
@@ -327,16 +327,17 @@ impl Metrics {
             .inc();
     }
 
-    /// Counts a verified copy of `bytes` to `destination`, `lag_seconds` after its report.
-    pub fn copy_done(&self, destination: &str, bytes: u64, lag_seconds: f64) {
+    /// Counts a verified copy of `bytes` to `destination`; a live copy's lag (from its
+    /// report, or the read that queued its restore) goes to the lag histogram.
+    pub fn copy_done(&self, destination: &str, bytes: u64, lag_seconds: Option<f64>) {
         let i = &self.inner;
         i.copies_total
             .with_label_values(&[destination, "done"])
             .inc();
         i.copy_bytes.with_label_values(&[destination]).inc_by(bytes);
-        i.copy_lag
-            .with_label_values(&[destination])
-            .observe(lag_seconds);
+        if let Some(lag) = lag_seconds {
+            i.copy_lag.with_label_values(&[destination]).observe(lag);
+        }
         i.upload_success.with_label_values(&[destination]).inc();
     }
 

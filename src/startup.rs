@@ -238,6 +238,12 @@ impl Application {
             ));
         }
         if r.enabled {
+            tracker.spawn(crate::replication::late::watch(
+                self.state.db.clone(),
+                self.state.metrics.clone(),
+                r.late_after.get(),
+                cancel.clone(),
+            ));
             for worker in self.replication_workers(&instance.owner_prefix()) {
                 tracker
                     .spawn(worker.run(Arc::clone(&self.state.replication_wakeup), cancel.clone()));

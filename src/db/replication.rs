@@ -246,16 +246,26 @@ pub struct DoneMark {
     pub etag: Option<String>,
 }
 
+/// A copy a done mark found held, as it was queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DoneCopy {
+    /// When the copy was last queued (milliseconds): by the report, for a live copy.
+    pub queued_at: i64,
+    pub priority: i64,
+    /// When it was reported late, if it was.
+    pub late_at: Option<i64>,
+}
+
 /// Marks verified copies done, in one statement per 100 marks (one commit, and on
-/// SQLite one sync, for a whole batch of a typical size). For each mark, whether
-/// `owner` still held the copy: one it lost meanwhile is left to its new holder.
+/// SQLite one sync, for a whole batch of a typical size). For each mark, the copy if
+/// `owner` still held it: one it lost meanwhile is left to its new holder.
 pub async fn mark_done_many(
     db: &Db,
     owner: &str,
     now: i64,
     marks: &[DoneMark],
-) -> Result<Vec<bool>> {
-    let mut held = std::collections::HashSet::with_capacity(marks.len());
+) -> Result<Vec<Option<DoneCopy>>> {
+    let mut held = std::collections::HashMap::with_capacity(marks.len());
     // 4 values a mark: within every engine's limit on bound parameters.
     for chunk in marks.chunks(100) {
         // The VALUES columns are column1…column4 on both engines.
@@ -266,7 +276,8 @@ pub async fn mark_done_many(
              FROM (VALUES {rows}) AS v \
              WHERE object_copies.object_id = v.column1 AND object_copies.bucket_id = v.column2 \
              AND object_copies.lease_owner = $2 AND object_copies.state = 'copying' \
-             RETURNING object_copies.object_id, object_copies.bucket_id"
+             RETURNING object_copies.object_id, object_copies.bucket_id, object_copies.created_at, \
+             object_copies.priority, object_copies.late_at"
         );
         // Only numbered placeholders are spliced in; every value is bound.
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now).bind(owner);
@@ -278,13 +289,58 @@ pub async fn mark_done_many(
                 .bind(m.etag.as_deref());
         }
         for r in query.fetch_all(&db.pool).await? {
-            held.insert((r.try_get::<i64, _>(0)?, r.try_get::<String, _>(1)?));
+            held.insert(
+                (r.try_get::<i64, _>(0)?, r.try_get::<String, _>(1)?),
+                DoneCopy {
+                    queued_at: r.try_get(2)?,
+                    priority: r.try_get(3)?,
+                    late_at: r.try_get(4)?,
+                },
+            );
         }
     }
     Ok(marks
         .iter()
-        .map(|m| held.contains(&(m.object_id, m.bucket_id.clone())))
+        .map(|m| held.get(&(m.object_id, m.bucket_id.clone())).copied())
         .collect())
+}
+
+/// A live copy found unverified past its deadline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LateCopy {
+    pub object_id: i64,
+    pub bucket_id: String,
+    pub queued_at: i64,
+    pub attempts: i64,
+}
+
+/// Marks up to `limit` live copies that are still waiting or in progress and were
+/// queued before `cutoff` as reported late at `now`, and returns them: each is
+/// returned once, by whichever process marks it.
+pub async fn flag_late(db: &Db, cutoff: i64, now: i64, limit: i64) -> Result<Vec<LateCopy>> {
+    sqlx::query(
+        "UPDATE object_copies SET late_at = $1 WHERE (object_id, bucket_id) IN ( \
+         SELECT object_id, bucket_id FROM object_copies \
+         WHERE state IN ('pending', 'copying') AND priority = $2 AND late_at IS NULL AND created_at < $3 \
+         LIMIT $4) AND late_at IS NULL \
+         RETURNING object_id, bucket_id, created_at, attempts",
+    )
+    .bind(now)
+    .bind(priority::LIVE)
+    .bind(cutoff)
+    .bind(limit)
+    .fetch_all(&db.pool)
+    .await?
+    .iter()
+    .map(|r| {
+        Ok(LateCopy {
+            object_id: r.try_get(0)?,
+            bucket_id: r.try_get(1)?,
+            queued_at: r.try_get(2)?,
+            attempts: r.try_get(3)?,
+        })
+    })
+    .collect()
 }
 
 /// Records the multipart upload `owner` started on the target for its attempt (or
@@ -638,7 +694,8 @@ pub fn verified_tiers(
 /// Queues a copy of `object_id` into `bucket_id`, due now at `priority`, to replace
 /// what that bucket holds from a verified tier: a new row when the bucket is the
 /// object's own (its source, which has no copy row until a first restore), or a done
-/// or failed row put back. A copy already waiting or in progress is left as it is.
+/// or failed row put back, queued anew (its lag and lateness count from now). A copy
+/// already waiting or in progress is left as it is.
 /// Returns whether a copy was queued.
 pub async fn queue_restore(
     db: &Db,
@@ -651,7 +708,8 @@ pub async fn queue_restore(
     let n = sqlx::query(
         "INSERT INTO object_copies (object_id, bucket_id, state, attempts, next_attempt_at, last_error, created_at, priority) \
          VALUES ($1, $2, 'pending', 0, $3, $4, $3, $5) \
-         ON CONFLICT (object_id, bucket_id) DO UPDATE SET state = 'pending', next_attempt_at = $3, last_error = $4, priority = $5 \
+         ON CONFLICT (object_id, bucket_id) DO UPDATE SET state = 'pending', next_attempt_at = $3, last_error = $4, priority = $5, \
+         created_at = $3, late_at = NULL \
          WHERE object_copies.state IN ('done', 'failed')",
     )
     .bind(object_id)

@@ -5,6 +5,7 @@
 
 pub mod copy;
 pub mod instance;
+pub mod late;
 pub mod purge;
 
 use std::sync::Arc;
@@ -16,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tokio::task::{JoinError, JoinSet};
 
 use self::copy::{CopyError, CopyJob, Memory, Target, copy_object};
-use crate::db::replication::{self as queue, ClaimedCopy, CopyRow, CopySource, DoneMark};
+use crate::db::replication::{self as queue, ClaimedCopy, CopyRow, CopySource, DoneMark, priority};
 use crate::db::{Db, DbError, now_millis};
 use crate::events::{self, FoundBy};
 use crate::metrics::Metrics;
@@ -233,22 +234,28 @@ impl ReplicationWorker {
         let held = queue::mark_done_many(&self.db, &self.owner, now, &marks).await?;
         let mut done = 0;
         let mut held = held.into_iter();
-        for copied in batch {
-            for mark in &copied.verified {
-                if held.next() == Some(true) {
-                    done += 1;
-                    let lag = (now - copied.created_at).max(0) as f64 / 1000.0;
-                    let size = u64::try_from(mark.size).unwrap_or(0);
-                    self.metrics.copy_done(&mark.bucket_id, size, lag);
-                    if lag > self.config.late_after.as_secs_f64() {
-                        events::copy_late(
-                            Some(&self.metrics),
-                            mark.object_id,
-                            &mark.bucket_id,
-                            lag,
-                        );
-                    }
-                }
+        for mark in batch.iter().flat_map(|c| &c.verified) {
+            let Some(Some(copy)) = held.next() else {
+                continue;
+            };
+            done += 1;
+            let size = u64::try_from(mark.size).unwrap_or(0);
+            // Lag and lateness are a live copy's: background work (backfill, scrub,
+            // a primary move) waits its turn by design.
+            let lag = (copy.priority == priority::LIVE)
+                .then(|| (now - copy.queued_at).max(0) as f64 / 1000.0);
+            self.metrics.copy_done(&mark.bucket_id, size, lag);
+            if let Some(lag) = lag
+                && lag > self.config.late_after.as_secs_f64()
+                && copy.late_at.is_none()
+            {
+                events::copy_late(
+                    Some(&self.metrics),
+                    mark.object_id,
+                    &mark.bucket_id,
+                    lag,
+                    true,
+                );
             }
         }
         Ok(done)
@@ -301,7 +308,6 @@ impl ReplicationWorker {
                 .await?;
             }
             return Ok(Copied {
-                created_at: 0,
                 verified: Vec::new(),
                 failed: claimed.len(),
             });
@@ -309,7 +315,6 @@ impl ReplicationWorker {
 
         let (targets, mut failed) = self.prepare_targets(source, claimed, activity).await?;
         let mut copied = Copied {
-            created_at: source.created_at,
             verified: Vec::new(),
             failed: 0,
         };
@@ -735,8 +740,6 @@ struct ClaimedObject {
 /// What copying one object gave, before the done marks are committed.
 #[derive(Debug)]
 struct Copied {
-    /// When the object was recorded (milliseconds), for the replication lag.
-    created_at: i64,
     verified: Vec<DoneMark>,
     /// Copies whose failure was recorded.
     failed: usize,

@@ -11,9 +11,13 @@ use axum::http::StatusCode;
 use axum::routing::post;
 use serde_json::Value;
 
+use museum::config::HumanDuration;
+
 use crate::binary::{
     Killed, checkout_copy, create_token, free_port, museum, upload, wait_for_ping,
 };
+use crate::helpers::{Engine, TestApp, bytes_of, spawn_app_with};
+use crate::on_both_databases;
 
 /// A webhook receiver that refuses its first delivery with 503, then takes each.
 #[derive(Clone, Default)]
@@ -133,4 +137,96 @@ fn stderr_of(child: &mut std::process::Child) -> String {
     }
     let _ = child.wait();
     text
+}
+
+on_both_databases!(a_stuck_copy_is_late_once_and_background_copies_never_are);
+
+/// `museum_events_total{event="copy_late"}` and the count of the lag histogram of
+/// `destination`, from the app's `/metrics`.
+async fn late_and_lags(app: &TestApp, destination: &str) -> (u64, u64) {
+    let text = reqwest::get(format!("{}/metrics", app.metrics_address))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |prefix: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .map_or(0, |v| v.trim().parse::<u64>().unwrap())
+    };
+    (
+        value(r#"museum_events_total{event="copy_late"}"#),
+        value(&format!(
+            r#"museum_replication_lag_seconds_count{{destination="{destination}"}}"#
+        )),
+    )
+}
+
+async fn a_stuck_copy_is_late_once_and_background_copies_never_are(engine: Engine) {
+    const GLACIER: &str = "scw-eu-fr-v3";
+    const COLD: &str = "wasabi-eu-central-2-v3";
+    let app = spawn_app_with(engine, |s| {
+        s.replication.enabled = true;
+        s.replication.poll_interval = HumanDuration(Duration::from_millis(50));
+        s.replication.late_after = HumanDuration(Duration::from_secs(1));
+    })
+    .await;
+    let token = app.token_for(1).await;
+    // The glacier tier is down: its copy waits, retried, past late-after.
+    app.server(GLACIER).stop();
+    let bytes = bytes_of(3000, 1);
+    let (id, key) = app.upload(&token, &bytes).await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while late_and_lags(&app, GLACIER).await.0 == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "no copy_late while the copy was stuck: {:?}",
+            app.copies(id).await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let copies = app.copies(id).await;
+    assert!(
+        copies
+            .iter()
+            .any(|c| c.bucket_id == GLACIER && c.state != "done"),
+        "the event came while the copy was still stuck: {copies:?}"
+    );
+    // Once: not again while it stays stuck, nor when it is verified at last.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(late_and_lags(&app, GLACIER).await.0, 1);
+    app.server(GLACIER).restart().await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while app.copies(id).await.iter().any(|c| c.state != "done") {
+        assert!(Instant::now() < deadline, "the copy never finished");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (late, glacier_lags) = late_and_lags(&app, GLACIER).await;
+    assert_eq!(
+        (late, glacier_lags),
+        (1, 1),
+        "one event, one lag for the late copy"
+    );
+
+    // A restore a scrub queues, long after the report, is background work: neither
+    // late nor a replication lag.
+    let (_, cold_lags) = late_and_lags(&app, COLD).await;
+    assert_eq!(cold_lags, 1);
+    std::fs::remove_file(app.server(COLD).root.join(COLD).join(&key)).unwrap();
+    let report = museum::ops::verify(&app.state.db, &app.state.buckets, None)
+        .await
+        .unwrap();
+    assert_eq!(report.requeued, 1, "{report:?}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while app.server(COLD).object(&key).is_none() {
+        assert!(Instant::now() < deadline, "the restore never ran");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        late_and_lags(&app, COLD).await,
+        (1, 1),
+        "the restore counted as late or as a lag"
+    );
 }

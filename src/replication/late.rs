@@ -1,0 +1,52 @@
+//! The late watch: finds live copies still unverified `replication.late-after` after
+//! they were queued and reports each once (`event = "copy_late"`), while it is
+//! stuck rather than only when it is verified at last. The mark is in the database,
+//! so a copy is reported once whichever instance finds it, restarts included.
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::db::replication::flag_late;
+use crate::db::{Db, DbError, now_millis};
+use crate::events;
+use crate::metrics::Metrics;
+
+/// Copies reported per round; more wait for the next round.
+const ROUND: i64 = 100;
+
+/// How often the watch looks: twice per `late_after`, within 1 s to 30 s.
+pub fn period(late_after: Duration) -> Duration {
+    (late_after / 2).clamp(Duration::from_secs(1), Duration::from_secs(30))
+}
+
+/// One round at `now` (milliseconds): reports up to 100 copies queued more than
+/// `late_after` ago and not verified yet. Returns how many it reported.
+pub async fn report_late(
+    db: &Db,
+    metrics: Option<&Metrics>,
+    late_after: Duration,
+    now: i64,
+) -> Result<usize, DbError> {
+    let cutoff = now.saturating_sub(i64::try_from(late_after.as_millis()).unwrap_or(i64::MAX));
+    let late = flag_late(db, cutoff, now, ROUND).await?;
+    for copy in &late {
+        let waited = (now - copy.queued_at).max(0) as f64 / 1000.0;
+        events::copy_late(metrics, copy.object_id, &copy.bucket_id, waited, false);
+    }
+    Ok(late.len())
+}
+
+/// Runs [`report_late`] every [`period`] until `cancel` fires.
+pub async fn watch(db: Db, metrics: Metrics, late_after: Duration, cancel: CancellationToken) {
+    let every = period(late_after);
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => break,
+            () = tokio::time::sleep(every) => {}
+        }
+        if let Err(e) = report_late(&db, Some(&metrics), late_after, now_millis()).await {
+            tracing::warn!(error.message = %e, "could not look for late copies");
+        }
+    }
+}
