@@ -245,7 +245,7 @@ pub async fn scrub(
     let owner = format!(
         "scrub-cli:{}:{}",
         std::process::id(),
-        &uuid::Uuid::new_v4().simple().to_string()[..8]
+        crate::replication::instance::fresh_id()
     );
     let scrubber = Scrubber::new(db.clone(), buckets.clone(), None, limits, FoundBy::Scrub);
     let mut job = match scrubber.take(&owner, lease).await? {

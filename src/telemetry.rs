@@ -157,7 +157,7 @@ fn deliver_all(url: &SecretString, mut events: tokio::sync::mpsc::Receiver<serde
             }
         };
         while let Some(event) = events.recv().await {
-            let body = serde_json::to_vec(&event).unwrap_or_default();
+            let body = bytes::Bytes::from(serde_json::to_vec(&event).unwrap_or_default());
             if !deliver(&client, url, body).await {
                 WEBHOOK_DROPPED.fetch_add(1, Ordering::Relaxed);
             }
@@ -165,7 +165,8 @@ fn deliver_all(url: &SecretString, mut events: tokio::sync::mpsc::Receiver<serde
     });
 }
 
-async fn deliver(client: &reqwest::Client, url: &SecretString, body: Vec<u8>) -> bool {
+/// Posts `body` until it is taken or the tries run out; each try shares the bytes.
+async fn deliver(client: &reqwest::Client, url: &SecretString, body: bytes::Bytes) -> bool {
     let mut pause = Duration::from_secs(1);
     for attempt in 1..=WEBHOOK_TRIES {
         let sent = client

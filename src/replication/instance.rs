@@ -191,7 +191,8 @@ fn host_name() -> String {
     }
 }
 
-fn fresh_id() -> String {
+/// A short random id, unique enough to tell processes and runs apart in lease owners.
+pub fn fresh_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()[..12].to_owned()
 }
 
