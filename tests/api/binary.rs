@@ -118,6 +118,30 @@ pub(crate) fn checkout_copy() -> tempfile::TempDir {
 
 pub(crate) struct Killed(pub(crate) Child);
 
+impl Killed {
+    /// Waits (at most `within`) until `reached` holds, then kills the process with
+    /// SIGKILL and reaps it. Panics if `what` ends on its own first.
+    pub(crate) async fn sigkill_once<F, Fut>(mut self, what: &str, within: Duration, mut reached: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let deadline = Instant::now() + within;
+        while !reached().await {
+            if let Some(exit) = self.0.try_wait().unwrap() {
+                panic!("{what} ended ({exit}) before it was killed");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what} did too little in {within:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        self.0.kill().unwrap(); // SIGKILL
+        self.0.wait().unwrap();
+    }
+}
+
 impl Drop for Killed {
     fn drop(&mut self) {
         let _ = self.0.kill();

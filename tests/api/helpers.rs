@@ -384,6 +384,50 @@ impl TestApp {
         (a.body["file"]["id"].as_i64().unwrap(), key)
     }
 
+    /// Records `objects` (key and bytes, already in the hot primary) as `user`'s, as
+    /// reports would, with a copy queued to each of `copy_targets`: for tests that need
+    /// more objects than uploads give quickly.
+    pub async fn record_objects(
+        &self,
+        user: i64,
+        objects: &[(String, Vec<u8>)],
+        copy_targets: &[&str],
+    ) {
+        use museum::db::uploads::{NewObject, TempObject, commit_objects, insert_temp_objects};
+        let now = museum::db::now_millis();
+        for chunk in objects.chunks(500) {
+            let temps: Vec<TempObject> = chunk
+                .iter()
+                .map(|(key, _)| TempObject {
+                    object_key: key.clone(),
+                    user_id: user,
+                    bucket_id: "b2-eu-cen".to_owned(),
+                    declared_size: None,
+                    declared_md5: None,
+                    expected_etag: None,
+                    upload_id: None,
+                    created_at: now,
+                    expires_at: now + 3_600_000,
+                })
+                .collect();
+            insert_temp_objects(&self.state.db, &temps).await.unwrap();
+            let new: Vec<NewObject> = chunk
+                .iter()
+                .map(|(key, bytes)| NewObject {
+                    object_key: key.clone(),
+                    user_id: user,
+                    bucket_id: "b2-eu-cen".to_owned(),
+                    size: bytes.len() as i64,
+                    md5: Some(hex::encode(Md5::digest(bytes))),
+                    etag: None,
+                    created_at: now,
+                    copy_targets: copy_targets.iter().map(|t| (*t).to_owned()).collect(),
+                })
+                .collect();
+            commit_objects(&self.state.db, &new).await.unwrap();
+        }
+    }
+
     /// The copy rows of object `id`.
     pub async fn copies(&self, id: i64) -> Vec<museum::db::replication::CopyRow> {
         museum::db::replication::list_copies(&self.state.db, id)

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use museum::import::{ImportOptions, ImportReport, import};
 
@@ -153,23 +153,17 @@ async fn an_import_killed_with_sigkill_resumes_and_records_or_stores_no_file_twi
         cmd
     };
     // `museum import`, killed with SIGKILL once some files are recorded.
-    let mut killed = Killed(
+    Killed(
         import()
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap(),
-    );
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while recorded().await < 10 {
-        if let Some(exit) = killed.0.try_wait().unwrap() {
-            panic!("museum import ended ({exit}) before it was killed");
-        }
-        assert!(Instant::now() < deadline, "the import recorded too little");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    killed.0.kill().unwrap(); // SIGKILL
-    killed.0.wait().unwrap();
+    )
+    .sigkill_once("museum import", Duration::from_secs(60), || async {
+        recorded().await >= 10
+    })
+    .await;
     let cut = recorded().await;
     assert!(
         (cut as usize) < FILES,

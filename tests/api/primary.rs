@@ -1,7 +1,7 @@
 //! `museum primary move`: the primary moved online.
 
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use museum::primary::{self, OldPrimary};
 
@@ -196,24 +196,18 @@ async fn a_primary_move_killed_with_sigkill_finishes_when_run_again(engine: Engi
     };
     // `museum primary move`, its copies paced at 2 MB/s (about 5 s for all), killed
     // with SIGKILL once some objects have moved.
-    let mut killed = Killed(
+    Killed(
         move_to_new()
             .env("ENTE_REPLICATION_MAX_BYTES_PER_SECOND", "2000000")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap(),
-    );
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while moved().await < 10 {
-        if let Some(exit) = killed.0.try_wait().unwrap() {
-            panic!("museum primary move ended ({exit}) before it was killed");
-        }
-        assert!(Instant::now() < deadline, "the move moved too little");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    killed.0.kill().unwrap(); // SIGKILL
-    killed.0.wait().unwrap();
+    )
+    .sigkill_once("museum primary move", Duration::from_secs(60), || async {
+        moved().await >= 10
+    })
+    .await;
     let cut = moved().await;
     assert!(cut < OBJECTS, "killed before the end: {cut} moved");
 

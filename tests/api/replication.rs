@@ -659,12 +659,8 @@ async fn objects_up_to_the_threshold_are_one_put_and_larger_ones_multipart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_processes_on_postgres_drain_500_copies_without_doubles() {
-    use museum::db::uploads::{NewObject, TempObject, commit_objects, insert_temp_objects};
-
     let app = spawn_app(Engine::Postgres).await;
-    let now = museum::db::now_millis();
     let hot = app.server("b2-eu-cen");
-    let mut temps = Vec::new();
     let mut objects = Vec::new();
     for i in 0..250 {
         let key = format!("1/{}", uuid::Uuid::new_v4());
@@ -672,33 +668,10 @@ async fn two_processes_on_postgres_drain_500_copies_without_doubles() {
         let path = hot.root.join("b2-eu-cen").join(&key);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, &bytes).unwrap();
-        temps.push(TempObject {
-            object_key: key.clone(),
-            user_id: 1,
-            bucket_id: "b2-eu-cen".to_owned(),
-            declared_size: None,
-            declared_md5: None,
-            expected_etag: None,
-            upload_id: None,
-            created_at: now,
-            expires_at: now + 3_600_000,
-        });
-        objects.push(NewObject {
-            object_key: key,
-            user_id: 1,
-            bucket_id: "b2-eu-cen".to_owned(),
-            size: bytes.len() as i64,
-            md5: Some(hex::encode(<md5::Md5 as md5::Digest>::digest(&bytes))),
-            etag: None,
-            created_at: now,
-            copy_targets: vec![
-                "wasabi-eu-central-2-v3".to_owned(),
-                "scw-eu-fr-v3".to_owned(),
-            ],
-        });
+        objects.push((key, bytes));
     }
-    insert_temp_objects(&app.state.db, &temps).await.unwrap();
-    commit_objects(&app.state.db, &objects).await.unwrap();
+    app.record_objects(1, &objects, &["wasabi-eu-central-2-v3", "scw-eu-fr-v3"])
+        .await;
 
     // The second process: its own connection pool to the same database.
     let url =
@@ -752,10 +725,9 @@ async fn two_processes_on_postgres_drain_500_copies_without_doubles() {
     .unwrap();
     assert_eq!(done, 500);
     assert_eq!(claimed_twice, 0, "every copy was claimed exactly once");
-    for o in objects.iter().step_by(25) {
-        let bytes = hot.object(&o.object_key).unwrap();
-        assert_same(&app, "wasabi-eu-central-2-v3", &o.object_key, &bytes);
-        assert_same(&app, "scw-eu-fr-v3", &o.object_key, &bytes);
+    for (key, bytes) in objects.iter().step_by(25) {
+        assert_same(&app, "wasabi-eu-central-2-v3", key, bytes);
+        assert_same(&app, "scw-eu-fr-v3", key, bytes);
     }
 }
 

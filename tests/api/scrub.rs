@@ -8,7 +8,6 @@ use futures_util::StreamExt;
 use museum::config::BucketConfig;
 use museum::db::replication::state;
 use museum::db::scrub::find_job;
-use museum::db::uploads::{NewObject, TempObject, commit_objects, insert_temp_objects};
 use museum::ops::ScrubRun;
 use museum::scrub::{JOB, PassEnd, ScrubLimits, ScrubReport};
 use tokio_util::sync::CancellationToken;
@@ -182,7 +181,7 @@ async fn a_scrub_killed_with_sigkill_resumes_where_it_stopped_and_counts_each_ti
         cmd.arg("scrub").stdin(Stdio::null());
         cmd
     };
-    let mut killed = Killed(
+    Killed(
         scrub()
             .args(["--read-sample", "0"])
             .env("ENTE_SCRUB_OBJECTS_PER_SECOND", "20")
@@ -190,27 +189,19 @@ async fn a_scrub_killed_with_sigkill_resumes_where_it_stopped_and_counts_each_ti
             .stderr(Stdio::null())
             .spawn()
             .unwrap(),
-    );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let cursor = loop {
+    )
+    .sigkill_once("museum scrub", Duration::from_secs(30), || async {
         let job = find_job(&app.state.db, JOB).await.unwrap();
-        if let Some(job) = job.filter(|j| j.cursor > 0) {
-            break job.cursor;
-        }
-        if let Some(exit) = killed.0.try_wait().unwrap() {
-            panic!("museum scrub ended ({exit}) before it saved its place");
-        }
-        assert!(Instant::now() < deadline, "the pass never saved its place");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    killed.0.kill().unwrap(); // SIGKILL
-    killed.0.wait().unwrap();
+        job.is_some_and(|j| j.cursor > 0)
+    })
+    .await;
     let job = find_job(&app.state.db, JOB).await.unwrap().unwrap();
     assert!(job.in_pass() && job.lease_owner.is_some(), "{job:?}");
     assert!(
         job.cursor < OBJECTS as i64,
         "killed before the end: {job:?}"
     );
+    let cursor = job.cursor;
 
     // While the dead run's lease lasts, a second run says who holds the pass.
     let busy = scrub().output().unwrap();
@@ -405,54 +396,21 @@ async fn a_fresh_uploads_copies_overtake_a_backfill_of_twelve_thousand_copies(en
     // 6,000 objects recorded with no copies, then a backfill: 12,000 background copies.
     const BACKLOG: usize = 6000;
     let hot = app.state.buckets.get("b2-eu-cen").unwrap();
-    let now = museum::db::now_millis();
-    let keys: Vec<String> = (0..BACKLOG).map(|i| format!("1/backlog-{i:05}")).collect();
-    futures_util::stream::iter(keys.iter().enumerate().map(|(i, key)| {
+    let objects: Vec<(String, Vec<u8>)> = (0..BACKLOG)
+        .map(|i| (format!("1/backlog-{i:05}"), bytes_of(2000, i as u8)))
+        .collect();
+    futures_util::stream::iter(objects.iter().map(|(key, bytes)| {
         let hot = std::sync::Arc::clone(hot);
         async move {
-            let body = bytes::Bytes::from(bytes_of(2000, i as u8));
-            hot.put_object(key, vec![body]).await.unwrap();
+            hot.put_object(key, vec![bytes::Bytes::from(bytes.clone())])
+                .await
+                .unwrap();
         }
     }))
     .buffer_unordered(32)
     .collect::<Vec<_>>()
     .await;
-    let temps: Vec<TempObject> = keys
-        .iter()
-        .map(|key| TempObject {
-            object_key: key.clone(),
-            user_id: 1,
-            bucket_id: "b2-eu-cen".to_owned(),
-            declared_size: None,
-            declared_md5: None,
-            expected_etag: None,
-            upload_id: None,
-            created_at: now,
-            expires_at: now + 3_600_000,
-        })
-        .collect();
-    for chunk in temps.chunks(500) {
-        insert_temp_objects(&app.state.db, chunk).await.unwrap();
-    }
-    let objects: Vec<NewObject> = keys
-        .iter()
-        .enumerate()
-        .map(|(i, key)| NewObject {
-            object_key: key.clone(),
-            user_id: 1,
-            bucket_id: "b2-eu-cen".to_owned(),
-            size: 2000,
-            md5: Some(hex::encode(<md5::Md5 as md5::Digest>::digest(bytes_of(
-                2000, i as u8,
-            )))),
-            etag: None,
-            created_at: now,
-            copy_targets: Vec::new(),
-        })
-        .collect();
-    for chunk in objects.chunks(500) {
-        commit_objects(&app.state.db, chunk).await.unwrap();
-    }
+    app.record_objects(1, &objects, &[]).await;
     let backfill = museum::ops::backfill(&app.state.db, &app.state.buckets)
         .await
         .unwrap();
