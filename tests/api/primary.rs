@@ -239,16 +239,31 @@ async fn a_primary_move_killed_with_sigkill_finishes_when_run_again(engine: Engi
         "{out}"
     );
     assert!(sources(&app).await.iter().all(|b| b == NEW));
-    for (id, key, bytes) in &objects {
-        assert!(
-            app.server(NEW).object(key).as_deref() == Some(bytes.as_slice()),
-            "object {id} in the new primary"
-        );
-        assert!(
-            app.server(OLD).object(key).is_none(),
-            "object {id} left in the emptied bucket"
-        );
+    let lost = objects
+        .iter()
+        .filter(|(_, key, bytes)| app.server(NEW).object(key).as_deref() != Some(bytes.as_slice()))
+        .count();
+    let left_behind = objects
+        .iter()
+        .filter(|(_, key, _)| app.server(OLD).object(key).is_some())
+        .count();
+    let stuck: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM object_copies WHERE state <> 'done'")
+        .fetch_one(app.state.db.pool())
+        .await
+        .unwrap();
+    crate::helpers::Reliability {
+        fault: &format!("museum primary move --then empty killed with SIGKILL mid-move ({engine:?})"),
+        injections: 1,
+        checked: OBJECTS,
+        lost,
+        stuck: stuck as usize,
+        note: &format!(
+            "{cut} of {OBJECTS} objects moved at the kill; the rerun moved the rest; {left_behind} left in the emptied bucket"
+        ),
     }
+    .record();
+    assert_eq!(lost, 0, "objects whose bytes the new primary does not hold");
+    assert_eq!(left_behind, 0, "objects left in the emptied bucket");
     let rows: Vec<(String, i64)> = sqlx::query_as(
         "SELECT bucket_id, COUNT(*) FROM object_copies GROUP BY bucket_id ORDER BY bucket_id",
     )
