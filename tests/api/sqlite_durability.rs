@@ -9,10 +9,24 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::binary::{Killed, checkout_copy, create_token, free_port, museum, wait_for_ping};
+use crate::binary::{checkout_copy, create_token, free_port, museum, wait_for_ping};
 
 /// `cmd` (the binary, its environment and folder) run under strace, which logs every
 /// fsync and fdatasync with the path of the file synced to `log`.
+/// museum under strace. Killing strace alone would leave museum running, detached
+/// from its tracer: museum is killed first.
+struct TracedMuseum(std::process::Child);
+
+impl Drop for TracedMuseum {
+    fn drop(&mut self) {
+        let _ = Command::new("pkill")
+            .args(["-KILL", "-P", &self.0.id().to_string()])
+            .status();
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn under_strace(cmd: &Command, log: &Path) -> Command {
     let mut traced = Command::new("strace");
     traced
@@ -66,7 +80,7 @@ async fn every_acknowledged_write_is_synced_to_the_wal_first() {
     let mut cmd = museum(dir.path(), api, metrics);
     // Replication would commit (and sync) on its own; keep the trace to the requests.
     cmd.env("ENTE_REPLICATION_ENABLED", "false");
-    let _process = Killed(
+    let _process = TracedMuseum(
         under_strace(&cmd, &log)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
