@@ -81,7 +81,8 @@ async fn run() {
     }
     if wants("rss") {
         rss::run(&env, &mut figures).await;
-        let _ = std::fs::remove_dir_all(&dir);
     }
+    // The servers' files live in memory (/dev/shm) where it exists.
+    let _ = std::fs::remove_dir_all(&dir);
     report::report(&figures, &notes, started.elapsed(), only.is_none());
 }
