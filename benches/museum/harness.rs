@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -155,29 +155,16 @@ impl Museum {
 
     /// As [`Self::start`], with `extra` appended to `rate-limit:`.
     pub fn start_with(env: &Env, name: &str, extra: &str) -> Self {
+        Self::start_configured(env, name, extra, "")
+    }
+
+    /// As [`Self::start_with`], with `sections` (top-level YAML) added to the
+    /// configuration.
+    pub fn start_configured(env: &Env, name: &str, extra: &str, sections: &str) -> Self {
+        let api = configure(env, name, extra, sections);
         let dir = env.dir.join(name);
-        std::fs::create_dir_all(dir.join("configurations")).unwrap();
-        let (api, metrics) = (free_port(), free_port());
-        let mut yaml = format!(
-            "http:\n  host: 127.0.0.1\n  port: {api}\n  metrics-port: {metrics}\nlog:\n  format: json\n\
-             db:\n  url: sqlite://{}/museum.db\nreplication:\n  worker-count: {WORKERS}\n  poll-interval: 50ms\n\
-             auth:\n  jwt:\n    secret: {JWT_SECRET}\n\
-             rate-limit:\n  upload-urls-per-minute: 1000000000\n{extra}\
-             s3:\n  are_local_buckets: true\n",
-            dir.display()
-        );
-        for s in &env.servers {
-            let _ = write!(
-                yaml,
-                "  {}:\n    key: {}\n    secret: {}\n    endpoint: http://{}\n    region: eu-central-2\n    bucket: {}\n",
-                s.bucket, s.key, s.secret, s.addr, s.bucket
-            );
-        }
-        std::fs::write(dir.join("configurations/bench.yaml"), yaml).unwrap();
         let log = std::fs::File::create(dir.join("museum.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_museum"))
-            .current_dir(&dir)
-            .env("ENVIRONMENT", "bench")
+        let child = museum_cli(env, name)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -201,9 +188,7 @@ impl Museum {
     }
 
     pub fn token(&self, env: &Env, name: &str, user: u32) -> String {
-        let out = Command::new(env!("CARGO_BIN_EXE_museum"))
-            .current_dir(env.dir.join(name))
-            .env("ENVIRONMENT", "bench")
+        let out = museum_cli(env, name)
             .args(["token", "create", "--user", &user.to_string()])
             .output()
             .unwrap();
@@ -266,6 +251,52 @@ impl Museum {
             assert!(Instant::now() < deadline, "replication did not finish");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+    }
+}
+
+/// Writes `configurations/bench.yaml` for a museum in the folder `name` of the work
+/// folder: SQLite there, the three servers, `extra` appended to `rate-limit:` and
+/// `sections` (top-level YAML) after it. Returns the API's port.
+pub fn configure(env: &Env, name: &str, extra: &str, sections: &str) -> u16 {
+    let dir = env.dir.join(name);
+    std::fs::create_dir_all(dir.join("configurations")).unwrap();
+    let (api, metrics) = (free_port(), free_port());
+    let mut yaml = format!(
+        "http:\n  host: 127.0.0.1\n  port: {api}\n  metrics-port: {metrics}\nlog:\n  format: json\n\
+         db:\n  url: sqlite://{}/museum.db\nreplication:\n  worker-count: {WORKERS}\n  poll-interval: 50ms\n\
+         auth:\n  jwt:\n    secret: {JWT_SECRET}\n\
+         rate-limit:\n  upload-urls-per-minute: 1000000000\n{extra}{sections}\
+         s3:\n  are_local_buckets: true\n",
+        dir.display()
+    );
+    for s in &env.servers {
+        let _ = write!(
+            yaml,
+            "  {}:\n    key: {}\n    secret: {}\n    endpoint: http://{}\n    region: eu-central-2\n    bucket: {}\n",
+            s.bucket, s.key, s.secret, s.addr, s.bucket
+        );
+    }
+    std::fs::write(dir.join("configurations/bench.yaml"), yaml).unwrap();
+    api
+}
+
+/// The museum binary as a command run in the folder of museum `name`, on its
+/// configuration, and so on its database and buckets.
+pub fn museum_cli(env: &Env, name: &str) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_museum"));
+    cmd.current_dir(env.dir.join(name))
+        .env("ENVIRONMENT", "bench");
+    cmd
+}
+
+/// Waits for `child` without holding up a thread of the runtime the S3 servers run
+/// on.
+pub async fn wait_child(child: &mut Child) -> ExitStatus {
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 

@@ -12,6 +12,7 @@ mod presign;
 mod replication;
 mod report;
 mod rss;
+mod scrub;
 mod small;
 mod small_backlog;
 
@@ -78,6 +79,9 @@ async fn run() {
     }
     if wants("backlog") {
         backlog::run(&env, &mut figures).await;
+    }
+    if wants("scrub") {
+        scrub::run(&env, &mut figures, &mut notes).await;
     }
     if wants("rss") {
         rss::run(&env, &mut figures).await;
