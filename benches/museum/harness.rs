@@ -47,6 +47,18 @@ impl Server {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
     }
+
+    /// As [`Self::wipe`], and the server's own records of the objects (files beside
+    /// the bucket's folder; its folders there are kept), for phases that put many
+    /// objects.
+    pub fn wipe_all(&self) {
+        self.wipe();
+        for entry in std::fs::read_dir(&self.root).unwrap().flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_file()) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
 }
 
 pub struct Env {
@@ -287,6 +299,19 @@ pub fn museum_cli(env: &Env, name: &str) -> Command {
     cmd.current_dir(env.dir.join(name))
         .env("ENVIRONMENT", "bench");
     cmd
+}
+
+/// A museum's configuration and migrated database in the folder `name`, with no
+/// server running (for the commands alone); returns the folder.
+pub fn prepare(env: &Env, name: &str) -> PathBuf {
+    configure(env, name, "", "");
+    let out = museum_cli(env, name).arg("migrate").output().unwrap();
+    assert!(
+        out.status.success(),
+        "museum migrate failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    env.dir.join(name)
 }
 
 /// Waits for `child` without holding up a thread of the runtime the S3 servers run

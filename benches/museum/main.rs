@@ -9,6 +9,7 @@ mod flood;
 mod harness;
 mod lag;
 mod presign;
+mod reconcile;
 mod replication;
 mod report;
 mod rss;
@@ -82,6 +83,9 @@ async fn run() {
     }
     if wants("scrub") {
         scrub::run(&env, &mut figures, &mut notes).await;
+    }
+    if wants("reconcile") {
+        reconcile::run(&env, &mut figures, &mut notes).await;
     }
     if wants("rss") {
         rss::run(&env, &mut figures).await;
