@@ -7,6 +7,7 @@
 mod backlog;
 mod flood;
 mod harness;
+mod import;
 mod lag;
 mod presign;
 mod reconcile;
@@ -86,6 +87,9 @@ async fn run() {
     }
     if wants("reconcile") {
         reconcile::run(&env, &mut figures, &mut notes).await;
+    }
+    if wants("import") {
+        import::run(&env, &mut figures, &mut notes).await;
     }
     if wants("rss") {
         rss::run(&env, &mut figures).await;
