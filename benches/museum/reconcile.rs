@@ -188,7 +188,12 @@ async fn reconcile_over(env: &Env, count: usize, bare: bool) -> Run {
     } else {
         None
     };
-    eprintln!("bench: bare listing {bare_secs:.2?} s, rclone lsf -R {rclone_secs:.2?} s");
+    if let Some(s) = bare_secs {
+        eprintln!("bench: a bare listing took {s:.2} s");
+    }
+    if let Some(s) = rclone_secs {
+        eprintln!("bench: rclone lsf -R took {s:.2} s");
+    }
     for s in &env.servers {
         s.wipe_all();
     }
