@@ -428,6 +428,14 @@ impl TestApp {
         }
     }
 
+    /// Copies not verified yet (pending, copying or failed), over every object.
+    pub async fn unverified_copies(&self) -> i64 {
+        sqlx::query_scalar("SELECT COUNT(*) FROM object_copies WHERE state <> 'done'")
+            .fetch_one(self.state.db.pool())
+            .await
+            .unwrap()
+    }
+
     /// The copy rows of object `id`.
     pub async fn copies(&self, id: i64) -> Vec<museum::db::replication::CopyRow> {
         museum::db::replication::list_copies(&self.state.db, id)

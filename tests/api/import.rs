@@ -186,10 +186,7 @@ async fn an_import_killed_with_sigkill_resumes_and_records_or_stores_no_file_twi
         }
     }
     app.drain().await;
-    let stuck: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM object_copies WHERE state <> 'done'")
-        .fetch_one(app.state.db.pool())
-        .await
-        .unwrap();
+    let stuck = app.unverified_copies().await;
     let strays = stored_keys(&app, 6) - FILES.min(stored_keys(&app, 6));
     crate::helpers::Reliability {
         fault: &format!("museum import killed with SIGKILL mid-import ({engine:?})"),

@@ -247,10 +247,7 @@ async fn a_primary_move_killed_with_sigkill_finishes_when_run_again(engine: Engi
         .iter()
         .filter(|(_, key, _)| app.server(OLD).object(key).is_some())
         .count();
-    let stuck: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM object_copies WHERE state <> 'done'")
-        .fetch_one(app.state.db.pool())
-        .await
-        .unwrap();
+    let stuck = app.unverified_copies().await;
     crate::helpers::Reliability {
         fault: &format!("museum primary move --then empty killed with SIGKILL mid-move ({engine:?})"),
         injections: 1,

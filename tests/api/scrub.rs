@@ -253,10 +253,7 @@ async fn a_scrub_killed_with_sigkill_resumes_where_it_stopped_and_counts_each_ti
                 .any(|s| s.object(key).as_deref() != Some(bytes.as_slice()))
         })
         .count();
-    let stuck: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM object_copies WHERE state <> 'done'")
-        .fetch_one(app.state.db.pool())
-        .await
-        .unwrap();
+    let stuck = app.unverified_copies().await;
     crate::helpers::Reliability {
         fault: &format!("museum scrub killed with SIGKILL mid-pass ({engine:?})"),
         injections: 1,
@@ -444,13 +441,7 @@ async fn a_fresh_uploads_copies_overtake_a_backfill_of_twelve_thousand_copies(en
         .await
         .unwrap();
     assert_eq!(backfill.queued, 2 * BACKLOG as u64);
-    let pending = || async {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM object_copies WHERE state <> 'done'")
-            .fetch_one(app.state.db.pool())
-            .await
-            .unwrap();
-        n
-    };
+    let pending = || app.unverified_copies();
     // Let the workers get busy with the backlog.
     while pending().await > 2 * BACKLOG as i64 - 200 {
         tokio::time::sleep(Duration::from_millis(10)).await;

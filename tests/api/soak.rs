@@ -56,11 +56,7 @@ async fn soak_five_minutes_of_reports_and_downloads() {
     }
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let pending: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM object_copies WHERE state <> 'done'")
-                .fetch_one(app.state.db.pool())
-                .await
-                .unwrap();
+        let pending = app.unverified_copies().await;
         if pending == 0 {
             break;
         }
