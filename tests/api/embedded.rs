@@ -677,3 +677,60 @@ async fn the_embedded_write_path_keeps_the_s3_behaviour_museum_relies_on() {
     assert_eq!(std::fs::read_dir(&staging).unwrap().count(), 0);
     assert_eq!(s3.get("k/a").await.2, b, "objects survive the restart");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_server_lists_in_pages_in_key_order_and_folds_folders_at_a_slash() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = S3Server::start(&dir.path().join("s3"), "b2-eu-cen").await;
+    let s3 = Signer::new(&server);
+    // "a-b" sorts before "a/c" though its file lies beside the folder "a".
+    let keys = ["a-b", "a/c", "a/d/e", "a0", "u1/x", "u1/y", "u2/z", "z"];
+    for key in keys.iter().rev() {
+        assert_eq!(s3.put(key, &[], key.as_bytes().to_vec()).await.0, 200);
+    }
+    let list = |delimiter: Option<&'static str>, token: Option<String>, max: usize| {
+        let mut action = ListObjectsV2::new(&s3.bucket, Some(&s3.credentials));
+        if let Some(delimiter) = delimiter {
+            action.with_delimiter(delimiter);
+        }
+        if let Some(token) = token {
+            action.with_continuation_token(token);
+        }
+        action.with_max_keys(max);
+        let url = action.sign(TTL);
+        async move {
+            let r = reqwest::get(url).await.unwrap();
+            assert_eq!(r.status(), 200);
+            ListObjectsV2::parse_response(&r.text().await.unwrap()).unwrap()
+        }
+    };
+
+    // Page by page, three at a time: every key once, in key order, with its size.
+    let (mut listed, mut token, mut pages) = (Vec::new(), None, 0);
+    loop {
+        let page = list(None, token, 3).await;
+        pages += 1;
+        for object in &page.contents {
+            assert_eq!(object.size, Some(object.key.len() as u64), "{}", object.key);
+        }
+        listed.extend(page.contents.into_iter().map(|o| o.key));
+        token = page.next_continuation_token;
+        if token.is_none() {
+            break;
+        }
+    }
+    assert_eq!(listed, keys);
+    assert_eq!(pages, 3);
+
+    // An empty delimiter is none, as on S3.
+    let page = list(Some(""), None, 1000).await;
+    let all: Vec<String> = page.contents.into_iter().map(|o| o.key).collect();
+    assert_eq!(all, keys);
+
+    // A slash folds each folder into one prefix.
+    let page = list(Some("/"), None, 1000).await;
+    let objects: Vec<String> = page.contents.into_iter().map(|o| o.key).collect();
+    let prefixes: Vec<String> = page.common_prefixes.into_iter().map(|p| p.prefix).collect();
+    assert_eq!(objects, ["a-b", "a0", "z"]);
+    assert_eq!(prefixes, ["a/", "u1/", "u2/"]);
+}

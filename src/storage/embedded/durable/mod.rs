@@ -59,6 +59,7 @@ macro_rules! claims_of {
 }
 
 mod body;
+mod list;
 mod multipart;
 
 /// Writes to one object are serialised by one of this many locks, chosen by its path.
@@ -595,14 +596,101 @@ impl S3 for DurableFs {
         &self,
         req: S3Request<ListObjectsInput>,
     ) -> S3Result<S3Response<ListObjectsOutput>> {
-        self.inner.list_objects(req).await
+        // Version 1 is version 2 with a marker for its start, as s3s-fs has it.
+        let v2 = self.list_objects_v2(req.map_input(Into::into)).await?;
+        Ok(v2.map_output(|v2| ListObjectsOutput {
+            contents: v2.contents,
+            common_prefixes: v2.common_prefixes,
+            delimiter: v2.delimiter,
+            encoding_type: v2.encoding_type,
+            name: v2.name,
+            prefix: v2.prefix,
+            max_keys: v2.max_keys,
+            is_truncated: v2.is_truncated,
+            marker: v2.start_after,
+            next_marker: v2.next_continuation_token,
+            ..ListObjectsOutput::default()
+        }))
     }
 
+    /// Listed a page at a time (`list`); a delimiter other than `/` is left to s3s-fs,
+    /// and an empty one means none, as on S3.
     async fn list_objects_v2(
         &self,
         req: S3Request<ListObjectsV2Input>,
     ) -> S3Result<S3Response<ListObjectsV2Output>> {
-        self.inner.list_objects_v2(req).await
+        let folders = match req.input.delimiter.as_deref() {
+            None | Some("") => false,
+            Some("/") => true,
+            Some(_) => return self.inner.list_objects_v2(req).await,
+        };
+        let input = req.input;
+        let root = self.layout.bucket(&input.bucket)?;
+        if !fs::metadata(&root).await.is_ok_and(|m| m.is_dir()) {
+            return Err(s3_error!(NoSuchBucket));
+        }
+        let max_keys = input.max_keys.unwrap_or(1000).clamp(0, 1000);
+        let prefix = input
+            .prefix
+            .as_deref()
+            .unwrap_or("")
+            .trim_start_matches('/')
+            .to_owned();
+        let after = match (
+            input.continuation_token.as_deref(),
+            input.start_after.as_deref(),
+        ) {
+            (Some(token), Some(start)) => Some(token.max(start).to_owned()),
+            (token, start) => token.or(start).map(str::to_owned),
+        };
+        let page = tokio::task::spawn_blocking(move || {
+            list::list(
+                &root,
+                list::Query {
+                    prefix: &prefix,
+                    folders,
+                    after: after.as_deref(),
+                    max: usize::try_from(max_keys).unwrap_or(0),
+                },
+            )
+        })
+        .await
+        .map_err(|_| s3_error!(InternalError, "the listing stopped"))?
+        .map_err(failed("list the bucket"))?;
+        let key_count = i32::try_from(page.objects.len() + page.prefixes.len())
+            .map_err(|_| s3_error!(InternalError, "too many keys"))?;
+        let contents = page
+            .objects
+            .into_iter()
+            .map(|entry| Object {
+                key: Some(entry.key),
+                last_modified: Some(Timestamp::from(entry.modified)),
+                size: Some(i64::try_from(entry.size).unwrap_or(i64::MAX)),
+                ..Object::default()
+            })
+            .collect::<Vec<_>>();
+        let common_prefixes = page
+            .prefixes
+            .into_iter()
+            .map(|prefix| CommonPrefix {
+                prefix: Some(prefix),
+            })
+            .collect::<Vec<_>>();
+        Ok(S3Response::new(ListObjectsV2Output {
+            key_count: Some(key_count),
+            max_keys: Some(max_keys),
+            is_truncated: Some(page.last.is_some()),
+            contents: (!contents.is_empty()).then_some(contents),
+            common_prefixes: (!common_prefixes.is_empty()).then_some(common_prefixes),
+            continuation_token: input.continuation_token,
+            next_continuation_token: page.last,
+            delimiter: input.delimiter,
+            encoding_type: input.encoding_type,
+            name: Some(input.bucket),
+            prefix: input.prefix,
+            start_after: input.start_after,
+            ..ListObjectsV2Output::default()
+        }))
     }
 
     async fn list_parts(
