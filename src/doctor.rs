@@ -147,6 +147,7 @@ async fn check_database(settings: &Settings) -> Vec<Check> {
     let pool = PoolConfig {
         max_connections: 1,
         acquire_timeout: Duration::from_secs(5),
+        cache_mib: PoolConfig::SCAN_CACHE_MIB,
     };
     let db = match Db::connect(&settings.db.connection_url(), pool).await {
         Ok(db) => db,

@@ -56,6 +56,11 @@ pub struct Application {
 
 /// Connects to the configured database and applies migrations.
 pub async fn connect_db(settings: &Settings) -> anyhow::Result<Db> {
+    connect_db_with(settings, PoolConfig::SERVER_CACHE_MIB).await
+}
+
+/// [`connect_db`] with SQLite's page cache at `cache_mib` per connection.
+pub async fn connect_db_with(settings: &Settings, cache_mib: u32) -> anyhow::Result<Db> {
     let url = settings.db.connection_url();
     let engine = if url.expose_secret().starts_with("sqlite:") {
         "sqlite"
@@ -67,6 +72,7 @@ pub async fn connect_db(settings: &Settings) -> anyhow::Result<Db> {
         PoolConfig {
             max_connections: settings.db.max_connections,
             acquire_timeout: settings.db.acquire_timeout.get(),
+            cache_mib,
         },
     )
     .await

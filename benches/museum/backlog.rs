@@ -47,6 +47,7 @@ async fn backlog_run(env: &Env, name: &str, backlog: i64, real: &[(String, usize
         museum::db::PoolConfig {
             max_connections: 8,
             acquire_timeout: Duration::from_secs(30),
+            cache_mib: museum::db::PoolConfig::SERVER_CACHE_MIB,
         },
     )
     .await

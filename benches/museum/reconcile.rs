@@ -1,8 +1,8 @@
 //! `museum reconcile` over 100,000 objects in the hot bucket, most of them known to
 //! the database: its peak memory against the same over 10,000 (it works a page at a
 //! time, so it should stay flat), and its time against rclone listing the same
-//! bucket (`rclone lsf -R`); a bare listing of the 10,000 through museum's own
-//! client, timed in the bench, is in the notes.
+//! bucket (`rclone lsf -R`, the faster of folder by folder and `--fast-list`); a
+//! bare listing of the 10,000 through museum's own client is in the notes.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -31,9 +31,9 @@ struct Run {
     secs: f64,
     peak_mib: f64,
     /// The same listing through museum's bucket client, with nothing else done
-    /// (over 10,000 objects only: over 100,000 it takes about as long as reconcile).
+    /// (over 10,000 objects only).
     bare_secs: Option<f64>,
-    /// `rclone lsf -R`.
+    /// `rclone lsf -R`, the faster way.
     rclone_secs: Option<f64>,
 }
 
@@ -49,7 +49,10 @@ pub async fn run(env: &Env, figures: &mut Vec<Figure>, notes: &mut Vec<String>) 
             )
         });
         let rclone = r.rclone_secs.map_or(String::new(), |s| {
-            format!("; rclone lsf -R {s:.2} s ({:.0} objects/s)", per_s(s))
+            format!(
+                "; rclone lsf -R at best {s:.2} s ({:.0} objects/s)",
+                per_s(s)
+            )
         });
         notes.push(format!(
             "reconcile over {} objects of {SIZE} B in {HOT}, 1 in {UNKNOWN_EVERY} unknown to the database (putting \
@@ -80,7 +83,7 @@ pub async fn run(env: &Env, figures: &mut Vec<Figure>, notes: &mut Vec<String>) 
             Figure {
                 name: "reconcile_vs_rclone_listing",
                 what: format!(
-                    "rclone lsf -R {rclone:.2} s / reconcile {:.2} s, 100,000 objects",
+                    "rclone lsf -R at best {rclone:.2} s / reconcile {:.2} s, 100,000 objects",
                     large.secs
                 ),
                 value: rclone / large.secs,
@@ -230,31 +233,34 @@ async fn wait_sampling_peak(child: &mut std::process::Child) -> (std::process::E
     }
 }
 
-/// Times `rclone lsf -R` of the hot bucket and checks it listed `count` objects.
-/// rclone walks it folder by folder: its one recursive listing (ListR, as
-/// `--fast-list` uses) asks with an empty delimiter, which s3s-fs takes for a
-/// delimiter, and lists nothing.
+/// Times `rclone lsf -R` of the hot bucket, folder by folder and with one recursive
+/// listing (`--fast-list`), checks each listed `count` objects, and returns the
+/// faster.
 async fn rclone_list(env: &Env, dir: &std::path::Path, count: usize) -> f64 {
-    let out_path = dir.join("rclone-lsf.out");
-    let mut cmd = Command::new("rclone");
-    cmd.env_remove("AWS_CA_BUNDLE");
-    rclone_remote(&mut cmd, "hot", &env.servers[0]);
-    cmd.args([
-        "lsf",
-        "-R",
-        "--files-only",
-        "--disable",
-        "ListR",
-        &format!("hot:{HOT}"),
-    ])
-    .stdin(Stdio::null())
-    .stdout(std::fs::File::create(&out_path).unwrap())
-    .stderr(std::fs::File::create(dir.join("rclone-lsf.log")).unwrap());
-    let start = Instant::now();
-    let status = wait_child(&mut cmd.spawn().unwrap()).await;
-    let secs = start.elapsed().as_secs_f64();
-    assert!(status.success(), "rclone lsf failed: {status}");
-    let listed = std::fs::read_to_string(&out_path).unwrap().lines().count();
-    assert_eq!(listed, count, "rclone listed every object");
-    secs
+    let mut best = f64::INFINITY;
+    for fast_list in [false, true] {
+        let out_path = dir.join("rclone-lsf.out");
+        let mut cmd = Command::new("rclone");
+        cmd.env_remove("AWS_CA_BUNDLE");
+        rclone_remote(&mut cmd, "hot", &env.servers[0]);
+        cmd.args(["lsf", "-R", "--files-only", &format!("hot:{HOT}")]);
+        if fast_list {
+            cmd.arg("--fast-list");
+        }
+        cmd.stdin(Stdio::null())
+            .stdout(std::fs::File::create(&out_path).unwrap())
+            .stderr(std::fs::File::create(dir.join("rclone-lsf.log")).unwrap());
+        let start = Instant::now();
+        let status = wait_child(&mut cmd.spawn().unwrap()).await;
+        let secs = start.elapsed().as_secs_f64();
+        assert!(status.success(), "rclone lsf failed: {status}");
+        let listed = std::fs::read_to_string(&out_path).unwrap().lines().count();
+        assert_eq!(
+            listed, count,
+            "rclone listed every object (--fast-list {fast_list})"
+        );
+        eprintln!("bench: rclone lsf -R (--fast-list {fast_list}) took {secs:.2} s");
+        best = best.min(secs);
+    }
+    best
 }

@@ -103,6 +103,17 @@ pub struct Db {
 pub struct PoolConfig {
     pub max_connections: u32,
     pub acquire_timeout: Duration,
+    /// SQLite's page cache per connection, in MiB. The server's hot rows stay in a
+    /// large one; a command that reads every row once wants a small one, or its
+    /// memory grows with the database.
+    pub cache_mib: u32,
+}
+
+impl PoolConfig {
+    /// The page cache of the server and of commands that work like it.
+    pub const SERVER_CACHE_MIB: u32 = 64;
+    /// The page cache of a command that reads every row once (`museum reconcile`).
+    pub const SCAN_CACHE_MIB: u32 = 2;
 }
 
 impl Db {
@@ -119,6 +130,7 @@ impl Db {
             (Engine::Postgres, raw.to_owned())
         };
         let max_connections = pool.max_connections;
+        let cache_size = format!("PRAGMA cache_size = -{}", u64::from(pool.cache_mib) * 1024);
         let options = AnyPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(pool.acquire_timeout)
@@ -130,14 +142,15 @@ impl Db {
             let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&url).await?;
             conn.execute("PRAGMA journal_mode = WAL").await?;
             sqlx::Connection::close(conn).await?;
-            options.after_connect(|conn, _| {
+            options.after_connect(move |conn, _| {
+                let cache_size = cache_size.clone();
                 Box::pin(async move {
                     // NORMAL would sync only at checkpoints, so a crash could take
                     // back commits already acknowledged; group commit (the key
                     // writer, bulk reports) keeps the syncs few.
                     conn.execute("PRAGMA synchronous = FULL").await?;
                     conn.execute("PRAGMA busy_timeout = 10000").await?;
-                    conn.execute("PRAGMA cache_size = -65536").await?;
+                    conn.execute(sqlx::AssertSqlSafe(cache_size)).await?;
                     // No memory map: in WAL mode a connection unmaps the whole file
                     // whenever another one has written since its last read, so with
                     // many writers the mapping was torn down and faulted back in for

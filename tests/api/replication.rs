@@ -681,6 +681,7 @@ async fn two_processes_on_postgres_drain_500_copies_without_doubles() {
         museum::db::PoolConfig {
             max_connections: 5,
             acquire_timeout: Duration::from_secs(10),
+            cache_mib: museum::db::PoolConfig::SERVER_CACHE_MIB,
         },
     )
     .await
