@@ -734,3 +734,101 @@ async fn the_embedded_server_lists_in_pages_in_key_order_and_folds_folders_at_a_
     assert_eq!(objects, ["a-b", "a0", "z"]);
     assert_eq!(prefixes, ["a/", "u1/", "u2/"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_part_changed_on_disk_after_its_upload_is_hashed_again_and_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = S3Server::start(&dir.path().join("s3"), "b2-eu-cen").await;
+    let s3 = Signer::new(&server);
+    let upload_files = || {
+        std::fs::read_dir(&server.root)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.starts_with(".upload_id-"))
+            .collect::<Vec<_>>()
+    };
+    let parts = [bytes_of(5 * MIB, 5), bytes_of(1000, 6)];
+    let upload = |key: &'static str| {
+        let s3 = &s3;
+        let parts = parts.clone();
+        async move {
+            let create =
+                CreateMultipartUpload::new(&s3.bucket, Some(&s3.credentials), key).sign(TTL);
+            let created = reqwest::Client::new().post(create).send().await.unwrap();
+            let created =
+                CreateMultipartUpload::parse_response(&created.text().await.unwrap()).unwrap();
+            let id = created.upload_id().to_owned();
+            let mut etags = Vec::new();
+            for (i, part) in parts.iter().enumerate() {
+                let url =
+                    UploadPart::new(&s3.bucket, Some(&s3.credentials), key, i as u16 + 1, &id)
+                        .sign(TTL);
+                let r = reqwest::Client::new()
+                    .put(url)
+                    .body(part.clone())
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 200);
+                etags.push(etag_of(&r));
+            }
+            (id, etags)
+        }
+    };
+    let complete = |key: &'static str, id: String, etags: Vec<String>| {
+        let s3 = &s3;
+        async move {
+            let action = CompleteMultipartUpload::new(
+                &s3.bucket,
+                Some(&s3.credentials),
+                key,
+                &id,
+                etags.iter().map(String::as_str),
+            );
+            let url = action.sign(TTL);
+            answer(
+                reqwest::Client::new()
+                    .post(url)
+                    .body(action.body())
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await
+        }
+    };
+
+    // Untouched parts complete with S3's ETag, and leave nothing of the upload.
+    let (id, etags) = upload("k/kept").await;
+    assert_eq!(
+        upload_files().len(),
+        4,
+        "two parts, two digests: {:?}",
+        upload_files()
+    );
+    let (status, _, body) = complete("k/kept", id, etags).await;
+    assert_eq!(status, 200, "{body}");
+    let whole = parts.concat();
+    let digests: Vec<u8> = parts
+        .iter()
+        .flat_map(|p| <md5::Md5 as md5::Digest>::digest(p).to_vec())
+        .collect();
+    assert_eq!(
+        s3.get("k/kept").await,
+        (200, format!("{}-2", md5_hex(&digests)), whole)
+    );
+    assert!(upload_files().is_empty(), "{:?}", upload_files());
+
+    // A part rewritten in place, same length, is no longer the file its digest
+    // names: completion hashes it, and refuses the ETag of the bytes first sent.
+    let (id, etags) = upload("k/rotted").await;
+    let part = server.root.join(format!(".upload_id-{id}.part-1"));
+    std::thread::sleep(Duration::from_millis(20));
+    let mut bytes = std::fs::read(&part).unwrap();
+    bytes[1000] ^= 0xff;
+    std::fs::write(&part, &bytes).unwrap();
+    let (status, _, body) = complete("k/rotted", id, etags).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("InvalidPart"), "{body}");
+    assert_eq!(s3.head("k/rotted").await.0, 404);
+}

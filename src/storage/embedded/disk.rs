@@ -94,6 +94,13 @@ impl StagedFile {
         self.len
     }
 
+    /// Flushes what was written and returns the file's metadata, which stays the
+    /// file's through its renaming.
+    pub(super) async fn metadata(&mut self) -> io::Result<std::fs::Metadata> {
+        self.writer.flush().await?;
+        self.writer.get_ref().metadata().await
+    }
+
     /// Flushes and syncs what was written, so it survives a crash.
     pub(super) async fn sync(&mut self) -> io::Result<()> {
         if !self.synced {

@@ -100,6 +100,65 @@ impl Layout {
     pub(super) fn part(&self, upload: &Uuid, part: i32) -> PathBuf {
         self.root.join(format!(".upload_id-{upload}.part-{part}"))
     }
+
+    /// museum's record of part `part`'s MD5 (`PartDigest`). Its name starts like the
+    /// parts', so s3s-fs's abort removes it with them, and its listing of parts skips
+    /// it.
+    pub(super) fn part_digest(&self, upload: &Uuid, part: i32) -> PathBuf {
+        self.root.join(format!(".upload_id-{upload}.md5-{part}"))
+    }
+}
+
+/// A part's MD5 as it was received, with the identity of the file it was received
+/// into (inode, length, modification time). A completion trusts the MD5 only while
+/// the part's file is still that file; otherwise it hashes the part again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct PartDigest {
+    pub md5: [u8; 16],
+    pub identity: FileIdentity,
+}
+
+/// What tells one file from another, and a file from itself once written again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct FileIdentity {
+    pub inode: u64,
+    pub len: u64,
+    pub modified_ns: i128,
+}
+
+impl FileIdentity {
+    pub(super) fn of(metadata: &std::fs::Metadata) -> Self {
+        use std::os::unix::fs::MetadataExt;
+        Self {
+            inode: metadata.ino(),
+            len: metadata.len(),
+            modified_ns: i128::from(metadata.mtime()) * 1_000_000_000
+                + i128::from(metadata.mtime_nsec()),
+        }
+    }
+}
+
+impl PartDigest {
+    pub(super) fn to_line(self) -> String {
+        let FileIdentity {
+            inode,
+            len,
+            modified_ns,
+        } = self.identity;
+        format!("{} {inode} {len} {modified_ns}", hex::encode(self.md5))
+    }
+
+    /// The record in `line`; None if it is not one.
+    pub(super) fn parse(line: &str) -> Option<Self> {
+        let mut fields = line.split_whitespace();
+        let md5 = hex::decode(fields.next()?).ok()?.try_into().ok()?;
+        let identity = FileIdentity {
+            inode: fields.next()?.parse().ok()?,
+            len: fields.next()?.parse().ok()?,
+            modified_ns: fields.next()?.parse().ok()?,
+        };
+        fields.next().is_none().then_some(Self { md5, identity })
+    }
 }
 
 fn encode(name: &str) -> String {
@@ -228,6 +287,27 @@ mod tests {
         }
         assert!(layout.bucket("..").is_err());
         assert!(layout.bucket("a/b").is_err());
+    }
+
+    #[test]
+    fn a_part_digest_reads_back_and_nothing_else_parses() {
+        let digest = PartDigest {
+            md5: [7; 16],
+            identity: FileIdentity {
+                inode: 42,
+                len: 5 << 20,
+                modified_ns: 1_700_000_000_123_456_789,
+            },
+        };
+        assert_eq!(PartDigest::parse(&digest.to_line()), Some(digest));
+        for bad in [
+            "",
+            "07 1 2",
+            "zz 1 2 3",
+            &format!("{} 1 2 3 4", "07".repeat(16)),
+        ] {
+            assert_eq!(PartDigest::parse(bad), None, "{bad}");
+        }
     }
 
     #[test]

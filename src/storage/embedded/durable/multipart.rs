@@ -13,7 +13,7 @@ use tokio::io::AsyncReadExt;
 use uuid::Uuid;
 
 use super::super::disk::{StagedFile, remove_file, sync_dir};
-use super::super::layout::{Attributes, Internal};
+use super::super::layout::{Attributes, FileIdentity, Internal, PartDigest};
 use super::body::Claims;
 use super::{Conditions, DurableFs, READ_BUFFER, failed, read_if_exists};
 
@@ -35,14 +35,54 @@ impl DurableFs {
         Ok(upload)
     }
 
-    /// Renames staged part `file` into place as part `number` of `upload`, synced.
-    async fn place_part(&self, file: StagedFile, upload: &Uuid, number: i32) -> S3Result<()> {
-        file.place(&self.layout.part(upload, number))
+    /// Renames staged part `file` into place as part `number` of `upload`, with the
+    /// record of its MD5 (`md5`, hex), synced. Uploads of one part are serialised, and
+    /// the old record goes first: a crash part-way leaves a part with no record (hashed
+    /// again at completion), never a record of other bytes.
+    async fn place_part(
+        &self,
+        mut file: StagedFile,
+        upload: &Uuid,
+        number: i32,
+        md5: &str,
+    ) -> S3Result<()> {
+        let dest = self.layout.part(upload, number);
+        let record = self.layout.part_digest(upload, number);
+        let _serialised = self.lock(&dest).await;
+        let metadata = file
+            .metadata()
+            .await
+            .map_err(failed("read a staged part"))?;
+        remove_file(&record)
+            .await
+            .map_err(failed("remove a part's digest"))?;
+        file.place(&dest)
             .await
             .map_err(failed("rename a part into place"))?;
+        if let Some(md5) = hex::decode(md5).ok().and_then(|b| b.try_into().ok()) {
+            let digest = PartDigest {
+                md5,
+                identity: FileIdentity::of(&metadata),
+            };
+            self.staging
+                .write_file(&record, digest.to_line().as_bytes())
+                .await
+                .map_err(failed("write a part's digest"))?;
+        }
         sync_dir(self.layout.root())
             .await
             .map_err(failed("sync the store"))
+    }
+
+    /// The MD5 of part `number`, opened as `file`, as recorded when it was received,
+    /// if the record is for this very file.
+    async fn recorded_md5(&self, upload: &Uuid, number: i32, file: &File) -> Option<[u8; 16]> {
+        let line = fs::read_to_string(self.layout.part_digest(upload, number))
+            .await
+            .ok()?;
+        let digest = PartDigest::parse(&line)?;
+        let identity = FileIdentity::of(&file.metadata().await.ok()?);
+        (digest.identity == identity).then_some(digest.md5)
     }
 
     /// Begins a multipart upload: its record (the access key that began it) and its
@@ -100,7 +140,7 @@ impl DurableFs {
             .await?;
         let claims = claims_of!(input);
         let received = self.receive(input.body, claims, trailing_headers).await?;
-        self.place_part(received.file, &upload, input.part_number)
+        self.place_part(received.file, &upload, input.part_number, &received.e_tag)
             .await?;
         let checksum = received.checksum;
         Ok(S3Response::new(UploadPartOutput {
@@ -136,7 +176,8 @@ impl DurableFs {
             .len();
         let (start, len) = copy_range(input.copy_source_range.as_deref(), size)?;
         let (file, e_tag) = self.stage_copy(&source, start, len).await?;
-        self.place_part(file, &upload, input.part_number).await?;
+        self.place_part(file, &upload, input.part_number, &e_tag)
+            .await?;
         Ok(S3Response::new(UploadPartCopyOutput {
             copy_part_result: Some(CopyPartResult {
                 e_tag: Some(ETag::Strong(e_tag)),
@@ -204,30 +245,33 @@ impl DurableFs {
             .map_err(failed("create a staging file"))?;
         let mut digests = Md5::new();
         let mut buf = vec![0; READ_BUFFER];
+        // A part whose file is the one received is not hashed again: its MD5 was
+        // recorded then. Any other (a record lost to a crash, a file changed since) is.
         for (part, (path, len)) in parts.iter().zip(&files) {
-            let mut reader = File::open(path)
-                .await
-                .map_err(failed("read a part"))?
-                .take(*len);
-            let mut md5 = Md5::new();
+            let number = part.part_number.unwrap_or_default();
+            let opened = File::open(path).await.map_err(failed("read a part"))?;
+            let recorded = self.recorded_md5(&upload, number, &opened).await;
+            let mut reader = opened.take(*len);
+            let mut hasher = Md5::new();
             loop {
                 let n = reader.read(&mut buf).await.map_err(failed("read a part"))?;
                 if n == 0 {
                     break;
                 }
-                md5.update(&buf[..n]);
+                if recorded.is_none() {
+                    hasher.update(&buf[..n]);
+                }
                 file.write(&buf[..n])
                     .await
                     .map_err(failed("write a staging file"))?;
             }
-            let md5: [u8; 16] = md5.finalize().into();
+            let md5: [u8; 16] = recorded.unwrap_or_else(|| hasher.finalize().into());
             if let Some(claimed) = &part.e_tag
                 && claimed.value() != hex::encode(md5)
             {
                 return Err(s3_error!(
                     InvalidPart,
-                    "part {}'s ETag is not that of the part uploaded",
-                    part.part_number.unwrap_or_default()
+                    "part {number}'s ETag is not that of the part uploaded"
                 ));
             }
             digests.update(md5);
@@ -250,8 +294,12 @@ impl DurableFs {
 
         // Done with the upload. A crash before these removals leaves them for the
         // cleanup's abort; the object is in place either way.
-        for (path, _) in &files {
+        for (part, (path, _)) in parts.iter().zip(&files) {
             remove_file(path).await.map_err(failed("remove a part"))?;
+            let number = part.part_number.unwrap_or_default();
+            remove_file(&self.layout.part_digest(&upload, number))
+                .await
+                .map_err(failed("remove a part's digest"))?;
         }
         remove_file(&upload_metadata)
             .await
