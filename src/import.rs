@@ -1,7 +1,7 @@
 //! `museum import DIR --user ID`: brings a folder of files into museum. Each file is
-//! read, its MD5 computed, sent to the hot primary under a new key (one PUT, or a
-//! multipart upload in parts of `replication.part-size` above
-//! `replication.multipart-threshold`), proved by the ETag the bucket answers, and
+//! read and sent to the hot primary under a new key (one PUT, or a multipart upload
+//! in parts of `replication.part-size` above `replication.multipart-threshold`),
+//! proved by the ETag the bucket answers (the MD5 of its bytes or parts), and
 //! recorded as the user's object with its copies queued, as a report would. The
 //! `imports` table remembers each file by path, size and modification time: a second
 //! run skips what is there, and a run cut short (kill -9 included) resumes without
@@ -235,7 +235,7 @@ async fn import_one(
             user_id: options.user,
             bucket_id: primary.id().to_owned(),
             size: size_i64,
-            md5: Some(md5),
+            md5,
             etag: Some(etag),
             created_at: now_millis(),
             copy_targets: targets.to_vec(),
@@ -272,27 +272,28 @@ fn millis(d: Duration) -> i64 {
 }
 
 /// Sends the file at `path` to `key`, one PUT or a multipart upload, and checks the
-/// ETag the bucket answers against the bytes sent. Returns the hex MD5 of the whole
-/// file and the ETag.
+/// ETag the bucket answers against the bytes sent. Returns the ETag, and the hex MD5
+/// of the file if it went as one PUT. A multipart upload is proved by its parts'
+/// MD5s alone, as a client's is: hashing the whole file as well would read every
+/// byte through MD5 twice, and the replicator records the whole MD5 when it first
+/// copies the object.
 async fn send(
     bucket: &BucketClient,
     key: &str,
     path: &Path,
     size: u64,
     options: ImportOptions,
-) -> Result<(String, String), String> {
+) -> Result<(Option<String>, String), String> {
     let mut file = tokio::fs::File::open(path)
         .await
         .map_err(|e| format!("cannot open it: {e}"))?;
-    let mut whole = Md5::new();
     let storage = |e: StorageError| format!("the primary refused it: {e}");
     if size <= options.multipart_threshold {
         let bytes = read_exact(&mut file, size).await?;
-        whole.update(&bytes);
-        let md5 = hex::encode(whole.finalize());
+        let md5 = hex::encode(Md5::digest(&bytes));
         let etag = bucket.put_object(key, vec![bytes]).await.map_err(storage)?;
         let etag = proved(bucket, key, size, etag, md5.clone()).await?;
-        return Ok((md5, etag));
+        return Ok((Some(md5), etag));
     }
     let upload = bucket.create_multipart_upload(key).await.map_err(storage)?;
     let mut part_md5s = Vec::new();
@@ -302,7 +303,6 @@ async fn send(
     while left > 0 {
         let len = left.min(options.part_size);
         let bytes = read_exact(&mut file, len).await?;
-        whole.update(&bytes);
         let part: [u8; 16] = Md5::digest(&bytes).into();
         let etag = bucket
             .upload_part(key, &upload, number, vec![bytes])
@@ -329,7 +329,7 @@ async fn send(
         .await
         .map_err(storage)?;
     let etag = proved(bucket, key, size, etag, multipart_etag(&part_md5s)).await?;
-    Ok((hex::encode(whole.finalize()), etag))
+    Ok((None, etag))
 }
 
 async fn read_exact(file: &mut tokio::fs::File, len: u64) -> Result<Bytes, String> {
