@@ -18,6 +18,7 @@ use tokio::io::AsyncReadExt;
 
 use crate::db::uploads::{
     Committed, NewObject, TempObject, commit_objects, find_object_by_key, find_temp_object,
+    set_upload_id,
 };
 use crate::db::{Db, DbError, imports, now_millis};
 use crate::storage::presign::{multipart_etag, new_object_key};
@@ -199,7 +200,7 @@ async fn import_one(
                     imports::finish(db, options.user, &name, object.id).await?;
                     return Ok(Outcome::Skipped(size));
                 }
-                resumed_key = resumable_key(db, &row.object_key, primary.id(), now).await?;
+                resumed_key = resumable(db, &row.object_key, primary.id(), now).await?;
             }
             _ => {}
         }
@@ -207,7 +208,21 @@ async fn import_one(
     // Sent again to the key the run cut short had while it is live, so that bytes
     // it sent are overwritten rather than left beside a new key.
     let key = match resumed_key {
-        Some(key) => key,
+        Some(issued) => {
+            // The cut run's multipart upload, if it left one open, goes first.
+            if let Some(upload) = &issued.upload_id {
+                primary
+                    .abort_multipart_upload(&issued.object_key, upload)
+                    .await
+                    .map_err(|e| {
+                        OneError::File(format!(
+                            "cannot abort the multipart upload a cut run left open: {e}"
+                        ))
+                    })?;
+                set_upload_id(db, &issued.object_key, None).await?;
+            }
+            issued.object_key
+        }
         None => {
             let key = new_object_key(options.user);
             let temp = TempObject {
@@ -225,7 +240,7 @@ async fn import_one(
             key
         }
     };
-    let (md5, etag) = send(primary, &key, &full, size, options)
+    let (md5, etag) = send(db, primary, &key, &full, size, options)
         .await
         .map_err(OneError::File)?;
     let committed = commit_objects(
@@ -253,18 +268,17 @@ async fn import_one(
     }
 }
 
-/// `key`, if its issued row is still live on `primary` for at least `KEY_MARGIN`: the
+/// `key`'s issued row, if it is still live on `primary` for at least `KEY_MARGIN`: the
 /// cleanup sweep will not remove what is sent to it before the import records it.
-async fn resumable_key(
+async fn resumable(
     db: &Db,
     key: &str,
     primary: &str,
     now: i64,
-) -> Result<Option<String>, DbError> {
+) -> Result<Option<TempObject>, DbError> {
     Ok(find_temp_object(db, key)
         .await?
-        .filter(|t| t.bucket_id == primary && t.expires_at > now + millis(KEY_MARGIN))
-        .map(|t| t.object_key))
+        .filter(|t| t.bucket_id == primary && t.expires_at > now + millis(KEY_MARGIN)))
 }
 
 fn millis(d: Duration) -> i64 {
@@ -278,6 +292,7 @@ fn millis(d: Duration) -> i64 {
 /// byte through MD5 twice, and the replicator records the whole MD5 when it first
 /// copies the object.
 async fn send(
+    db: &Db,
     bucket: &BucketClient,
     key: &str,
     path: &Path,
@@ -296,6 +311,16 @@ async fn send(
         return Ok((Some(md5), etag));
     }
     let upload = bucket.create_multipart_upload(key).await.map_err(storage)?;
+    // Recorded on the key before a part is sent: if the run is cut short, the next
+    // run aborts it, or the cleanup sweep does when the key expires.
+    let recorded = set_upload_id(db, key, Some(&upload)).await;
+    if !matches!(recorded, Ok(true)) {
+        let _ = bucket.abort_multipart_upload(key, &upload).await;
+        return Err(match recorded {
+            Err(e) => format!("cannot record its multipart upload: {e}"),
+            Ok(_) => "its upload key was swept before it was sent".to_owned(),
+        });
+    }
     let mut part_md5s = Vec::new();
     let mut etags = Vec::new();
     let mut left = size;

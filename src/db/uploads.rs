@@ -511,6 +511,21 @@ pub async fn mark_swept(db: &Db, object_key: &str, now: i64) -> Result<bool> {
     Ok(n == 1)
 }
 
+/// Records on the issued key `object_key` the multipart upload now open on it (None:
+/// none is), so that whoever sweeps the key aborts it. False if the key is gone or
+/// already swept.
+pub async fn set_upload_id(db: &Db, object_key: &str, upload_id: Option<&str>) -> Result<bool> {
+    let n = sqlx::query(
+        "UPDATE temp_objects SET upload_id = $2 WHERE object_key = $1 AND swept_at IS NULL",
+    )
+    .bind(object_key)
+    .bind(upload_id)
+    .execute(&db.pool)
+    .await?
+    .rows_affected();
+    Ok(n == 1)
+}
+
 /// Forgets a swept key once its bucket has confirmed that the bytes are gone.
 pub async fn forget_swept_temp_object(db: &Db, object_key: &str) -> Result<()> {
     sqlx::query("DELETE FROM temp_objects WHERE object_key = $1 AND swept_at IS NOT NULL")

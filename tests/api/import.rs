@@ -13,6 +13,7 @@ use crate::on_both_databases;
 on_both_databases!(
     import_records_each_file_once_and_a_second_run_skips_them,
     an_import_killed_with_sigkill_resumes_and_records_or_stores_no_file_twice,
+    an_import_killed_mid_multipart_upload_leaves_no_upload_open,
 );
 
 fn options(user: i64) -> ImportOptions {
@@ -220,4 +221,87 @@ async fn an_import_killed_with_sigkill_resumes_and_records_or_stores_no_file_twi
         (0..FILES).map(size).sum::<usize>() as i64,
         "each file counted once in the user's usage"
     );
+}
+
+/// The multipart uploads open on the hot server (their records, in s3s-fs's layout),
+/// and the files of their parts.
+fn open_uploads(app: &TestApp) -> (usize, usize) {
+    let server = app.server("b2-eu-cen");
+    let names: Vec<String> = std::fs::read_dir(&server.root)
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
+    let count = |prefix: &str| names.iter().filter(|n| n.starts_with(prefix)).count();
+    (count(".upload-"), count(".upload_id-"))
+}
+
+async fn an_import_killed_mid_multipart_upload_leaves_no_upload_open(engine: Engine) {
+    let app = spawn_app(engine).await;
+    let dir = tempfile::tempdir().unwrap();
+    let size = 12 * PART_SIZE as usize + 5;
+    std::fs::write(dir.path().join("big.mov"), bytes_of(size, 7)).unwrap();
+    let cwd = tempfile::tempdir().unwrap();
+    let import = || {
+        let mut cmd = cli_on(&app.settings, cwd.path());
+        cmd.arg("import")
+            .arg(dir.path())
+            .args(["--user", "7"])
+            .stdin(Stdio::null());
+        cmd
+    };
+    let upload_on_key = || async {
+        let ids: Vec<Option<String>> =
+            sqlx::query_scalar("SELECT upload_id FROM temp_objects WHERE user_id = 7")
+                .fetch_all(app.state.db.pool())
+                .await
+                .unwrap();
+        ids.into_iter().flatten().next()
+    };
+    // Killed once its multipart upload is open and recorded on its key, parts in
+    // flight.
+    Killed(
+        import()
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+    .sigkill_once("museum import", Duration::from_secs(60), || async {
+        upload_on_key().await.is_some()
+    })
+    .await;
+    assert_eq!(open_uploads(&app).0, 1, "the killed run's upload is open");
+
+    let resumed = import().output().unwrap();
+    assert!(
+        resumed.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&resumed.stdout),
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+    let lost = usize::from(imported_bytes(&app, 7, "big.mov").await != bytes_of(size, 7));
+    app.drain().await;
+    let stuck = app.unverified_copies().await;
+    let (uploads, parts) = open_uploads(&app);
+    crate::helpers::Reliability {
+        fault: &format!("museum import killed with SIGKILL mid multipart upload ({engine:?})"),
+        injections: 1,
+        checked: 1,
+        lost,
+        stuck: stuck as usize,
+        note: &format!(
+            "killed with its upload open and recorded on its key; after the rerun {uploads} uploads and {parts} part files left open"
+        ),
+    }
+    .record();
+    assert_eq!(objects_of(&app, 7).await.len(), 1);
+    assert_eq!(lost, 0, "the imported bytes differ");
+    assert_eq!(stuck, 0, "copies not verified");
+    assert_eq!(
+        (uploads, parts),
+        (0, 0),
+        "the rerun aborted the upload the killed run left open"
+    );
+    assert_eq!(stored_keys(&app, 7), 1);
 }
