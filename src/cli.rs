@@ -186,6 +186,11 @@ enum UserAction {
     List,
 }
 
+/// A command that has printed why it failed: museum exits 1, with nothing more said.
+#[derive(Debug, thiserror::Error)]
+#[error("the command failed; its output says why")]
+pub struct Failed;
+
 /// Loads the configuration, printing each warning; a bad configuration is an error
 /// listing every problem.
 fn load_settings() -> anyhow::Result<Settings> {
@@ -239,7 +244,7 @@ impl Cli {
                     let mut subjects = failed;
                     subjects.dedup();
                     println!("checks failed for: {}", subjects.join(", "));
-                    std::process::exit(1);
+                    Err(Failed.into())
                 }
             }
             Command::Replicate { action } => {
@@ -508,7 +513,7 @@ async fn run_import(
             eprintln!("  {file}: {why}");
         }
         eprintln!("museum: run the import again to retry the files that failed");
-        std::process::exit(1);
+        return Err(Failed.into());
     }
     Ok(())
 }
@@ -644,7 +649,7 @@ fn report_scrub(run: ops::ScrubRun) -> anyhow::Result<()> {
             "museum: {} objects have no intact tier left; museum replicate status lists them",
             report.lost
         );
-        std::process::exit(1);
+        return Err(Failed.into());
     }
     Ok(())
 }

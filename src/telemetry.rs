@@ -20,10 +20,27 @@ const WEBHOOK_QUEUE: usize = 1024;
 const WEBHOOK_TRIES: u32 = 5;
 
 static WEBHOOK_DROPPED: AtomicU64 = AtomicU64::new(0);
+/// Events queued for the webhook whose delivery has not ended yet.
+static WEBHOOK_PENDING: AtomicU64 = AtomicU64::new(0);
 
 /// Events the webhook did not deliver, since the process started.
 pub fn webhook_dropped() -> u64 {
     WEBHOOK_DROPPED.load(Ordering::Relaxed)
+}
+
+/// Waits, at most `within`, until every event queued for the webhook is delivered or
+/// given up; returns how many were still under way. A command that ends right after
+/// an event (`museum scrub` finding a lost object) calls it before it exits, or the
+/// event would die with the process.
+pub async fn flush_webhook(within: Duration) -> u64 {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let pending = WEBHOOK_PENDING.load(Ordering::Acquire);
+        if pending == 0 || tokio::time::Instant::now() >= deadline {
+            return pending;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Installs the global subscriber. `RUST_LOG` overrides the default filter. Calling it
@@ -96,11 +113,13 @@ impl<S: tracing::Subscriber> Layer<S> for WebhookLayer {
             "timestamp".to_owned(),
             jiff::Timestamp::now().to_string().into(),
         );
+        WEBHOOK_PENDING.fetch_add(1, Ordering::AcqRel);
         if self
             .queue
             .try_send(serde_json::Value::Object(body))
             .is_err()
         {
+            WEBHOOK_PENDING.fetch_sub(1, Ordering::AcqRel);
             WEBHOOK_DROPPED.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -161,6 +180,7 @@ fn deliver_all(url: &SecretString, mut events: tokio::sync::mpsc::Receiver<serde
             if !deliver(&client, url, body).await {
                 WEBHOOK_DROPPED.fetch_add(1, Ordering::Relaxed);
             }
+            WEBHOOK_PENDING.fetch_sub(1, Ordering::AcqRel);
         }
     });
 }

@@ -14,9 +14,9 @@ use serde_json::Value;
 use museum::config::HumanDuration;
 
 use crate::binary::{
-    Killed, checkout_copy, create_token, free_port, museum, upload, wait_for_ping,
+    Killed, checkout_copy, cli_on, create_token, free_port, museum, upload, wait_for_ping,
 };
-use crate::helpers::{Engine, TestApp, bytes_of, spawn_app_with};
+use crate::helpers::{Engine, TestApp, bytes_of, spawn_app, spawn_app_with};
 use crate::on_both_databases;
 
 /// A webhook receiver that refuses its first delivery with 503, then takes each.
@@ -45,18 +45,13 @@ async fn hook(State(r): State<Receiver>, body: axum::body::Bytes) -> StatusCode 
 #[tokio::test]
 async fn late_copies_reach_the_webhook_as_json_after_a_refused_delivery() {
     let receiver = Receiver::default();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let hook_port = listener.local_addr().unwrap().port();
-    let app = Router::new()
-        .route("/hook", post(hook))
-        .with_state(receiver.clone());
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let hook = serve_receiver(&receiver).await;
 
     let dir = checkout_copy();
     let (api, metrics) = (free_port(), free_port());
     let token = create_token(dir.path(), api, metrics, 4);
     // A secret in the URL, as chat webhooks carry one: it must never be logged.
-    let url = format!("http://127.0.0.1:{hook_port}/hook?key=webhook-secret-4711");
+    let url = format!("{hook}?key=webhook-secret-4711");
     let child = museum(dir.path(), api, metrics)
         .env("ENTE_EVENTS_WEBHOOK_URL", &url)
         // Every copy is late: each verified copy is one event.
@@ -126,6 +121,51 @@ async fn late_copies_reach_the_webhook_as_json_after_a_refused_delivery() {
         !out.contains("webhook-secret-4711"),
         "the URL's secret was logged: {out}"
     );
+}
+
+/// Serves `receiver` on a free port; its webhook URL.
+async fn serve_receiver(receiver: &Receiver) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let app = Router::new()
+        .route("/hook", post(hook))
+        .with_state(receiver.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://127.0.0.1:{port}/hook")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_that_ends_after_an_event_delivers_it_to_the_webhook_before_it_exits() {
+    let receiver = Receiver::default();
+    let url = serve_receiver(&receiver).await;
+    let app = spawn_app(Engine::Sqlite).await;
+    let token = app.token_for(1).await;
+    let (id, key) = app.upload(&token, &bytes_of(1500, 3)).await;
+    app.drain().await;
+    for bucket in ["b2-eu-cen", "wasabi-eu-central-2-v3", "scw-eu-fr-v3"] {
+        let server = app.server(bucket);
+        std::fs::remove_file(server.root.join(bucket).join(&key)).unwrap();
+    }
+
+    // `museum scrub` finds the object lost and exits 1 at once; the webhook refuses
+    // the event's first delivery, and the retry comes a second later.
+    let cwd = tempfile::tempdir().unwrap();
+    let mut scrub = cli_on(&app.settings, cwd.path());
+    scrub
+        .args(["scrub", "--no-limit"])
+        .env("ENTE_EVENTS_WEBHOOK_URL", &url)
+        .stdin(Stdio::null());
+    // Off the runtime: the S3 servers and the receiver run on it.
+    let out = tokio::task::spawn_blocking(move || scrub.output().unwrap())
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let taken = receiver.taken.lock().unwrap().clone();
+    assert_eq!(taken.len(), 1, "the webhook got {taken:?}; {stderr}");
+    assert_eq!(taken[0]["event"], "lost", "{}", taken[0]);
+    assert_eq!(taken[0]["object_id"], id, "{}", taken[0]);
+    assert_eq!(*receiver.tries.lock().unwrap(), 2, "one refused, one taken");
 }
 
 /// Waits for `child` to end; what it wrote to stderr.
