@@ -9,13 +9,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::accounts::{self, QuotaRule};
 use crate::config::{self, Settings, Sources};
-use crate::db::{Db, PoolConfig};
+use crate::db::Db;
 use crate::import::{self, ImportOptions};
 use crate::ops;
 use crate::primary::{self, OldPrimary};
 use crate::reconcile::{self, Finding, ReconcileOptions};
 use crate::scrub::{PassEnd, ScrubLimits};
-use crate::startup::{Application, connect_db, connect_db_with};
+use crate::startup::{Application, connect_db, connect_db_for_scan};
 use crate::storage::Buckets;
 
 /// museum keeps every uploaded object safe in hot, cold and glacier S3 buckets.
@@ -323,9 +323,7 @@ impl Cli {
             }
             Command::Reconcile { apply, json, grace } => {
                 let settings = load_settings()?;
-                // Reconcile reads each record once: a small page cache keeps its
-                // memory flat however large the database.
-                let db = connect_db_with(&settings, PoolConfig::SCAN_CACHE_MIB).await?;
+                let db = connect_db_for_scan(&settings).await?;
                 let buckets =
                     Buckets::from_config(&settings.s3).context("building bucket clients")?;
                 let options = ReconcileOptions {

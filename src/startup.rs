@@ -7,6 +7,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use axum::Router;
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
@@ -56,11 +57,26 @@ pub struct Application {
 
 /// Connects to the configured database and applies migrations.
 pub async fn connect_db(settings: &Settings) -> anyhow::Result<Db> {
-    connect_db_with(settings, PoolConfig::SERVER_CACHE_MIB).await
+    connect_db_with(
+        settings,
+        settings.db.max_connections,
+        PoolConfig::SERVER_CACHE_MIB,
+    )
+    .await
 }
 
-/// [`connect_db`] with SQLite's page cache at `cache_mib` per connection.
-pub async fn connect_db_with(settings: &Settings, cache_mib: u32) -> anyhow::Result<Db> {
+/// [`connect_db`] for a command that reads every row once, one query at a time
+/// (`museum reconcile`): one connection, with a small SQLite page cache, so that its
+/// memory does not grow with the database.
+pub async fn connect_db_for_scan(settings: &Settings) -> anyhow::Result<Db> {
+    connect_db_with(settings, 1, PoolConfig::SCAN_CACHE_MIB).await
+}
+
+async fn connect_db_with(
+    settings: &Settings,
+    max_connections: u32,
+    cache_mib: u32,
+) -> anyhow::Result<Db> {
     let url = settings.db.connection_url();
     let engine = if url.expose_secret().starts_with("sqlite:") {
         "sqlite"
@@ -70,7 +86,7 @@ pub async fn connect_db_with(settings: &Settings, cache_mib: u32) -> anyhow::Res
     let db = Db::connect(
         &url,
         PoolConfig {
-            max_connections: settings.db.max_connections,
+            max_connections,
             acquire_timeout: settings.db.acquire_timeout.get(),
             cache_mib,
         },
@@ -306,7 +322,11 @@ impl Application {
             &CorsPolicy::from_config(&http.cors),
         );
         let app = app.into_make_service_with_connect_info::<SocketAddr>();
-        let serve = axum::serve(self.api, app)
+        // Answers go out as written, not held for the client's delayed ACK.
+        let api = self.api.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        let serve = axum::serve(api, app)
             .with_graceful_shutdown(cancel.clone().cancelled_owned())
             .into_future();
         tokio::pin!(serve);

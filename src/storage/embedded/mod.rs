@@ -95,7 +95,12 @@ pub async fn serve(
         loop {
             let socket = tokio::select! {
                 accepted = listener.accept() => match accepted {
-                    Ok((socket, _)) => socket,
+                    Ok((socket, _)) => {
+                        // Answers go out as written: with Nagle's algorithm the tail of
+                        // one waits for the client's delayed ACK (up to 40 ms).
+                        let _ = socket.set_nodelay(true);
+                        socket
+                    }
                     Err(e) => {
                         tracing::warn!(error.message = %e, "embedded S3: accept failed");
                         continue;
