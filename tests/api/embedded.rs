@@ -507,6 +507,46 @@ impl Signer {
         answer(request.body(body).send().await.unwrap()).await
     }
 
+    /// Begins a multipart upload of `key`; its ID.
+    async fn create_upload(&self, key: &str) -> String {
+        let url = CreateMultipartUpload::new(&self.bucket, Some(&self.credentials), key).sign(TTL);
+        let created = reqwest::Client::new().post(url).send().await.unwrap();
+        let created =
+            CreateMultipartUpload::parse_response(&created.text().await.unwrap()).unwrap();
+        created.upload_id().to_owned()
+    }
+
+    /// Uploads `parts` as parts 1, 2, … of upload `id`; their ETags.
+    async fn put_parts(&self, key: &str, id: &str, parts: &[Vec<u8>]) -> Vec<String> {
+        let mut etags = Vec::new();
+        for (i, part) in parts.iter().enumerate() {
+            let number = u16::try_from(i + 1).unwrap();
+            let url =
+                UploadPart::new(&self.bucket, Some(&self.credentials), key, number, id).sign(TTL);
+            let request = reqwest::Client::new().put(url).body(part.clone());
+            let (status, etag, body) = answer(request.send().await.unwrap()).await;
+            assert_eq!(status, 200, "{body}");
+            etags.push(etag);
+        }
+        etags
+    }
+
+    /// Completes upload `id` of `key` with the parts `etags` name; the status, ETag
+    /// and body.
+    async fn complete(&self, key: &str, id: &str, etags: &[String]) -> (u16, String, String) {
+        let action = CompleteMultipartUpload::new(
+            &self.bucket,
+            Some(&self.credentials),
+            key,
+            id,
+            etags.iter().map(String::as_str),
+        );
+        let request = reqwest::Client::new()
+            .post(action.sign(TTL))
+            .body(action.body());
+        answer(request.send().await.unwrap()).await
+    }
+
     /// `key`'s status, ETag and bytes.
     async fn get(&self, key: &str) -> (u16, String, Vec<u8>) {
         let url = GetObject::new(&self.bucket, Some(&self.credentials), key).sign(TTL);
@@ -596,58 +636,15 @@ async fn the_embedded_write_path_keeps_the_s3_behaviour_museum_relies_on() {
 
     // Multipart: a completion naming a part by a wrong ETag is refused and keeps the
     // parts; the right one gives S3's multipart ETag.
-    let create = CreateMultipartUpload::new(&s3.bucket, Some(&s3.credentials), "k/m").sign(TTL);
-    let created = reqwest::Client::new().post(create).send().await.unwrap();
-    let created = CreateMultipartUpload::parse_response(&created.text().await.unwrap()).unwrap();
-    let upload_id = created.upload_id();
+    let upload_id = s3.create_upload("k/m").await;
     let parts = [bytes_of(5 * MIB, 3), bytes_of(7, 4)];
-    let mut etags = Vec::new();
-    for (i, part) in parts.iter().enumerate() {
-        let url = UploadPart::new(
-            &s3.bucket,
-            Some(&s3.credentials),
-            "k/m",
-            i as u16 + 1,
-            upload_id,
-        )
-        .sign(TTL);
-        let (status, etag, body) = answer(
-            reqwest::Client::new()
-                .put(url)
-                .body(part.clone())
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
-        assert_eq!(status, 200, "{body}");
-        etags.push(etag);
-    }
-    let s3 = &s3;
-    let complete = |etags: Vec<String>| async move {
-        let action = CompleteMultipartUpload::new(
-            &s3.bucket,
-            Some(&s3.credentials),
-            "k/m",
-            upload_id,
-            etags.iter().map(String::as_str),
-        );
-        let url = action.sign(TTL);
-        answer(
-            reqwest::Client::new()
-                .post(url)
-                .body(action.body())
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await
-    };
-    let (status, _, body) = complete(vec![md5_hex(b"stale"), etags[1].clone()]).await;
+    let etags = s3.put_parts("k/m", &upload_id, &parts).await;
+    let stale = [md5_hex(b"stale"), etags[1].clone()];
+    let (status, _, body) = s3.complete("k/m", &upload_id, &stale).await;
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("InvalidPart"), "{body}");
     assert_eq!(s3.head("k/m").await.0, 404);
-    let (status, _, body) = complete(etags.clone()).await;
+    let (status, _, body) = s3.complete("k/m", &upload_id, &etags).await;
     assert_eq!(status, 200, "{body}");
     let whole = [parts[0].as_slice(), parts[1].as_slice()].concat();
     let digests: Vec<u8> = parts
@@ -749,52 +746,11 @@ async fn a_part_changed_on_disk_after_its_upload_is_hashed_again_and_refused() {
     };
     let parts = [bytes_of(5 * MIB, 5), bytes_of(1000, 6)];
     let upload = |key: &'static str| {
-        let s3 = &s3;
-        let parts = parts.clone();
+        let (s3, parts) = (&s3, &parts);
         async move {
-            let create =
-                CreateMultipartUpload::new(&s3.bucket, Some(&s3.credentials), key).sign(TTL);
-            let created = reqwest::Client::new().post(create).send().await.unwrap();
-            let created =
-                CreateMultipartUpload::parse_response(&created.text().await.unwrap()).unwrap();
-            let id = created.upload_id().to_owned();
-            let mut etags = Vec::new();
-            for (i, part) in parts.iter().enumerate() {
-                let url =
-                    UploadPart::new(&s3.bucket, Some(&s3.credentials), key, i as u16 + 1, &id)
-                        .sign(TTL);
-                let r = reqwest::Client::new()
-                    .put(url)
-                    .body(part.clone())
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(r.status(), 200);
-                etags.push(etag_of(&r));
-            }
+            let id = s3.create_upload(key).await;
+            let etags = s3.put_parts(key, &id, parts).await;
             (id, etags)
-        }
-    };
-    let complete = |key: &'static str, id: String, etags: Vec<String>| {
-        let s3 = &s3;
-        async move {
-            let action = CompleteMultipartUpload::new(
-                &s3.bucket,
-                Some(&s3.credentials),
-                key,
-                &id,
-                etags.iter().map(String::as_str),
-            );
-            let url = action.sign(TTL);
-            answer(
-                reqwest::Client::new()
-                    .post(url)
-                    .body(action.body())
-                    .send()
-                    .await
-                    .unwrap(),
-            )
-            .await
         }
     };
 
@@ -806,7 +762,7 @@ async fn a_part_changed_on_disk_after_its_upload_is_hashed_again_and_refused() {
         "two parts, two digests: {:?}",
         upload_files()
     );
-    let (status, _, body) = complete("k/kept", id, etags).await;
+    let (status, _, body) = s3.complete("k/kept", &id, &etags).await;
     assert_eq!(status, 200, "{body}");
     let whole = parts.concat();
     let digests: Vec<u8> = parts
@@ -827,7 +783,7 @@ async fn a_part_changed_on_disk_after_its_upload_is_hashed_again_and_refused() {
     let mut bytes = std::fs::read(&part).unwrap();
     bytes[1000] ^= 0xff;
     std::fs::write(&part, &bytes).unwrap();
-    let (status, _, body) = complete("k/rotted", id, etags).await;
+    let (status, _, body) = s3.complete("k/rotted", &id, &etags).await;
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("InvalidPart"), "{body}");
     assert_eq!(s3.head("k/rotted").await.0, 404);
