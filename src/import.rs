@@ -209,16 +209,24 @@ async fn import_one(
     // it sent are overwritten rather than left beside a new key.
     let key = match resumed_key {
         Some(issued) => {
-            // The cut run's multipart upload, if it left one open, goes first.
+            // The cut run's multipart upload, if it left one open, goes first; one it
+            // completed is gone already. A bucket that refuses the abort keeps the
+            // upload, for its lifecycle rule: the file is sent all the same.
             if let Some(upload) = &issued.upload_id {
-                primary
+                match primary
                     .abort_multipart_upload(&issued.object_key, upload)
                     .await
-                    .map_err(|e| {
-                        OneError::File(format!(
+                {
+                    Ok(()) => {}
+                    Err(e @ StorageError::Refused { .. }) => {
+                        tracing::warn!(bucket = primary.id(), error.message = %e, "import: the primary refused to abort the multipart upload a cut run left; sending the file again");
+                    }
+                    Err(e) => {
+                        return Err(OneError::File(format!(
                             "cannot abort the multipart upload a cut run left open: {e}"
-                        ))
-                    })?;
+                        )));
+                    }
+                }
                 set_upload_id(db, &issued.object_key, None).await?;
             }
             issued.object_key

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use rusty_s3::S3Action;
 use rusty_s3::actions::{
-    CompleteMultipartUpload, CreateMultipartUpload, GetObject, HeadObject, ListObjectsV2,
-    PutObject, UploadPart,
+    AbortMultipartUpload, CompleteMultipartUpload, CreateMultipartUpload, GetObject, HeadObject,
+    ListObjectsV2, PutObject, UploadPart,
 };
 use serde_json::{Value, json};
 
@@ -646,6 +646,13 @@ async fn the_embedded_write_path_keeps_the_s3_behaviour_museum_relies_on() {
     assert_eq!(s3.head("k/m").await.0, 404);
     let (status, _, body) = s3.complete("k/m", &upload_id, &etags).await;
     assert_eq!(status, 200, "{body}");
+    // A completed upload is gone: aborting it is 404 NoSuchUpload, as on S3.
+    let abort =
+        AbortMultipartUpload::new(&s3.bucket, Some(&s3.credentials), "k/m", &upload_id).sign(TTL);
+    let (status, _, body) =
+        answer(reqwest::Client::new().delete(abort).send().await.unwrap()).await;
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("NoSuchUpload"), "{body}");
     let whole = [parts[0].as_slice(), parts[1].as_slice()].concat();
     let digests: Vec<u8> = parts
         .iter()

@@ -14,6 +14,7 @@ on_both_databases!(
     import_records_each_file_once_and_a_second_run_skips_them,
     an_import_killed_with_sigkill_resumes_and_records_or_stores_no_file_twice,
     an_import_killed_mid_multipart_upload_leaves_no_upload_open,
+    an_import_resumed_after_its_cut_run_completed_a_multipart_upload_records_the_file_once,
 );
 
 fn options(user: i64) -> ImportOptions {
@@ -304,4 +305,69 @@ async fn an_import_killed_mid_multipart_upload_leaves_no_upload_open(engine: Eng
         "the rerun aborted the upload the killed run left open"
     );
     assert_eq!(stored_keys(&app, 7), 1);
+}
+
+async fn an_import_resumed_after_its_cut_run_completed_a_multipart_upload_records_the_file_once(
+    engine: Engine,
+) {
+    use museum::db::uploads::{TempObject, set_upload_id};
+    let app = spawn_app(engine).await;
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = bytes_of(2 * PART_SIZE as usize + 10, 9);
+    let path = dir.path().join("v.mov");
+    std::fs::write(&path, &bytes).unwrap();
+    let mtime = std::fs::metadata(&path)
+        .unwrap()
+        .modified()
+        .unwrap()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+
+    // What a run killed right after completing the upload leaves: the file's key
+    // issued with the upload recorded on it, the object whole in the bucket, and no
+    // record of it.
+    let db = &app.state.db;
+    let primary = app.state.buckets.primary();
+    let key = museum::storage::presign::new_object_key(8);
+    let now = museum::db::now_millis();
+    let temp = TempObject {
+        object_key: key.clone(),
+        user_id: 8,
+        bucket_id: primary.id().to_owned(),
+        declared_size: Some(bytes.len() as i64),
+        declared_md5: None,
+        expected_etag: None,
+        upload_id: None,
+        created_at: now,
+        expires_at: now + 24 * 3_600_000,
+    };
+    museum::db::imports::start(db, "v.mov", mtime, &temp)
+        .await
+        .unwrap();
+    let upload = primary.create_multipart_upload(&key).await.unwrap();
+    assert!(set_upload_id(db, &key, Some(&upload)).await.unwrap());
+    let mut etags = Vec::new();
+    for (i, part) in bytes.chunks(PART_SIZE as usize).enumerate() {
+        let body = vec![bytes::Bytes::copy_from_slice(part)];
+        let etag = primary
+            .upload_part(&key, &upload, i as u16 + 1, body)
+            .await
+            .unwrap();
+        etags.push(etag.unwrap());
+    }
+    primary
+        .complete_multipart_upload(&key, &upload, &etags)
+        .await
+        .unwrap();
+
+    // The rerun finds the upload gone, sends the file again to the same key, and
+    // records it once.
+    let report = run(&app, dir.path(), 8).await;
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    assert_eq!(report.imported, 1);
+    assert_eq!(objects_of(&app, 8).await, [(key, bytes.len() as i64)]);
+    assert!(imported_bytes(&app, 8, "v.mov").await == bytes);
+    assert_eq!(stored_keys(&app, 8), 1);
+    assert_eq!(open_uploads(&app), (0, 0));
 }

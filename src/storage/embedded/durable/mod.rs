@@ -533,6 +533,10 @@ impl S3 for DurableFs {
         &self,
         req: S3Request<AbortMultipartUploadInput>,
     ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
+        // An upload that is gone (completed or aborted) is 404 NoSuchUpload, as on S3;
+        // s3s-fs answers 403 AccessDenied.
+        self.owned_upload(&req.input.upload_id, req.credentials.as_ref())
+            .await?;
         self.inner.abort_multipart_upload(req).await
     }
 

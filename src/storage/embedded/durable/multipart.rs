@@ -22,7 +22,11 @@ const MIN_PART: u64 = 5 * 1024 * 1024;
 
 impl DurableFs {
     /// Multipart upload `id`, which must exist and have been begun with `credentials`.
-    async fn owned_upload(&self, id: &str, credentials: Option<&Credentials>) -> S3Result<Uuid> {
+    pub(super) async fn owned_upload(
+        &self,
+        id: &str,
+        credentials: Option<&Credentials>,
+    ) -> S3Result<Uuid> {
         let upload = Uuid::parse_str(id).map_err(|_| s3_error!(NoSuchUpload))?;
         let owner: Option<String> = match fs::read(self.layout.upload(&upload)).await {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(S3Error::internal_error)?,
