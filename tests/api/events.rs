@@ -16,7 +16,7 @@ use museum::config::HumanDuration;
 use crate::binary::{
     Killed, checkout_copy, cli_on, create_token, free_port, museum, upload, wait_for_ping,
 };
-use crate::helpers::{Engine, TestApp, bytes_of, spawn_app, spawn_app_with};
+use crate::helpers::{Engine, TestApp, bytes_of, metric, spawn_app, spawn_app_with};
 use crate::on_both_databases;
 
 /// A webhook receiver that refuses its first delivery with 503, then takes each.
@@ -184,22 +184,13 @@ on_both_databases!(a_stuck_copy_is_late_once_and_background_copies_never_are);
 /// `museum_events_total{event="copy_late"}` and the count of the lag histogram of
 /// `destination`, from the app's `/metrics`.
 async fn late_and_lags(app: &TestApp, destination: &str) -> (u64, u64) {
-    let text = reqwest::get(format!("{}/metrics", app.metrics_address))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let value = |prefix: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(prefix))
-            .map_or(0, |v| v.trim().parse::<u64>().unwrap())
-    };
+    let text = app.metrics_text().await;
     (
-        value(r#"museum_events_total{event="copy_late"}"#),
-        value(&format!(
-            r#"museum_replication_lag_seconds_count{{destination="{destination}"}}"#
-        )),
+        metric(&text, r#"museum_events_total{event="copy_late"}"#),
+        metric(
+            &text,
+            &format!(r#"museum_replication_lag_seconds_count{{destination="{destination}"}}"#),
+        ),
     )
 }
 

@@ -331,7 +331,25 @@ pub struct Answer {
     pub body: Value,
 }
 
+/// The value of the series `series` (name and labels, as exposed) in the metrics text
+/// `text`; 0 if it is not there.
+pub fn metric(text: &str, series: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .map_or(0, |v| v.trim().parse().unwrap())
+}
+
 impl TestApp {
+    /// What the metrics listener serves, as text.
+    pub async fn metrics_text(&self) -> String {
+        reqwest::get(format!("{}/metrics", self.metrics_address))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// Stops this museum and starts another on the same database and servers, with
     /// `tweak` applied to its settings.
     pub async fn restart_with(&mut self, tweak: impl FnOnce(&mut Settings)) {

@@ -48,6 +48,16 @@ async fn objects_of(app: &TestApp, user: i64) -> Vec<(String, i64)> {
     .unwrap()
 }
 
+/// `museum import DIR --user USER` as a process on the app's settings, run in `cwd`.
+fn import_command(app: &TestApp, dir: &Path, cwd: &Path, user: i64) -> std::process::Command {
+    let mut cmd = cli_on(&app.settings, cwd);
+    cmd.arg("import")
+        .arg(dir)
+        .args(["--user", &user.to_string()])
+        .stdin(Stdio::null());
+    cmd
+}
+
 /// The bytes imported for the file at `path`, read back from the primary.
 async fn imported_bytes(app: &TestApp, user: i64, path: &str) -> Vec<u8> {
     let key: String = sqlx::query_scalar(
@@ -146,14 +156,7 @@ async fn an_import_killed_with_sigkill_resumes_and_records_or_stores_no_file_twi
         n
     };
     let cwd = tempfile::tempdir().unwrap();
-    let import = || {
-        let mut cmd = cli_on(&app.settings, cwd.path());
-        cmd.arg("import")
-            .arg(dir.path())
-            .args(["--user", "6"])
-            .stdin(Stdio::null());
-        cmd
-    };
+    let import = || import_command(&app, dir.path(), cwd.path(), 6);
     // `museum import`, killed with SIGKILL once some files are recorded.
     Killed(
         import()
@@ -243,14 +246,7 @@ async fn an_import_killed_mid_multipart_upload_leaves_no_upload_open(engine: Eng
     let size = 12 * PART_SIZE as usize + 5;
     std::fs::write(dir.path().join("big.mov"), bytes_of(size, 7)).unwrap();
     let cwd = tempfile::tempdir().unwrap();
-    let import = || {
-        let mut cmd = cli_on(&app.settings, cwd.path());
-        cmd.arg("import")
-            .arg(dir.path())
-            .args(["--user", "7"])
-            .stdin(Stdio::null());
-        cmd
-    };
+    let import = || import_command(&app, dir.path(), cwd.path(), 7);
     let upload_on_key = || async {
         let ids: Vec<Option<String>> =
             sqlx::query_scalar("SELECT upload_id FROM temp_objects WHERE user_id = 7")

@@ -68,16 +68,11 @@ async fn downloaded_bytes(app: &TestApp, token: &str, id: i64) -> (String, Vec<u
 
 /// `museum_tampered_total{bucket}` as the metrics listener reports it.
 async fn tampered_count(app: &TestApp, bucket: &str) -> u64 {
-    let text = reqwest::get(format!("{}/metrics", app.metrics_address))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let prefix = format!("museum_tampered_total{{bucket=\"{bucket}\"}} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(prefix.as_str()))
-        .map_or(0, |v| v.trim().parse().unwrap())
+    let text = app.metrics_text().await;
+    crate::helpers::metric(
+        &text,
+        &format!("museum_tampered_total{{bucket=\"{bucket}\"}}"),
+    )
 }
 
 fn holds(app: &TestApp, bucket: &str, key: &str) -> Option<Vec<u8>> {
