@@ -89,6 +89,33 @@ impl StagedFile {
         Ok(())
     }
 
+    /// Appends the first `len` bytes of `source`, read from its start. The copy is
+    /// the kernel's (`copy_file_range`, where the file system has it): the bytes
+    /// never pass through this process, and a file system that shares blocks (XFS,
+    /// Btrfs) may not copy them at all. Errs if `source` holds fewer than `len`.
+    pub(super) async fn append(&mut self, source: File, len: u64) -> io::Result<()> {
+        self.writer.flush().await?;
+        // A second handle on the staging file shares its offset, which the copy
+        // moves past what it appends.
+        let dest = self.writer.get_ref().try_clone().await?.into_std().await;
+        let source = source.into_std().await;
+        let copied = tokio::task::spawn_blocking(move || {
+            let mut dest = dest;
+            std::io::copy(&mut io::Read::take(source, len), &mut dest)
+        })
+        .await
+        .map_err(io::Error::other)??;
+        if copied != len {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("the file ended after {copied} of its {len} bytes"),
+            ));
+        }
+        self.len += len;
+        self.synced = false;
+        Ok(())
+    }
+
     /// How many bytes were written.
     pub(super) fn len(&self) -> u64 {
         self.len
@@ -204,6 +231,33 @@ mod tests {
             0,
             "nothing is left in the staging folder"
         );
+    }
+
+    #[tokio::test]
+    async fn appending_a_file_copies_its_first_bytes_after_those_written_and_refuses_a_short_one() {
+        let root = tempfile::tempdir().unwrap();
+        let staging = Staging::prepare(root.path().join(".staging")).unwrap();
+        let part = root.path().join("part");
+        let bytes: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&part, &bytes).unwrap();
+
+        let mut file = staging.create().await.unwrap();
+        file.write(b"head:").await.unwrap();
+        let opened = File::open(&part).await.unwrap();
+        file.append(opened, 200_000).await.unwrap();
+        file.write(b":tail").await.unwrap();
+        assert_eq!(file.len(), 5 + 200_000 + 5);
+        let dest = root.path().join("object");
+        file.place(&dest).await.unwrap();
+        let mut expected = b"head:".to_vec();
+        expected.extend_from_slice(&bytes[..200_000]);
+        expected.extend_from_slice(b":tail");
+        assert_eq!(std::fs::read(&dest).unwrap(), expected);
+
+        let mut short = staging.create().await.unwrap();
+        let opened = File::open(&part).await.unwrap();
+        let refused = short.append(opened, 300_001).await.unwrap_err();
+        assert_eq!(refused.kind(), io::ErrorKind::UnexpectedEof);
     }
 
     #[tokio::test]

@@ -250,26 +250,35 @@ impl DurableFs {
         let mut digests = Md5::new();
         let mut buf = vec![0; READ_BUFFER];
         // A part whose file is the one received is not hashed again: its MD5 was
-        // recorded then. Any other (a record lost to a crash, a file changed since) is.
+        // recorded then, and its bytes are copied by the kernel. Any other (a record
+        // lost to a crash, a file changed since) is read and hashed.
         for (part, (path, len)) in parts.iter().zip(&files) {
             let number = part.part_number.unwrap_or_default();
             let opened = File::open(path).await.map_err(failed("read a part"))?;
             let recorded = self.recorded_md5(&upload, number, &opened).await;
-            let mut reader = opened.take(*len);
-            let mut hasher = Md5::new();
-            loop {
-                let n = reader.read(&mut buf).await.map_err(failed("read a part"))?;
-                if n == 0 {
-                    break;
+            let md5 = match recorded {
+                Some(md5) => {
+                    file.append(opened, *len)
+                        .await
+                        .map_err(failed("copy a part"))?;
+                    md5
                 }
-                if recorded.is_none() {
-                    hasher.update(&buf[..n]);
+                None => {
+                    let mut reader = opened.take(*len);
+                    let mut hasher = Md5::new();
+                    loop {
+                        let n = reader.read(&mut buf).await.map_err(failed("read a part"))?;
+                        if n == 0 {
+                            break;
+                        }
+                        hasher.update(&buf[..n]);
+                        file.write(&buf[..n])
+                            .await
+                            .map_err(failed("write a staging file"))?;
+                    }
+                    hasher.finalize().into()
                 }
-                file.write(&buf[..n])
-                    .await
-                    .map_err(failed("write a staging file"))?;
-            }
-            let md5: [u8; 16] = recorded.unwrap_or_else(|| hasher.finalize().into());
+            };
             if let Some(claimed) = &part.e_tag
                 && claimed.value() != hex::encode(md5)
             {
