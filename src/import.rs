@@ -14,7 +14,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use md5::{Digest, Md5};
-use tokio::io::AsyncReadExt;
 
 use crate::db::uploads::{
     Committed, NewObject, TempObject, commit_objects, find_object_by_key, find_temp_object,
@@ -307,14 +306,12 @@ async fn send(
     size: u64,
     options: ImportOptions,
 ) -> Result<(Option<String>, String), String> {
-    let mut file = tokio::fs::File::open(path)
-        .await
-        .map_err(|e| format!("cannot open it: {e}"))?;
+    let mut file = Some(std::fs::File::open(path).map_err(|e| format!("cannot open it: {e}"))?);
     let storage = |e: StorageError| format!("the primary refused it: {e}");
     if size <= options.multipart_threshold {
-        let bytes = read_exact(&mut file, size).await?;
-        let md5 = hex::encode(Md5::digest(&bytes));
-        let etag = bucket.put_object(key, vec![bytes]).await.map_err(storage)?;
+        let (chunks, md5) = read_hashed(&mut file, size).await?;
+        let md5 = hex::encode(md5);
+        let etag = bucket.put_object(key, chunks).await.map_err(storage)?;
         let etag = proved(bucket, key, size, etag, md5.clone()).await?;
         return Ok((Some(md5), etag));
     }
@@ -335,10 +332,9 @@ async fn send(
     let mut number = 1u16;
     while left > 0 {
         let len = left.min(options.part_size);
-        let bytes = read_exact(&mut file, len).await?;
-        let part: [u8; 16] = Md5::digest(&bytes).into();
+        let (chunks, part) = read_hashed(&mut file, len).await?;
         let etag = bucket
-            .upload_part(key, &upload, number, vec![bytes])
+            .upload_part(key, &upload, number, chunks)
             .await
             .map_err(storage)?;
         let part_etag = hex::encode(part);
@@ -365,12 +361,47 @@ async fn send(
     Ok((None, etag))
 }
 
-async fn read_exact(file: &mut tokio::fs::File, len: u64) -> Result<Bytes, String> {
-    let mut buf = vec![0; usize::try_from(len).map_err(|_| "too large".to_owned())?];
-    file.read_exact(&mut buf)
-        .await
-        .map_err(|e| format!("it changed while it was read: {e}"))?;
-    Ok(Bytes::from(buf))
+/// Reads the next `len` bytes of `file` in chunks, each hashed as soon as it is read
+/// while it is still in the CPU's cache, and returns them with their MD5. The chunks
+/// are small enough to come from the allocator's reused memory rather than fresh
+/// pages. `file` is lent to a blocking thread for the read and is back after it.
+async fn read_hashed(
+    file: &mut Option<std::fs::File>,
+    len: u64,
+) -> Result<(Vec<Bytes>, [u8; 16]), String> {
+    let mut taken = file
+        .take()
+        .ok_or_else(|| "it could not be read after an earlier failed read".to_owned())?;
+    let (taken, read) = tokio::task::spawn_blocking(move || {
+        let read = read_chunks(&mut taken, len);
+        (taken, read)
+    })
+    .await
+    .map_err(|e| format!("its read failed: {e}"))?;
+    *file = Some(taken);
+    read.map_err(|e| format!("it changed while it was read: {e}"))
+}
+
+/// Bytes read into each chunk.
+const READ_CHUNK: u64 = 64 * 1024;
+
+fn read_chunks(file: &mut std::fs::File, len: u64) -> std::io::Result<(Vec<Bytes>, [u8; 16])> {
+    use std::io::Read;
+    let mut chunks = Vec::with_capacity(usize::try_from(len.div_ceil(READ_CHUNK)).unwrap_or(0));
+    let mut md5 = Md5::new();
+    let mut left = len;
+    while left > 0 {
+        let want = left.min(READ_CHUNK);
+        let mut chunk = Vec::with_capacity(usize::try_from(want).unwrap_or(0));
+        let got = file.by_ref().take(want).read_to_end(&mut chunk)?;
+        if got as u64 != want {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        md5.update(&chunk);
+        chunks.push(Bytes::from(chunk));
+        left -= want;
+    }
+    Ok((chunks, md5.finalize().into()))
 }
 
 /// The object's ETag, proved: the one the bucket answered must be the one the bytes
