@@ -426,12 +426,7 @@ async fn account_metrics_count_tokens_and_refusals_and_sum_the_usage_without_use
         None,
     )
     .await;
-    let metrics = reqwest::get(format!("{}/metrics", app.metrics_address))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics_text().await;
     for line in [
         "museum_tokens_issued_total 2",
         "museum_tokens_revoked_total 1",

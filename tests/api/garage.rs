@@ -698,12 +698,7 @@ async fn sse_c_replicas_are_encrypted_proved_verified_and_served_with_their_keys
         "the primary has no key"
     );
     // The keys reach no log line, error or metric.
-    let metrics = reqwest::get(format!("{}/metrics", app.metrics_address))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics_text().await;
     for key in &keys {
         assert!(!checks.iter().any(|c| c.to_string().contains(key.as_str())));
         assert!(!metrics.contains(key.as_str()));

@@ -197,12 +197,7 @@ async fn upload_urls_are_limited_per_user_with_retry_after() {
             .status,
         200
     );
-    let metrics = reqwest::get(format!("{}/metrics", app.metrics_address))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics_text().await;
     assert!(
         metrics.contains(r#"museum_rate_limited_total{limit="upload_urls"} 2"#),
         "{metrics}"

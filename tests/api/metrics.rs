@@ -13,16 +13,6 @@ fn request_series(metrics: &str) -> Vec<&str> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invented_methods_and_paths_add_no_request_series() {
     let app = spawn_app(Engine::Sqlite).await;
-    let scrape = || async {
-        app.client
-            .get(format!("{}/metrics", app.metrics_address))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    };
     // One request of every kind the labels must cover, before the flood.
     assert_eq!(app.get("/ping", None).await.status, 200);
     assert_eq!(app.get("/nope", None).await.status, 404);
@@ -43,7 +33,7 @@ async fn invented_methods_and_paths_add_no_request_series() {
         assert!(r.status().is_client_error(), "{i}: {}", r.status());
     }
 
-    let metrics = scrape().await;
+    let metrics = app.metrics_text().await;
     let series = request_series(&metrics);
     crate::helpers::Reliability {
         fault: "a thousand invented HTTP methods and paths, unauthenticated",

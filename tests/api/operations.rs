@@ -30,25 +30,11 @@ async fn metrics_show_every_family_with_sane_values(engine: Engine) {
     let token = app.token_for(1).await;
     let bytes = bytes_of(3000, 1);
     let (_, key) = app.upload(&token, &bytes).await;
-    let before = app
-        .client
-        .get(format!("{}/metrics", app.metrics_address))
-        .send()
-        .await
-        .unwrap();
-    let before = before.text().await.unwrap();
+    let before = app.metrics_text().await;
     let pending = r#"museum_replication_pending{destination="wasabi-eu-central-2-v3"}"#;
     assert_eq!(metric_value(&before, pending), Some(1.0), "{before}");
     app.drain().await;
-    let text = app
-        .client
-        .get(format!("{}/metrics", app.metrics_address))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics_text().await;
     let expect = [
         (
             r#"museum_requests_total{method="POST",route="/files",status="200"}"#,

@@ -608,15 +608,7 @@ async fn unknown_routes_and_methods_answer_json(engine: Engine) {
     assert_eq!(r.status(), 405);
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["code"], "METHOD_NOT_ALLOWED");
-    let metrics = app
-        .client
-        .get(format!("{}/metrics", app.metrics_address))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics_text().await;
     assert!(
         metrics.contains(r#"museum_requests_total{method="GET",route="unmatched",status="404"} 1"#),
         "{metrics}"
