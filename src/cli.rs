@@ -150,8 +150,13 @@ enum TokenAction {
     },
     /// Revoke one token (--token) or every token of a user (--user).
     Revoke {
-        /// The token to revoke.
-        #[arg(long, conflicts_with = "user", required_unless_present = "user")]
+        /// The token to revoke. It may begin with `-` (tokens are base64url).
+        #[arg(
+            long,
+            conflicts_with = "user",
+            required_unless_present = "user",
+            allow_hyphen_values = true
+        )]
         token: Option<String>,
         /// Revoke every token of this user.
         #[arg(long)]
@@ -726,4 +731,26 @@ async fn shutdown_on_signal(cancel: CancellationToken) {
     }
     tracing::info!("shutting down");
     cancel.cancel();
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::{Cli, Command, TokenAction};
+
+    #[test]
+    fn a_token_that_begins_with_a_hyphen_is_taken_as_the_token() {
+        // Tokens are base64url, whose alphabet has `-`: one in 64 begins with it.
+        let cli = Cli::try_parse_from(["museum", "token", "revoke", "--token", "-4aB_c"]).unwrap();
+        match cli.command {
+            Some(Command::Token {
+                action: TokenAction::Revoke { token, user },
+            }) => {
+                assert_eq!(token.as_deref(), Some("-4aB_c"));
+                assert_eq!(user, None);
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+    }
 }
