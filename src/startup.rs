@@ -18,7 +18,7 @@ use crate::accounts::QuotaRule;
 use crate::accounts::jwt::JwtVerifier;
 use crate::api::admin::AdminKey;
 use crate::api::ratelimit::RateLimits;
-use crate::api::state::{AppState, TokenCache, UploadPolicy};
+use crate::api::state::{AppState, Shared, TokenCache, UploadPolicy};
 use crate::cleanup::CleanupJob;
 use crate::config::{BUCKET_IDS, Settings};
 use crate::cors::CorsPolicy;
@@ -126,7 +126,7 @@ impl Application {
                     format!("binding http.metrics-port {}", settings.http.metrics_port)
                 })?;
         let admin = bind_admin(&settings).await?;
-        let state = AppState {
+        let state = AppState::new(Shared {
             db: db.clone(),
             buckets,
             metrics,
@@ -150,7 +150,7 @@ impl Application {
                 None
             },
             limits: RateLimits::from_config(&settings.rate_limit, &settings.internal),
-        };
+        });
         Ok(Self {
             api,
             metrics_listener,
