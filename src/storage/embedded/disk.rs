@@ -6,8 +6,9 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
+use md5::{Digest, Md5};
 use tokio::fs::{self, File, OpenOptions};
-use tokio::io::{AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufWriter};
 
 /// Bytes gathered in memory before they are handed to the file.
 const BUFFER: usize = 256 * 1024;
@@ -114,6 +115,25 @@ impl StagedFile {
         self.len += len;
         self.synced = false;
         Ok(())
+    }
+
+    /// Appends all that `source` yields, each byte also fed to `md5`; how many.
+    pub(super) async fn append_hashed(
+        &mut self,
+        mut source: impl AsyncRead + Unpin,
+        md5: &mut Md5,
+    ) -> io::Result<u64> {
+        let mut buf = vec![0; BUFFER];
+        let mut copied = 0;
+        loop {
+            let n = source.read(&mut buf).await?;
+            if n == 0 {
+                return Ok(copied);
+            }
+            md5.update(&buf[..n]);
+            self.write(&buf[..n]).await?;
+            copied += n as u64;
+        }
     }
 
     /// How many bytes were written.

@@ -128,27 +128,15 @@ impl DurableFs {
             .seek(io::SeekFrom::Start(start))
             .await
             .map_err(failed("read a stored file"))?;
-        let mut source = source.take(len);
         let mut file = self
             .staging
             .create()
             .await
             .map_err(failed("create a staging file"))?;
         let mut md5 = Md5::new();
-        let mut buf = vec![0; READ_BUFFER];
-        loop {
-            let n = source
-                .read(&mut buf)
-                .await
-                .map_err(failed("read a stored file"))?;
-            if n == 0 {
-                break;
-            }
-            md5.update(&buf[..n]);
-            file.write(&buf[..n])
-                .await
-                .map_err(failed("write a staging file"))?;
-        }
+        file.append_hashed(source.take(len), &mut md5)
+            .await
+            .map_err(failed("copy a stored file"))?;
         if file.len() != len {
             return Err(S3Error::internal_error(io::Error::other(
                 "a stored file changed while it was copied",

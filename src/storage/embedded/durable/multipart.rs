@@ -15,7 +15,7 @@ use uuid::Uuid;
 use super::super::disk::{StagedFile, remove_file, sync_dir};
 use super::super::layout::{Attributes, FileIdentity, Internal, PartDigest};
 use super::body::Claims;
-use super::{Conditions, DurableFs, READ_BUFFER, failed, read_if_exists};
+use super::{Conditions, DurableFs, failed, read_if_exists};
 
 /// S3's smallest part, except the last.
 const MIN_PART: u64 = 5 * 1024 * 1024;
@@ -248,7 +248,6 @@ impl DurableFs {
             .await
             .map_err(failed("create a staging file"))?;
         let mut digests = Md5::new();
-        let mut buf = vec![0; READ_BUFFER];
         // A part whose file is the one received is not hashed again: its MD5 was
         // recorded then, and its bytes are copied by the kernel. Any other (a record
         // lost to a crash, a file changed since) is read and hashed.
@@ -264,17 +263,15 @@ impl DurableFs {
                     md5
                 }
                 None => {
-                    let mut reader = opened.take(*len);
                     let mut hasher = Md5::new();
-                    loop {
-                        let n = reader.read(&mut buf).await.map_err(failed("read a part"))?;
-                        if n == 0 {
-                            break;
-                        }
-                        hasher.update(&buf[..n]);
-                        file.write(&buf[..n])
-                            .await
-                            .map_err(failed("write a staging file"))?;
+                    let copied = file
+                        .append_hashed(opened.take(*len), &mut hasher)
+                        .await
+                        .map_err(failed("copy a part"))?;
+                    if copied != *len {
+                        return Err(S3Error::internal_error(io::Error::other(
+                            "a part changed while it was joined",
+                        )));
                     }
                     hasher.finalize().into()
                 }
