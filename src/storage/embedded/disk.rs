@@ -107,33 +107,37 @@ impl StagedFile {
         .await
         .map_err(io::Error::other)??;
         if copied != len {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                format!("the file ended after {copied} of its {len} bytes"),
-            ));
+            return Err(ended_early(copied, len));
         }
         self.len += len;
         self.synced = false;
         Ok(())
     }
 
-    /// Appends all that `source` yields, each byte also fed to `md5`; how many.
+    /// Appends the next `len` bytes of `source`, each also fed to `md5`. Errs if
+    /// `source` ends before them.
     pub(super) async fn append_hashed(
         &mut self,
-        mut source: impl AsyncRead + Unpin,
+        source: impl AsyncRead + Unpin,
+        len: u64,
         md5: &mut Md5,
-    ) -> io::Result<u64> {
+    ) -> io::Result<()> {
+        let mut source = source.take(len);
         let mut buf = vec![0; BUFFER];
         let mut copied = 0;
         loop {
             let n = source.read(&mut buf).await?;
             if n == 0 {
-                return Ok(copied);
+                break;
             }
             md5.update(&buf[..n]);
             self.write(&buf[..n]).await?;
             copied += n as u64;
         }
+        if copied != len {
+            return Err(ended_early(copied, len));
+        }
+        Ok(())
     }
 
     /// How many bytes were written.
@@ -174,6 +178,14 @@ impl Drop for StagedFile {
             let _ = std::fs::remove_file(&self.path);
         }
     }
+}
+
+/// A source that held `copied` of the `len` bytes it was to give.
+fn ended_early(copied: u64, len: u64) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        format!("the file ended after {copied} of its {len} bytes"),
+    )
 }
 
 /// Syncs folder `dir`, so the names made, renamed or removed in it last.
@@ -277,6 +289,31 @@ mod tests {
         let mut short = staging.create().await.unwrap();
         let opened = File::open(&part).await.unwrap();
         let refused = short.append(opened, 300_001).await.unwrap_err();
+        assert_eq!(refused.kind(), io::ErrorKind::UnexpectedEof);
+    }
+
+    #[tokio::test]
+    async fn appending_hashed_copies_and_hashes_the_bytes_asked_for_and_refuses_a_short_source() {
+        let root = tempfile::tempdir().unwrap();
+        let staging = Staging::prepare(root.path().join(".staging")).unwrap();
+        let bytes: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+
+        let mut file = staging.create().await.unwrap();
+        let mut md5 = Md5::new();
+        file.append_hashed(&bytes[..], 200_000, &mut md5)
+            .await
+            .unwrap();
+        assert_eq!(file.len(), 200_000);
+        assert_eq!(md5.finalize(), Md5::digest(&bytes[..200_000]));
+        let dest = root.path().join("object");
+        file.place(&dest).await.unwrap();
+        assert_eq!(std::fs::read(&dest).unwrap(), &bytes[..200_000]);
+
+        let mut short = staging.create().await.unwrap();
+        let refused = short
+            .append_hashed(&bytes[..], 300_001, &mut Md5::new())
+            .await
+            .unwrap_err();
         assert_eq!(refused.kind(), io::ErrorKind::UnexpectedEof);
     }
 

@@ -134,14 +134,9 @@ impl DurableFs {
             .await
             .map_err(failed("create a staging file"))?;
         let mut md5 = Md5::new();
-        file.append_hashed(source.take(len), &mut md5)
+        file.append_hashed(source, len, &mut md5)
             .await
             .map_err(failed("copy a stored file"))?;
-        if file.len() != len {
-            return Err(S3Error::internal_error(io::Error::other(
-                "a stored file changed while it was copied",
-            )));
-        }
         Ok((file, hex::encode(md5.finalize())))
     }
 
