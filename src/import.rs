@@ -306,10 +306,10 @@ async fn send(
     size: u64,
     options: ImportOptions,
 ) -> Result<(Option<String>, String), String> {
-    let mut file = Some(std::fs::File::open(path).map_err(|e| format!("cannot open it: {e}"))?);
+    let file = Arc::new(std::fs::File::open(path).map_err(|e| format!("cannot open it: {e}"))?);
     let storage = |e: StorageError| format!("the primary refused it: {e}");
     if size <= options.multipart_threshold {
-        let (chunks, md5) = read_hashed(&mut file, size).await?;
+        let (chunks, md5) = read_hashed(&file, size).await?;
         let md5 = hex::encode(md5);
         let etag = bucket.put_object(key, chunks).await.map_err(storage)?;
         let etag = proved(bucket, key, size, etag, md5.clone()).await?;
@@ -332,7 +332,7 @@ async fn send(
     let mut number = 1u16;
     while left > 0 {
         let len = left.min(options.part_size);
-        let (chunks, part) = read_hashed(&mut file, len).await?;
+        let (chunks, part) = read_hashed(&file, len).await?;
         let etag = bucket
             .upload_part(key, &upload, number, chunks)
             .await
@@ -364,28 +364,22 @@ async fn send(
 /// Reads the next `len` bytes of `file` in chunks, each hashed as soon as it is read
 /// while it is still in the CPU's cache, and returns them with their MD5. The chunks
 /// are small enough to come from the allocator's reused memory rather than fresh
-/// pages. `file` is lent to a blocking thread for the read and is back after it.
+/// pages. The read runs on a blocking thread.
 async fn read_hashed(
-    file: &mut Option<std::fs::File>,
+    file: &Arc<std::fs::File>,
     len: u64,
 ) -> Result<(Vec<Bytes>, [u8; 16]), String> {
-    let mut taken = file
-        .take()
-        .ok_or_else(|| "it could not be read after an earlier failed read".to_owned())?;
-    let (taken, read) = tokio::task::spawn_blocking(move || {
-        let read = read_chunks(&mut taken, len);
-        (taken, read)
-    })
-    .await
-    .map_err(|e| format!("its read failed: {e}"))?;
-    *file = Some(taken);
-    read.map_err(|e| format!("it changed while it was read: {e}"))
+    let file = Arc::clone(file);
+    tokio::task::spawn_blocking(move || read_chunks(&file, len))
+        .await
+        .map_err(|e| format!("its read failed: {e}"))?
+        .map_err(|e| format!("it changed while it was read: {e}"))
 }
 
 /// Bytes read into each chunk.
 const READ_CHUNK: u64 = 64 * 1024;
 
-fn read_chunks(file: &mut std::fs::File, len: u64) -> std::io::Result<(Vec<Bytes>, [u8; 16])> {
+fn read_chunks(mut file: &std::fs::File, len: u64) -> std::io::Result<(Vec<Bytes>, [u8; 16])> {
     use std::io::Read;
     let mut chunks = Vec::with_capacity(usize::try_from(len.div_ceil(READ_CHUNK)).unwrap_or(0));
     let mut md5 = Md5::new();
