@@ -29,6 +29,7 @@ mod process;
 mod reconcile;
 mod reliability;
 mod replication;
+mod s3port;
 mod scrub;
 mod soak;
 mod sqlite_durability;

@@ -14,6 +14,8 @@ use s3s::{S3Error, S3Result, s3_error};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::access::check_key;
+
 /// The paths of one s3s-fs root.
 #[derive(Debug)]
 pub(super) struct Layout {
@@ -45,9 +47,12 @@ impl Layout {
         }
     }
 
-    /// Object `key`'s file in `bucket`. A key that would climb out of its bucket is
-    /// refused.
+    /// Object `key`'s file in `bucket`. Only a canonical key has one (`check_key`), so
+    /// no file is reached under two keys, and none outside its bucket.
     pub(super) fn object(&self, bucket: &str, key: &str) -> S3Result<PathBuf> {
+        if let Err(why) = check_key(key) {
+            return Err(s3_error!(InvalidArgument, "the object key {why}"));
+        }
         let mut path = self.bucket(bucket)?;
         let mut named = false;
         for component in Path::new(key).components() {
@@ -94,6 +99,13 @@ impl Layout {
     /// The record of multipart upload `upload`: the access key that began it.
     pub(super) fn upload(&self, upload: &Uuid) -> PathBuf {
         self.root.join(format!(".upload-{upload}.json"))
+    }
+
+    /// The bucket and key multipart upload `upload` was begun for (`UploadKey`). Its
+    /// name starts like the parts', so s3s-fs's abort removes it with them, and its
+    /// listing of parts skips it.
+    pub(super) fn upload_key(&self, upload: &Uuid) -> PathBuf {
+        self.root.join(format!(".upload_id-{upload}.key.json"))
     }
 
     /// Part `part` of multipart upload `upload`.
@@ -214,6 +226,13 @@ impl Attributes {
     }
 }
 
+/// What a multipart upload was begun for: its parts and its completion go there only.
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct UploadKey {
+    pub bucket: String,
+    pub key: String,
+}
+
 /// An object's ETag and checksums, as its `.internal.json` holds them.
 #[derive(Debug, Default)]
 pub(super) struct Internal(serde_json::Map<String, serde_json::Value>);
@@ -261,6 +280,17 @@ impl Internal {
         self.0.insert("e_tag".to_owned(), e_tag.into());
     }
 
+    /// The multipart upload whose completion wrote the object, so that a repeated
+    /// completion can answer as the first did. s3s-fs ignores the field.
+    pub(super) fn upload(&self) -> Option<&str> {
+        self.0.get("museum_upload_id").and_then(|v| v.as_str())
+    }
+
+    pub(super) fn set_upload(&mut self, upload: &Uuid) {
+        self.0
+            .insert("museum_upload_id".to_owned(), upload.to_string().into());
+    }
+
     /// The `.internal.json` bytes.
     pub(super) fn to_json(&self) -> S3Result<Vec<u8>> {
         serde_json::to_vec(&self.0).map_err(S3Error::internal_error)
@@ -278,11 +308,16 @@ mod tests {
             layout.object("b2-eu-cen", "5/abc").unwrap(),
             Path::new("/data/s3/b2-eu-cen/5/abc")
         );
-        assert_eq!(
-            layout.object("b2-eu-cen", "5/./abc").unwrap(),
-            Path::new("/data/s3/b2-eu-cen/5/abc")
-        );
-        for key in ["../scw-eu-fr-v3/x", "5/../../x", "/etc/passwd", "", "."] {
+        for key in [
+            "../scw-eu-fr-v3/x",
+            "5/../../x",
+            "/etc/passwd",
+            "",
+            ".",
+            "5/./abc",
+            "5//abc",
+            "5/abc/",
+        ] {
             assert!(layout.object("b2-eu-cen", key).is_err(), "{key:?}");
         }
         assert!(layout.bucket("..").is_err());

@@ -2,6 +2,7 @@
 //! fresh checkout runs with no other process. Its writes go through museum's own path
 //! (`durable`): atomic, checked and synced before they are acknowledged.
 
+mod access;
 mod disk;
 mod durable;
 mod layout;
@@ -70,6 +71,7 @@ pub async fn serve(
         auth.register(key.clone(), secret.clone().into());
     }
     builder.set_auth(auth);
+    builder.set_access(access::MuseumAccess);
     // s3s logs every refused request at ERROR, though a 404 or 403 is a client's
     // business; its own logs are off by default (telemetry), and answers are logged
     // here instead: server errors at WARN, refusals at DEBUG. Never the URI, which

@@ -1,9 +1,11 @@
-//! The embedded S3 server's store: s3s-fs answers reads, listings and deletes, and
-//! museum writes every object and part itself (PUT, part upload, part copy, multipart
-//! creation and completion, copy). Each write goes to a staging file, is checked (its
-//! signed length, Content-MD5, checksums, part ETags), synced, and only then renamed
-//! into place; the folders it changed are synced before the answer. So a refused
-//! request changes nothing, and an acknowledged one survives a crash.
+//! The embedded S3 server's store: s3s-fs answers reads and listings, and museum writes
+//! and deletes every object and part itself (PUT, part upload, multipart creation and
+//! completion, delete). Each write goes to a staging file, is checked (its signed
+//! length, Content-MD5, checksums, part ETags), synced, and only then renamed into
+//! place; the folders it changed are synced before the answer. So a refused request
+//! changes nothing, and an acknowledged one survives a crash. A delete takes the
+//! object's records (ETag, metadata) and its emptied folders with it. Server-side copy
+//! is not served (`access` refuses it before it gets here).
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
@@ -12,18 +14,17 @@ use std::path::{Path, PathBuf};
 
 use md5::{Digest, Md5};
 use s3s::dto::*;
-use s3s::{S3, S3Error, S3Request, S3Response, S3Result, s3_error};
+use s3s::{S3, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 use s3s_fs::FileSystem;
 use tokio::fs::{self, File};
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::io::AsyncReadExt;
 use tokio::sync::{Mutex, MutexGuard};
 
 use self::body::Claims;
 use super::disk::{StagedFile, Staging, create_dirs, remove_file, sync_dir};
 use super::layout::{Attributes, Internal, Layout};
 
-/// The metadata of a PUT, a multipart creation or a copy request, whose fields share
-/// their names.
+/// The metadata of a PUT or a multipart creation, whose fields share their names.
 macro_rules! attributes_of {
     ($input:ident) => {
         Attributes {
@@ -100,8 +101,29 @@ impl DurableFs {
         self.locks[index].lock().await
     }
 
-    /// Where object `key` of `bucket` goes; the bucket must exist.
+    /// Where object `key` of `bucket` goes; the bucket must exist. A key that is the
+    /// folder of stored objects (`a/b` beside `a/b/c`), or that has a stored object
+    /// for a folder (`a/b/c` beside `a/b`), is refused: one file cannot be both.
     async fn target(&self, bucket: &str, key: &str) -> S3Result<Target> {
+        let target = self.locate(bucket, key).await?;
+        let bucket_dir = self.layout.bucket(bucket)?;
+        let path = &target.path;
+        let mut folder = path.parent();
+        while let Some(dir) = folder.filter(|dir| *dir != bucket_dir) {
+            if fs::symlink_metadata(dir).await.is_ok_and(|m| !m.is_dir()) {
+                return Err(key_conflict("a folder of this key is a stored object"));
+            }
+            folder = dir.parent();
+        }
+        if fs::symlink_metadata(path).await.is_ok_and(|m| m.is_dir()) {
+            return Err(key_conflict("this key is the folder of stored objects"));
+        }
+        Ok(target)
+    }
+
+    /// Object `key` of `bucket`, whose folder must exist; for a delete, where a key
+    /// that is a folder of stored objects deletes nothing rather than being refused.
+    async fn locate(&self, bucket: &str, key: &str) -> S3Result<Target> {
         let bucket_dir = self.layout.bucket(bucket)?;
         if !fs::metadata(&bucket_dir).await.is_ok_and(|m| m.is_dir()) {
             return Err(s3_error!(NoSuchBucket));
@@ -113,31 +135,43 @@ impl DurableFs {
         })
     }
 
-    /// Copies `len` bytes of stored file `path` from `start` into a staging file;
-    /// returns it with the MD5 of the bytes.
-    async fn stage_copy(
-        &self,
-        path: &Path,
-        start: u64,
-        len: u64,
-    ) -> S3Result<(StagedFile, String)> {
-        let mut source = File::open(path)
+    /// Deletes object `target` (none there is no error, as on S3), then its records
+    /// and the folders it leaves empty, synced before this returns.
+    async fn remove_object(&self, target: &Target) -> S3Result<()> {
+        let _guard = self.lock(&target.path).await;
+        let root = self.layout.root();
+        let removed = match fs::symlink_metadata(&target.path).await {
+            Ok(m) if m.is_dir() => false,
+            Ok(_) => remove_file(&target.path)
+                .await
+                .map_err(failed("remove an object"))?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+            Err(e) => return Err(failed("look for an object")(e)),
+        };
+        let record = remove_file(&self.layout.internal(&target.bucket, &target.key))
             .await
-            .map_err(|e| s3_error!(e, NoSuchKey))?;
-        source
-            .seek(io::SeekFrom::Start(start))
+            .map_err(failed("remove an ETag record"))?;
+        let metadata = remove_file(&self.layout.metadata(&target.bucket, &target.key, None))
             .await
-            .map_err(failed("read a stored file"))?;
-        let mut file = self
-            .staging
-            .create()
-            .await
-            .map_err(failed("create a staging file"))?;
-        let mut md5 = Md5::new();
-        file.append_hashed(source, len, &mut md5)
-            .await
-            .map_err(failed("copy a stored file"))?;
-        Ok((file, hex::encode(md5.finalize())))
+            .map_err(failed("remove an object's metadata"))?;
+        if !(removed || record || metadata) {
+            return Ok(());
+        }
+        let bucket_dir = self.layout.bucket(&target.bucket)?;
+        let mut folder = target.path.parent().unwrap_or(root).to_owned();
+        // Emptied folders go too, or a key that was one could never be written.
+        while folder != bucket_dir && folder.starts_with(&bucket_dir) {
+            if fs::remove_dir(&folder).await.is_err() {
+                break;
+            }
+            match folder.parent() {
+                Some(parent) => folder = parent.to_owned(),
+                None => break,
+            }
+        }
+        tokio::try_join!(sync_dir(root), sync_dir(&folder))
+            .map_err(failed("sync an object's folders"))?;
+        Ok(())
     }
 
     /// Checks `conditions` against object `target` as it stands.
@@ -290,6 +324,17 @@ impl DurableFs {
     }
 }
 
+/// Whether folder `dir` holds a file anywhere below it (empty folders do not count).
+fn holds_a_file(dir: &Path) -> io::Result<bool> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if !entry.file_type()?.is_dir() || holds_a_file(&entry.path())? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 /// An object about to be written.
 #[derive(Debug)]
 struct Target {
@@ -312,6 +357,16 @@ fn failed(what: &'static str) -> impl FnOnce(io::Error) -> S3Error {
         tracing::warn!(error.message = %e, "embedded S3 could not {what}");
         S3Error::internal_error(e)
     }
+}
+
+/// A write refused because its key and a stored object's are a file and its folder.
+fn key_conflict(why: &str) -> S3Error {
+    let mut error = S3Error::with_message(
+        S3ErrorCode::Custom("ObjectKeyConflict".into()),
+        format!("{why}; an object and a folder of objects cannot share a name here"),
+    );
+    error.set_status_code(http::StatusCode::CONFLICT);
+    error
 }
 
 /// `path`'s bytes, if the file exists.
@@ -396,107 +451,11 @@ impl S3 for DurableFs {
         self.put_part(req).await
     }
 
-    async fn upload_part_copy(
-        &self,
-        req: S3Request<UploadPartCopyInput>,
-    ) -> S3Result<S3Response<UploadPartCopyOutput>> {
-        self.copy_part(req).await
-    }
-
     async fn complete_multipart_upload(
         &self,
         req: S3Request<CompleteMultipartUploadInput>,
     ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
         self.complete_upload(req).await
-    }
-
-    async fn copy_object(
-        &self,
-        req: S3Request<CopyObjectInput>,
-    ) -> S3Result<S3Response<CopyObjectOutput>> {
-        let input = req.input;
-        let CopySource::Bucket {
-            bucket: source_bucket,
-            key: source_key,
-            ..
-        } = &input.copy_source
-        else {
-            return Err(s3_error!(NotImplemented));
-        };
-        let source = self.layout.object(source_bucket, source_key)?;
-        let target = self.target(&input.bucket, &input.key).await?;
-        let stat = fs::metadata(&source)
-            .await
-            .map_err(|e| s3_error!(e, NoSuchKey))?;
-        if stat.is_dir() {
-            return Err(s3_error!(NoSuchKey));
-        }
-        let modified = Timestamp::from(stat.modified().map_err(failed("read a file's time"))?);
-        let source_internal = Internal::load(&self.layout.internal(source_bucket, source_key))
-            .await
-            .map_err(failed("read an object's ETag"))?;
-
-        // S3's order: If-Match overrides If-Unmodified-Since, If-None-Match overrides
-        // If-Modified-Since.
-        if let Some(condition) = &input.copy_source_if_match {
-            let current = self.e_tag_of(source_bucket, source_key, &source).await?;
-            if !condition.is_any() && !condition.as_etag().is_some_and(|e| current.strong_cmp(e)) {
-                return Err(s3_error!(PreconditionFailed));
-            }
-        } else if input
-            .copy_source_if_unmodified_since
-            .as_ref()
-            .is_some_and(|since| modified > *since)
-        {
-            return Err(s3_error!(PreconditionFailed));
-        }
-        if let Some(condition) = &input.copy_source_if_none_match {
-            let current = self.e_tag_of(source_bucket, source_key, &source).await?;
-            if condition.is_any() || condition.as_etag().is_some_and(|e| current.weak_cmp(e)) {
-                return Err(s3_error!(PreconditionFailed));
-            }
-        } else if input
-            .copy_source_if_modified_since
-            .as_ref()
-            .is_some_and(|since| modified <= *since)
-        {
-            return Err(s3_error!(PreconditionFailed));
-        }
-
-        let (file, md5) = self.stage_copy(&source, 0, stat.len()).await?;
-        // A multipart object keeps its ETag through a copy.
-        let e_tag = source_internal
-            .as_ref()
-            .and_then(Internal::e_tag)
-            .map_or(md5, ETag::into_value);
-        let replace = input
-            .metadata_directive
-            .as_ref()
-            .is_some_and(|d| d.as_str() == MetadataDirective::REPLACE);
-        let metadata = if replace {
-            let attributes = attributes_of!(input);
-            attributes.to_json()?
-        } else {
-            read_if_exists(&self.layout.metadata(source_bucket, source_key, None))
-                .await
-                .map_err(failed("read an object's metadata"))?
-        };
-        let mut internal = source_internal.unwrap_or_default();
-        internal.set_e_tag(&e_tag);
-        self.publish(&target, file, metadata, internal, &Conditions::default())
-            .await?;
-        let last_modified = fs::metadata(&target.path)
-            .await
-            .and_then(|m| m.modified())
-            .map_err(failed("read a file's time"))?;
-        Ok(S3Response::new(CopyObjectOutput {
-            copy_object_result: Some(CopyObjectResult {
-                e_tag: Some(ETag::Strong(e_tag)),
-                last_modified: Some(Timestamp::from(last_modified)),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }))
     }
 
     async fn create_bucket(
@@ -510,39 +469,99 @@ impl S3 for DurableFs {
         Ok(answer)
     }
 
-    // s3s-fs as it is: reads, listings and deletes.
-
     async fn abort_multipart_upload(
         &self,
         req: S3Request<AbortMultipartUploadInput>,
     ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
-        // An upload that is gone (completed or aborted) is 404 NoSuchUpload, as on S3;
-        // s3s-fs answers 403 AccessDenied.
-        self.owned_upload(&req.input.upload_id, req.credentials.as_ref())
-            .await?;
+        // An upload that is gone (completed or aborted), or that is another key's, is
+        // 404 NoSuchUpload, as on S3; s3s-fs answers 403 AccessDenied.
+        let input = &req.input;
+        self.owned_upload(
+            &input.upload_id,
+            req.credentials.as_ref(),
+            &input.bucket,
+            &input.key,
+        )
+        .await?;
         self.inner.abort_multipart_upload(req).await
     }
 
+    /// Only an empty bucket is deleted (S3's BucketNotEmpty otherwise); s3s-fs
+    /// removes the folder with everything in it.
     async fn delete_bucket(
         &self,
         req: S3Request<DeleteBucketInput>,
     ) -> S3Result<S3Response<DeleteBucketOutput>> {
-        self.inner.delete_bucket(req).await
+        let path = self.layout.bucket(&req.input.bucket)?;
+        let walked = path.clone();
+        let holds = tokio::task::spawn_blocking(move || holds_a_file(&walked))
+            .await
+            .map_err(|_| s3_error!(InternalError, "the bucket's walk stopped"))?;
+        match holds {
+            Ok(true) => return Err(s3_error!(BucketNotEmpty)),
+            Ok(false) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(s3_error!(NoSuchBucket));
+            }
+            Err(e) => return Err(failed("look into a bucket")(e)),
+        }
+        fs::remove_dir_all(&path)
+            .await
+            .map_err(failed("remove a bucket"))?;
+        sync_dir(self.layout.root())
+            .await
+            .map_err(failed("sync the store"))?;
+        Ok(S3Response::new(DeleteBucketOutput {}))
     }
 
     async fn delete_object(
         &self,
         req: S3Request<DeleteObjectInput>,
     ) -> S3Result<S3Response<DeleteObjectOutput>> {
-        self.inner.delete_object(req).await
+        let input = req.input;
+        let target = self.locate(&input.bucket, &input.key).await?;
+        self.remove_object(&target).await?;
+        Ok(S3Response::new(DeleteObjectOutput::default()))
     }
 
+    /// Each key as `delete_object` deletes it; one that cannot be is listed with its
+    /// error, as on S3, and the others are still deleted.
     async fn delete_objects(
         &self,
         req: S3Request<DeleteObjectsInput>,
     ) -> S3Result<S3Response<DeleteObjectsOutput>> {
-        self.inner.delete_objects(req).await
+        let input = req.input;
+        let quiet = input.delete.quiet.unwrap_or(false);
+        let (mut deleted, mut errors) = (Vec::new(), Vec::new());
+        for object in input.delete.objects {
+            let result = match self.locate(&input.bucket, &object.key).await {
+                Ok(target) => self.remove_object(&target).await,
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(()) if quiet => {}
+                Ok(()) => deleted.push(DeletedObject {
+                    key: Some(object.key),
+                    version_id: object.version_id,
+                    ..Default::default()
+                }),
+                Err(e) if *e.code() == S3ErrorCode::NoSuchBucket => return Err(e),
+                Err(e) => errors.push(Error {
+                    code: Some(e.code().as_str().to_owned()),
+                    key: Some(object.key),
+                    message: e.message().map(str::to_owned),
+                    version_id: object.version_id,
+                }),
+            }
+        }
+        Ok(S3Response::new(DeleteObjectsOutput {
+            deleted: Some(deleted),
+            errors: (!errors.is_empty()).then_some(errors),
+            ..Default::default()
+        }))
     }
+
+    // s3s-fs as it is: reads and listings.
 
     async fn get_bucket_location(
         &self,
@@ -684,6 +703,14 @@ impl S3 for DurableFs {
         &self,
         req: S3Request<ListPartsInput>,
     ) -> S3Result<S3Response<ListPartsOutput>> {
+        let input = &req.input;
+        self.owned_upload(
+            &input.upload_id,
+            req.credentials.as_ref(),
+            &input.bucket,
+            &input.key,
+        )
+        .await?;
         self.inner.list_parts(req).await
     }
 }

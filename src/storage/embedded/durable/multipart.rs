@@ -1,6 +1,9 @@
-//! Multipart uploads on the embedded server: creation, parts (uploaded or copied) and
-//! completion, each staged, checked and synced like a PUT, in s3s-fs's layout so that
-//! s3s-fs can list and abort them.
+//! Multipart uploads on the embedded server: creation, parts and completion, each
+//! staged, checked and synced like a PUT, in s3s-fs's layout so that s3s-fs can list
+//! and abort them. An upload belongs to the access key and the bucket and key it was
+//! begun with: a part or a completion for any other is NoSuchUpload. A completion
+//! repeated after it succeeded answers as the first did, as S3 does, for clients that
+//! retry one whose answer was lost.
 
 use std::io;
 
@@ -12,7 +15,7 @@ use tokio::fs::{self, File};
 use uuid::Uuid;
 
 use super::super::disk::{StagedFile, remove_file, sync_dir};
-use super::super::layout::{Attributes, FileIdentity, Internal, PartDigest};
+use super::super::layout::{Attributes, FileIdentity, Internal, PartDigest, UploadKey};
 use super::body::Claims;
 use super::{Conditions, DurableFs, failed, read_if_exists};
 
@@ -20,20 +23,37 @@ use super::{Conditions, DurableFs, failed, read_if_exists};
 const MIN_PART: u64 = 5 * 1024 * 1024;
 
 impl DurableFs {
-    /// Multipart upload `id`, which must exist and have been begun with `credentials`.
+    /// Multipart upload `id`, which must exist and have been begun with `credentials`
+    /// for `key` of `bucket`.
     pub(super) async fn owned_upload(
         &self,
         id: &str,
         credentials: Option<&Credentials>,
+        bucket: &str,
+        key: &str,
     ) -> S3Result<Uuid> {
         let upload = Uuid::parse_str(id).map_err(|_| s3_error!(NoSuchUpload))?;
-        let owner: Option<String> = match fs::read(self.layout.upload(&upload)).await {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(S3Error::internal_error)?,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(s3_error!(NoSuchUpload)),
+        let owner: Option<String> = match read_if_exists(&self.layout.upload(&upload)).await {
+            Ok(Some(bytes)) => serde_json::from_slice(&bytes).map_err(S3Error::internal_error)?,
+            Ok(None) => return Err(s3_error!(NoSuchUpload)),
             Err(e) => return Err(failed("read an upload's record")(e)),
         };
         if owner.as_deref() != credentials.map(|c| c.access_key.as_str()) {
             return Err(s3_error!(AccessDenied));
+        }
+        let begun_for: Option<UploadKey> = read_if_exists(&self.layout.upload_key(&upload))
+            .await
+            .map_err(failed("read an upload's key"))?
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok());
+        let asked = UploadKey {
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+        };
+        if begun_for.as_ref() != Some(&asked) {
+            return Err(s3_error!(
+                NoSuchUpload,
+                "the upload was not begun for this key"
+            ));
         }
         Ok(upload)
     }
@@ -111,6 +131,16 @@ impl DurableFs {
                 .await
                 .map_err(failed("write an upload's metadata"))?;
         }
+        let begun_for = serde_json::to_vec(&UploadKey {
+            bucket: input.bucket.clone(),
+            key: input.key.clone(),
+        })
+        .map_err(S3Error::internal_error)?;
+        // The key first: an upload record is never without it.
+        self.staging
+            .write_file(&self.layout.upload_key(&upload), &begun_for)
+            .await
+            .map_err(failed("write an upload's key"))?;
         self.staging
             .write_file(&self.layout.upload(&upload), &owner)
             .await
@@ -139,7 +169,12 @@ impl DurableFs {
         } = req;
         check_part_number(input.part_number)?;
         let upload = self
-            .owned_upload(&input.upload_id, credentials.as_ref())
+            .owned_upload(
+                &input.upload_id,
+                credentials.as_ref(),
+                &input.bucket,
+                &input.key,
+            )
             .await?;
         let claims = claims_of!(input);
         let received = self.receive(input.body, claims, trailing_headers).await?;
@@ -157,37 +192,18 @@ impl DurableFs {
         }))
     }
 
-    /// Copies a range of a stored object as a part, synced.
-    pub(super) async fn copy_part(
-        &self,
-        req: S3Request<UploadPartCopyInput>,
-    ) -> S3Result<S3Response<UploadPartCopyOutput>> {
-        let S3Request {
-            input, credentials, ..
-        } = req;
-        check_part_number(input.part_number)?;
-        let upload = self
-            .owned_upload(&input.upload_id, credentials.as_ref())
-            .await?;
-        let CopySource::Bucket { bucket, key, .. } = &input.copy_source else {
-            return Err(s3_error!(NotImplemented));
+    /// The ETag of object `key` of `bucket` if upload `id`'s completion wrote it and
+    /// it has not been replaced since.
+    async fn completed_by(&self, bucket: &str, key: &str, id: &str) -> S3Result<Option<ETag>> {
+        let Ok(upload) = Uuid::parse_str(id) else {
+            return Ok(None);
         };
-        let source = self.layout.object(bucket, key)?;
-        let size = fs::metadata(&source)
+        let record = Internal::load(&self.layout.internal(bucket, key))
             .await
-            .map_err(|e| s3_error!(e, NoSuchKey))?
-            .len();
-        let (start, len) = copy_range(input.copy_source_range.as_deref(), size)?;
-        let (file, e_tag) = self.stage_copy(&source, start, len).await?;
-        self.place_part(file, &upload, input.part_number, &e_tag)
-            .await?;
-        Ok(S3Response::new(UploadPartCopyOutput {
-            copy_part_result: Some(CopyPartResult {
-                e_tag: Some(ETag::Strong(e_tag)),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }))
+            .map_err(failed("read an object's ETag"))?;
+        Ok(record
+            .filter(|r| r.upload() == Some(upload.to_string().as_str()))
+            .and_then(|r| r.e_tag()))
     }
 
     /// Joins the parts listed, checking each against the ETag given for it, and puts
@@ -206,8 +222,24 @@ impl DurableFs {
         if parts.is_empty() {
             return Err(s3_error!(InvalidPart, "You must specify at least one part"));
         }
+        if let Some(e_tag) = self
+            .completed_by(&input.bucket, &input.key, &input.upload_id)
+            .await?
+        {
+            return Ok(S3Response::new(CompleteMultipartUploadOutput {
+                bucket: Some(input.bucket),
+                key: Some(input.key),
+                e_tag: Some(e_tag),
+                ..Default::default()
+            }));
+        }
         let upload = self
-            .owned_upload(&input.upload_id, credentials.as_ref())
+            .owned_upload(
+                &input.upload_id,
+                credentials.as_ref(),
+                &input.bucket,
+                &input.key,
+            )
             .await?;
         let target = self.target(&input.bucket, &input.key).await?;
         let conditions = Conditions {
@@ -286,14 +318,10 @@ impl DurableFs {
         let metadata = read_if_exists(&upload_metadata)
             .await
             .map_err(failed("read an upload's metadata"))?;
-        self.publish(
-            &target,
-            file,
-            metadata,
-            Internal::new(&e_tag, &Checksum::default()),
-            &conditions,
-        )
-        .await?;
+        let mut internal = Internal::new(&e_tag, &Checksum::default());
+        internal.set_upload(&upload);
+        self.publish(&target, file, metadata, internal, &conditions)
+            .await?;
 
         // Done with the upload. A crash before these removals leaves them for the
         // cleanup's abort; the object is in place either way.
@@ -307,6 +335,9 @@ impl DurableFs {
         remove_file(&upload_metadata)
             .await
             .map_err(failed("remove an upload's metadata"))?;
+        remove_file(&self.layout.upload_key(&upload))
+            .await
+            .map_err(failed("remove an upload's key"))?;
         remove_file(&self.layout.upload(&upload))
             .await
             .map_err(failed("remove an upload's record"))?;
@@ -319,28 +350,6 @@ impl DurableFs {
     }
 }
 
-/// The `(start, length)` of `range` (`bytes=first-last`) in a file of `size` bytes.
-fn copy_range(range: Option<&str>, size: u64) -> S3Result<(u64, u64)> {
-    let Some(range) = range else {
-        return Ok((0, size));
-    };
-    let bad = || s3_error!(InvalidArgument, "the copy range is not bytes=first-last");
-    let (first, last) = range
-        .strip_prefix("bytes=")
-        .and_then(|r| r.split_once('-'))
-        .ok_or_else(bad)?;
-    let first: u64 = first.parse().map_err(|_| bad())?;
-    let last: u64 = if last.is_empty() {
-        size.saturating_sub(1)
-    } else {
-        last.parse().map_err(|_| bad())?
-    };
-    if first > last || last >= size {
-        return Err(s3_error!(InvalidRange));
-    }
-    Ok((first, last - first + 1))
-}
-
 /// A part number S3 allows.
 fn check_part_number(number: i32) -> S3Result<()> {
     if (1..=10_000).contains(&number) {
@@ -350,20 +359,5 @@ fn check_part_number(number: i32) -> S3Result<()> {
             InvalidArgument,
             "Part number must be an integer between 1 and 10000, inclusive"
         ))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn copy_ranges_follow_s3() {
-        assert_eq!(copy_range(None, 10).unwrap(), (0, 10));
-        assert_eq!(copy_range(Some("bytes=2-5"), 10).unwrap(), (2, 4));
-        assert_eq!(copy_range(Some("bytes=2-"), 10).unwrap(), (2, 8));
-        for bad in ["2-5", "bytes=a-5", "bytes=5", "bytes=6-5", "bytes=0-10"] {
-            assert!(copy_range(Some(bad), 10).is_err(), "{bad}");
-        }
     }
 }
