@@ -199,7 +199,10 @@ pub struct Failed;
 /// Loads the configuration, printing each warning; a bad configuration is an error
 /// listing every problem.
 fn load_settings() -> anyhow::Result<Settings> {
-    let loaded = config::load(&Sources::from_process())?;
+    let mut loaded = config::load(&Sources::from_process())?;
+    // Every command talks to the embedded server with the keys it made (only
+    // `serve` makes them, on its first start).
+    crate::storage::embedded::keys::adopt(&mut loaded.settings.s3, false)?;
     crate::telemetry::init(
         loaded.settings.log.format,
         loaded.settings.events.webhook_url.as_ref(),

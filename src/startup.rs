@@ -422,6 +422,14 @@ async fn bind_admin(settings: &Settings) -> anyhow::Result<Option<(TcpListener, 
 /// Starts the embedded S3 server for every present bucket. With port 0 in
 /// `s3.embedded-address`, the buckets' endpoints are pointed at the port bound.
 async fn start_embedded(settings: &mut Settings) -> anyhow::Result<(SocketAddr, DropGuard)> {
+    let adopted = embedded::keys::adopt(&mut settings.s3, true)?;
+    embedded::keys::check_exposure(&settings.s3)?;
+    if adopted == embedded::keys::Adopted::Generated {
+        tracing::info!(
+            keys = %embedded::keys::keys_path(&settings.s3).display(),
+            "the embedded S3 server uses the keys it made on its first start"
+        );
+    }
     let address = settings.s3.embedded_address.clone();
     let listener = TcpListener::bind(&address)
         .await

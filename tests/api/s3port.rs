@@ -466,3 +466,161 @@ async fn a_deleted_object_leaves_no_record_behind() {
         "emptied folders left behind: {folders:?}"
     );
 }
+
+/// A signed `ListObjectsV2` of `bucket` on the server at `addr` with `key`/`secret`;
+/// its status, or `None` when nothing answers there.
+async fn list_with(addr: &str, bucket: &str, key: &str, secret: &str) -> Option<u16> {
+    let endpoint = format!("http://{addr}").parse().unwrap();
+    let bucket = rusty_s3::Bucket::new(
+        endpoint,
+        rusty_s3::UrlStyle::Path,
+        bucket.to_owned(),
+        "eu-central-2",
+    )
+    .unwrap();
+    let credentials = rusty_s3::Credentials::new(key, secret);
+    let url = rusty_s3::S3Action::sign(
+        &rusty_s3::actions::ListObjectsV2::new(&bucket, Some(&credentials)),
+        crate::embedded::TTL,
+    );
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(5))
+        .build()
+        .unwrap();
+    client
+        .get(url)
+        .send()
+        .await
+        .ok()
+        .map(|r| r.status().as_u16())
+}
+
+/// The embedded server's address, from an upload URL museum issues.
+async fn embedded_addr(base: &str, token: &str) -> String {
+    let urls: serde_json::Value = reqwest::Client::new()
+        .get(format!("{base}/files/upload-urls?count=1"))
+        .header("X-Auth-Token", token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let url = reqwest::Url::parse(urls["urls"][0]["url"].as_str().unwrap()).unwrap();
+    format!("{}:{}", url.host_str().unwrap(), url.port().unwrap())
+}
+
+/// The shipped keys unlock nothing: the embedded default makes its own on its first
+/// start and keeps them under `data/s3/` (0600). It listens on loopback, so other host
+/// addresses reach nothing; on an address other hosts can reach, it starts only with
+/// keys the operator set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_default_makes_its_own_keys_and_opens_to_other_hosts_only_with_the_operators()
+{
+    use crate::binary::{Killed, create_token, free_port, museum, wait_for_ping};
+    use std::process::Stdio;
+    let dir = crate::binary::checkout_copy();
+    let (api, metrics) = (free_port(), free_port());
+    let serve = |envs: &[(String, String)]| {
+        let mut cmd = museum(dir.path(), api, metrics);
+        for (name, value) in envs {
+            cmd.env(name, value);
+        }
+        cmd.stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let child = Killed(serve(&[]));
+    let base = format!("http://127.0.0.1:{api}");
+    wait_for_ping(&base).await;
+    let token = create_token(dir.path(), api, metrics, 9);
+    let addr = embedded_addr(&base, &token).await;
+    let port = addr.rsplit(':').next().unwrap().to_owned();
+    let bytes = crate::helpers::bytes_of(2048, 5);
+    let client = reqwest::Client::new();
+    let (_, object) = crate::binary::upload(&client, &base, &token, &bytes).await;
+    let stored = dir.path().join("data/s3").join(PRIMARY).join(&object);
+    let mut tries = 0;
+
+    let shipped = list_with(&addr, PRIMARY, "museum-local", "museum-local-secret").await;
+    tries += 1;
+    assert_eq!(
+        shipped,
+        Some(403),
+        "the shipped keys opened the embedded server"
+    );
+    let kept = dir.path().join("data/s3/.museum-keys");
+    let pair: serde_json::Value = serde_json::from_slice(&std::fs::read(&kept).unwrap()).unwrap();
+    let (key, secret) = (
+        pair["key"].as_str().unwrap().to_owned(),
+        pair["secret"].as_str().unwrap().to_owned(),
+    );
+    assert_eq!(list_with(&addr, PRIMARY, &key, &secret).await, Some(200));
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(&kept).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "the kept keys are the owner's only");
+    // Another host address of this machine reaches nothing, keys or not.
+    let other = format!("127.0.0.2:{port}");
+    assert_eq!(list_with(&other, PRIMARY, &key, &secret).await, None);
+    tries += 1;
+    drop(child);
+
+    // Every interface, with the shipped or generated keys: refused, naming the keys.
+    let open = (
+        "ENTE_S3_EMBEDDED_ADDRESS".to_owned(),
+        "0.0.0.0:0".to_owned(),
+    );
+    let mut refused = serve(std::slice::from_ref(&open));
+    let exit = tokio::task::spawn_blocking(move || {
+        let status = refused.wait().unwrap();
+        let mut err = String::new();
+        std::io::Read::read_to_string(refused.stderr.as_mut().unwrap(), &mut err).unwrap();
+        (status, err)
+    });
+    let (status, err) = tokio::time::timeout(std::time::Duration::from_secs(30), exit)
+        .await
+        .expect("museum started on every interface with keys it did not get from the operator")
+        .unwrap();
+    tries += 1;
+    assert!(!status.success());
+    assert!(err.contains("s3.b2-eu-cen.key/secret"), "{err}");
+    assert!(err.contains("s3.embedded-address"), "{err}");
+    assert!(!err.contains(&secret), "the kept secret reached the logs");
+
+    // With the operator's own keys it starts there, and answers other addresses.
+    let own_secret = "an-operator-secret-of-some-length".to_owned();
+    let mut envs = vec![open];
+    for id in ["B2_EU_CEN", "WASABI_EU_CENTRAL_2_V3", "SCW_EU_FR_V3"] {
+        envs.push((format!("ENTE_S3_{id}_KEY"), "operator".to_owned()));
+        envs.push((format!("ENTE_S3_{id}_SECRET"), own_secret.clone()));
+    }
+    let child = Killed(serve(&envs));
+    wait_for_ping(&base).await;
+    let addr = embedded_addr(&base, &token).await;
+    let port = addr.rsplit(':').next().unwrap();
+    let other = format!("127.0.0.2:{port}");
+    assert_eq!(
+        list_with(&other, PRIMARY, "operator", &own_secret).await,
+        Some(200)
+    );
+    for (key, secret) in [
+        ("museum-local", "museum-local-secret"),
+        (key.as_str(), secret.as_str()),
+    ] {
+        tries += 1;
+        assert_eq!(list_with(&other, PRIMARY, key, secret).await, Some(403));
+    }
+    drop(child);
+    let lost = usize::from(std::fs::read(&stored).ok() != Some(bytes));
+    assert_eq!(lost, 0, "the object changed");
+    Reliability {
+        fault: "the embedded default's shipped keys, from this host and from another host address",
+        injections: tries,
+        checked: 1,
+        lost,
+        stuck: 0,
+        note: "shipped keys: 403; another address on the default: no answer; every interface without the operator's keys: refused to start",
+    }
+    .record();
+}

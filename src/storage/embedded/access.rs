@@ -78,12 +78,9 @@ fn signed_headers(headers: &http::HeaderMap, query: Option<&str>) -> Option<Vec<
     }
     let authorization = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
     let fields = authorization.strip_prefix("AWS4-HMAC-SHA256")?;
-    fields.split(',').find_map(|field| {
-        field
-            .trim()
-            .strip_prefix("SignedHeaders=")
-            .map(&split)
-    })
+    fields
+        .split(',')
+        .find_map(|field| field.trim().strip_prefix("SignedHeaders=").map(&split))
 }
 
 /// Whether `key` names one file one way: not empty, no leading `/`, and no segment

@@ -5,6 +5,7 @@
 mod access;
 mod disk;
 mod durable;
+pub mod keys;
 mod layout;
 
 use std::net::SocketAddr;
