@@ -205,7 +205,9 @@ fn sync_dir_now(dir: &Path) -> io::Result<()> {
 pub(super) async fn create_dirs(dir: &Path) -> io::Result<()> {
     let mut missing = Vec::new();
     let mut at = dir;
-    while !fs::try_exists(at).await? {
+    // The parent of a relative `data` is the empty path: the working folder, which
+    // exists, is not created, and is synced as `.`.
+    while !at.as_os_str().is_empty() && !fs::try_exists(at).await? {
         missing.push(at);
         match at.parent() {
             Some(parent) => at = parent,
@@ -219,8 +221,10 @@ pub(super) async fn create_dirs(dir: &Path) -> io::Result<()> {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(e),
         }
-        if let Some(parent) = folder.parent() {
-            sync_dir(parent).await?;
+        match folder.parent() {
+            Some(parent) if parent.as_os_str().is_empty() => sync_dir(Path::new(".")).await?,
+            Some(parent) => sync_dir(parent).await?,
+            None => {}
         }
     }
     Ok(())
@@ -334,5 +338,15 @@ mod tests {
         create_dirs(&dir).await.unwrap();
         assert!(dir.is_dir());
         create_dirs(&dir).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn create_dirs_makes_a_relative_folder_in_the_working_folder() {
+        // `data/s3` in a fresh clone: `data` is missing and its parent is the empty path.
+        let top = format!("create-dirs-test-{}", std::process::id());
+        let dir = Path::new(&top).join("s3");
+        create_dirs(&dir).await.unwrap();
+        assert!(dir.is_dir());
+        std::fs::remove_dir_all(&top).unwrap();
     }
 }
