@@ -15,7 +15,7 @@ use crate::ops;
 use crate::primary::{self, OldPrimary};
 use crate::reconcile::{self, Finding, ReconcileOptions};
 use crate::scrub::{PassEnd, ScrubLimits};
-use crate::startup::{Application, connect_db, connect_db_for_scan};
+use crate::startup::{Application, create_db, open_db, open_db_for_scan};
 use crate::storage::Buckets;
 
 /// museum keeps every uploaded object safe in hot, cold and glacier S3 buckets.
@@ -67,9 +67,22 @@ enum Command {
     /// List every bucket and compare it with the database: objects no record knows
     /// (older than --grace, never an upload under way), and records no bucket holds.
     Reconcile {
-        /// Delete the objects no record knows.
+        /// Delete the objects no record knows, in each bucket where they are few
+        /// (see --max-unknown); never when the database records no object at all.
         #[arg(long)]
         apply: bool,
+        /// With --apply, a bucket with more unknown objects than this, and more than
+        /// --max-unknown-share of its listing, is left untouched: the database is
+        /// more likely the wrong one than the bucket full of strays.
+        #[arg(long, default_value_t = 10)]
+        max_unknown: u64,
+        /// See --max-unknown: the share of a bucket's listing (0 to 1).
+        #[arg(long, default_value_t = 0.1)]
+        max_unknown_share: f64,
+        /// With --apply, delete this bucket's unknown objects however many there
+        /// are (repeat for more buckets).
+        #[arg(long, value_name = "BUCKET")]
+        allow_mass_delete: Vec<String>,
         /// Print one JSON object per finding, then a summary, for scripts.
         #[arg(long)]
         json: bool,
@@ -230,7 +243,7 @@ impl Cli {
             }
             Command::Migrate => {
                 let settings = load_settings()?;
-                connect_db(&settings).await?.close().await;
+                create_db(&settings).await?.close().await;
                 println!("migrations applied");
                 Ok(())
             }
@@ -257,7 +270,7 @@ impl Cli {
             }
             Command::Replicate { action } => {
                 let settings = load_settings()?;
-                let db = connect_db(&settings).await?;
+                let db = open_db(&settings).await?;
                 let buckets =
                     Buckets::from_config(&settings.s3).context("building bucket clients")?;
                 match action {
@@ -305,7 +318,7 @@ impl Cli {
                 no_limit,
             } => {
                 let settings = load_settings()?;
-                let db = connect_db(&settings).await?;
+                let db = open_db(&settings).await?;
                 let buckets =
                     Buckets::from_config(&settings.s3).context("building bucket clients")?;
                 let mut limits = if no_limit {
@@ -329,22 +342,48 @@ impl Cli {
                 db.close().await;
                 report_scrub(run?)
             }
-            Command::Reconcile { apply, json, grace } => {
+            Command::Reconcile {
+                apply,
+                max_unknown,
+                max_unknown_share,
+                allow_mass_delete,
+                json,
+                grace,
+            } => {
+                anyhow::ensure!(
+                    (0.0..=1.0).contains(&max_unknown_share),
+                    "--max-unknown-share must be a share between 0 and 1, e.g. 0.1"
+                );
                 let settings = load_settings()?;
-                let db = connect_db_for_scan(&settings).await?;
+                for bucket in &allow_mass_delete {
+                    anyhow::ensure!(
+                        settings.s3.bucket(bucket).is_some(),
+                        "--allow-mass-delete {bucket}: no such bucket; the buckets are {}",
+                        crate::config::BUCKET_IDS.join(", ")
+                    );
+                }
+                let db = open_db_for_scan(&settings).await?;
                 let buckets =
                     Buckets::from_config(&settings.s3).context("building bucket clients")?;
                 let options = ReconcileOptions {
                     apply,
                     grace: grace.get(),
+                    fence: reconcile::Fence {
+                        max_unknown,
+                        max_unknown_share,
+                        allow: allow_mass_delete,
+                    },
                 };
-                let result = run_reconcile(&db, &buckets, options, json).await;
+                let url = crate::db::redact_url(secrecy::ExposeSecret::expose_secret(
+                    &settings.db.connection_url(),
+                ));
+                let result = run_reconcile(&db, &buckets, &options, json, &url).await;
                 db.close().await;
                 result
             }
             Command::Import { dir, user } => {
                 let settings = load_settings()?;
-                let db = connect_db(&settings).await?;
+                let db = open_db(&settings).await?;
                 let buckets =
                     Buckets::from_config(&settings.s3).context("building bucket clients")?;
                 let options = ImportOptions {
@@ -360,7 +399,7 @@ impl Cli {
                 action: PrimaryAction::Move { to, then },
             } => {
                 let settings = load_settings()?;
-                let db = connect_db(&settings).await?;
+                let db = open_db(&settings).await?;
                 let buckets =
                     Buckets::from_config(&settings.s3).context("building bucket clients")?;
                 primary::follow(&db, &buckets).await?;
@@ -370,14 +409,14 @@ impl Cli {
             }
             Command::Token { action } => {
                 let settings = load_settings()?;
-                let db = connect_db(&settings).await?;
+                let db = open_db(&settings).await?;
                 let result = run_token(&db, action).await;
                 db.close().await;
                 result
             }
             Command::User { action } => {
                 let settings = load_settings()?;
-                let db = connect_db(&settings).await?;
+                let db = open_db(&settings).await?;
                 let rule = QuotaRule::from_config(&settings.quota);
                 let result = run_user(&db, &rule, action).await;
                 db.close().await;
@@ -529,8 +568,9 @@ async fn run_import(
 async fn run_reconcile(
     db: &Db,
     buckets: &Buckets,
-    options: ReconcileOptions,
+    options: &ReconcileOptions,
     json: bool,
+    database: &str,
 ) -> anyhow::Result<()> {
     use std::fmt::Write as _;
     const SHOWN: usize = 20;
@@ -583,10 +623,19 @@ async fn run_reconcile(
     .await
     .context("reconciling")?;
     bar.finish_and_clear();
+    let refused: Vec<&reconcile::BucketSummary> = report
+        .buckets
+        .iter()
+        .filter(|b| b.refused.is_some())
+        .collect();
     if json {
         let summary = serde_json::json!({"kind": "summary", "report": report});
         println!("{summary}");
-        return Ok(());
+        return if refused.is_empty() {
+            Ok(())
+        } else {
+            Err(Failed.into())
+        };
     }
     if !list.is_empty() {
         println!("findings (the first {SHOWN}; --json lists them all):");
@@ -613,9 +662,33 @@ async fn run_reconcile(
         "records: {} checked, {} whose bytes no bucket holds ({} bytes)",
         report.records, report.missing, report.missing_bytes
     );
+    for b in &refused {
+        let why = match b.refused {
+            Some(reconcile::Refusal::EmptyDatabase) => format!(
+                "the database at {database} records no object at all; deleting is refused whatever the flags"
+            ),
+            _ => format!(
+                "{} of its {} objects are unknown to the database at {database}, more than --max-unknown {} and --max-unknown-share {}; if that database is the right one, run again with --allow-mass-delete {}",
+                b.unknown,
+                b.listed,
+                options.fence.max_unknown,
+                options.fence.max_unknown_share,
+                b.bucket
+            ),
+        };
+        eprintln!(
+            "reconcile: deleted nothing in {}: {why}. Check ENTE_DB_URL (or db.*), ENVIRONMENT and the working folder.",
+            b.bucket
+        );
+    }
+    if !refused.is_empty() {
+        return Err(Failed.into());
+    }
     let unknown: u64 = report.buckets.iter().map(|b| b.unknown).sum();
     if unknown > 0 && !options.apply {
-        println!("run again with --apply to delete the {unknown} objects no record knows");
+        println!(
+            "run again with --apply to delete the {unknown} objects no record knows (a bucket where they are many is left alone: see --max-unknown)"
+        );
     }
     Ok(())
 }

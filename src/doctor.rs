@@ -14,7 +14,7 @@ use std::time::Duration;
 use reqwest::header::{self, HeaderMap};
 
 use crate::config::Settings;
-use crate::db::{Db, PoolConfig};
+use crate::db::{Db, Open, PoolConfig};
 use crate::storage::{BucketClient, Buckets, Reachability, StorageError, error_chain};
 
 /// How long the URLs doctor signs stay valid.
@@ -149,7 +149,8 @@ async fn check_database(settings: &Settings) -> Vec<Check> {
         acquire_timeout: Duration::from_secs(5),
         cache_mib: PoolConfig::SCAN_CACHE_MIB,
     };
-    let db = match Db::connect(&settings.db.connection_url(), pool).await {
+    // Doctor looks and never creates: a missing SQLite file is a failed check.
+    let db = match Db::connect(&settings.db.connection_url(), pool, Open::Existing).await {
         Ok(db) => db,
         Err(e) => {
             return vec![Check::new(

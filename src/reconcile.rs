@@ -19,12 +19,49 @@ use crate::storage::{BucketClient, Buckets, Listed, StorageError};
 const PAGE: usize = 500;
 
 /// What to do about what is found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ReconcileOptions {
-    /// Delete the objects no record knows (older than `grace`).
+    /// Delete the objects no record knows (older than `grace`), within `fence`.
     pub apply: bool,
     /// Objects written more recently than this are left alone, known or not.
     pub grace: Duration,
+    /// How much `apply` may delete before it suspects the database, not the bucket.
+    pub fence: Fence,
+}
+
+/// The limits past which `--apply` deletes nothing in a bucket: a database that is
+/// not the one these buckets belong to (a wrong URL, an unset `ENVIRONMENT`, a
+/// restored but empty copy) makes every object look unknown.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fence {
+    /// A bucket with at most this many unknown objects is never refused.
+    pub max_unknown: u64,
+    /// Past `max_unknown`, the share of a bucket's listing that may be unknown.
+    pub max_unknown_share: f64,
+    /// Buckets the operator named to be emptied of unknown objects whatever the
+    /// count (`--allow-mass-delete`); a database with no objects at all is refused
+    /// even for these.
+    pub allow: Vec<String>,
+}
+
+impl Default for Fence {
+    fn default() -> Self {
+        Self {
+            max_unknown: 10,
+            max_unknown_share: 0.1,
+            allow: Vec::new(),
+        }
+    }
+}
+
+/// Why `--apply` deleted nothing in a bucket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Refusal {
+    /// The database records no object at all.
+    EmptyDatabase,
+    /// More unknown objects than the fence allows.
+    TooManyUnknown,
 }
 
 /// One finding, as `--json` prints it (one per line).
@@ -67,6 +104,28 @@ pub struct BucketSummary {
     pub recent: u64,
     /// Listed objects that are uploads under way (their keys are issued, not reported).
     pub uploading: u64,
+    /// Why `--apply` deleted nothing here, if it refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refused: Option<Refusal>,
+}
+
+impl BucketSummary {
+    /// Whether `fence` lets `--apply` delete this bucket's unknown objects, given
+    /// whether the database records any object at all.
+    fn refusal(&self, fence: &Fence, database_empty: bool) -> Option<Refusal> {
+        if self.unknown == 0 {
+            return None;
+        }
+        if database_empty {
+            return Some(Refusal::EmptyDatabase);
+        }
+        if fence.allow.contains(&self.bucket) {
+            return None;
+        }
+        let share = self.unknown as f64 / self.listed.max(1) as f64;
+        (self.unknown > fence.max_unknown && share > fence.max_unknown_share)
+            .then_some(Refusal::TooManyUnknown)
+    }
 }
 
 /// What a reconcile found.
@@ -125,7 +184,7 @@ impl Seen {
 pub async fn reconcile(
     db: &Db,
     buckets: &Buckets,
-    options: ReconcileOptions,
+    options: &ReconcileOptions,
     mut found: impl FnMut(&Finding),
     mut progress: impl FnMut(u64),
 ) -> Result<ReconcileReport, ReconcileError> {
@@ -134,29 +193,43 @@ pub async fn reconcile(
         .fetch_one(db.pool())
         .await?
         .try_get(0)?;
+    let database_empty = max_id.is_none();
     let mut seen = Seen::new(max_id.unwrap_or(0));
     let mut report = ReconcileReport::default();
     let cutoff = started - i64::try_from(options.grace.as_millis()).unwrap_or(i64::MAX);
     for bucket in buckets.all() {
+        // A first listing only counts; with --apply, a second one deletes what is
+        // still unknown, and only where the fence lets it.
         let mut summary = BucketSummary {
             bucket: bucket.id().to_owned(),
             ..BucketSummary::default()
         };
-        let mut pages = bucket.list().chunks(PAGE);
-        while let Some(page) = pages.next().await {
-            let page = page.into_iter().collect::<Result<Vec<Listed>, _>>()?;
-            progress(page.len() as u64);
-            check_page(
-                db,
-                bucket,
-                &page,
-                cutoff,
-                options,
-                &mut seen,
-                &mut summary,
-                &mut found,
-            )
-            .await?;
+        let mut pass = Pass {
+            delete: false,
+            seen: &mut seen,
+            summary: &mut summary,
+        };
+        let mut keep = |f: &Finding| {
+            if !options.apply {
+                found(f);
+            }
+        };
+        list_bucket(db, bucket, cutoff, &mut pass, &mut keep, &mut progress).await?;
+        if options.apply {
+            summary.refused = summary.refusal(&options.fence, database_empty);
+            if summary.refused.is_none() && summary.unknown > 0 {
+                let mut again = BucketSummary {
+                    bucket: bucket.id().to_owned(),
+                    ..BucketSummary::default()
+                };
+                let mut pass = Pass {
+                    delete: true,
+                    seen: &mut seen,
+                    summary: &mut again,
+                };
+                list_bucket(db, bucket, cutoff, &mut pass, &mut found, &mut progress).await?;
+                summary = again;
+            }
         }
         report.buckets.push(summary);
     }
@@ -192,20 +265,44 @@ pub async fn reconcile(
     Ok(report)
 }
 
+/// One listing of a bucket: whether it deletes what it finds unknown, and where it
+/// keeps what it saw.
+struct Pass<'a> {
+    delete: bool,
+    seen: &'a mut Seen,
+    summary: &'a mut BucketSummary,
+}
+
+/// Lists `bucket` page by page and sorts each page.
+async fn list_bucket(
+    db: &Db,
+    bucket: &BucketClient,
+    cutoff: i64,
+    pass: &mut Pass<'_>,
+    found: &mut impl FnMut(&Finding),
+    progress: &mut impl FnMut(u64),
+) -> Result<(), ReconcileError> {
+    let mut pages = bucket.list().chunks(PAGE);
+    while let Some(page) = pages.next().await {
+        let page = page.into_iter().collect::<Result<Vec<Listed>, _>>()?;
+        progress(page.len() as u64);
+        check_page(db, bucket, &page, cutoff, pass, found).await?;
+    }
+    Ok(())
+}
+
 /// Sorts one page of a listing into known records, uploads under way, recent and
 /// unknown objects. Issued keys are read before records, so that a report that
 /// commits in between is seen as one or the other, never as neither.
-#[allow(clippy::too_many_arguments)]
 async fn check_page(
     db: &Db,
     bucket: &BucketClient,
     page: &[Listed],
     cutoff: i64,
-    options: ReconcileOptions,
-    seen: &mut Seen,
-    summary: &mut BucketSummary,
+    pass: &mut Pass<'_>,
     found: &mut impl FnMut(&Finding),
 ) -> Result<(), ReconcileError> {
+    let (seen, summary) = (&mut *pass.seen, &mut *pass.summary);
     let keys: Vec<&str> = page.iter().map(|l| l.key.as_str()).collect();
     let uploading = keys_in(db, Table::Issued, &keys).await?;
     let recorded = keys_in(db, Table::Objects, &keys).await?;
@@ -226,7 +323,7 @@ async fn check_page(
         }
         summary.unknown += 1;
         summary.unknown_bytes += listed.size;
-        let deleted = options.apply && bucket.delete(&listed.key).await.is_ok();
+        let deleted = pass.delete && bucket.delete(&listed.key).await.is_ok();
         if deleted {
             summary.deleted += 1;
         }

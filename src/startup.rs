@@ -24,7 +24,7 @@ use crate::config::{BUCKET_IDS, Settings};
 use crate::cors::CorsPolicy;
 use crate::db::replication::pending_counts;
 use crate::db::uploads::TempObjectWriter;
-use crate::db::{Db, PoolConfig};
+use crate::db::{Db, Open, PoolConfig};
 use crate::events::FoundBy;
 use crate::metrics::Metrics;
 use crate::replication::copy::Memory;
@@ -55,25 +55,40 @@ pub struct Application {
     embedded_s3: Option<(SocketAddr, DropGuard)>,
 }
 
-/// Connects to the configured database and applies migrations.
-pub async fn connect_db(settings: &Settings) -> anyhow::Result<Db> {
+/// Creates the configured database if missing and applies every migration: for
+/// `serve` and `migrate`, the only commands that may bring a database into being.
+pub async fn create_db(settings: &Settings) -> anyhow::Result<Db> {
     connect_db_with(
         settings,
+        Open::Create,
         settings.db.max_connections,
         PoolConfig::SERVER_CACHE_MIB,
     )
     .await
 }
 
-/// [`connect_db`] for a command that reads every row once, one query at a time
+/// Opens the configured database, which must exist and be migrated; every command
+/// but `serve` and `migrate` uses this, and stops with an error naming the URL.
+pub async fn open_db(settings: &Settings) -> anyhow::Result<Db> {
+    connect_db_with(
+        settings,
+        Open::Existing,
+        settings.db.max_connections,
+        PoolConfig::SERVER_CACHE_MIB,
+    )
+    .await
+}
+
+/// [`open_db`] for a command that reads every row once, one query at a time
 /// (`museum reconcile`): one connection, with a small SQLite page cache, so that its
 /// memory does not grow with the database.
-pub async fn connect_db_for_scan(settings: &Settings) -> anyhow::Result<Db> {
-    connect_db_with(settings, 1, PoolConfig::SCAN_CACHE_MIB).await
+pub async fn open_db_for_scan(settings: &Settings) -> anyhow::Result<Db> {
+    connect_db_with(settings, Open::Existing, 1, PoolConfig::SCAN_CACHE_MIB).await
 }
 
 async fn connect_db_with(
     settings: &Settings,
+    open: Open,
     max_connections: u32,
     cache_mib: u32,
 ) -> anyhow::Result<Db> {
@@ -83,17 +98,20 @@ async fn connect_db_with(
     } else {
         "postgres"
     };
-    let db = Db::connect(
-        &url,
-        PoolConfig {
-            max_connections,
-            acquire_timeout: settings.db.acquire_timeout.get(),
-            cache_mib,
-        },
-    )
-    .await
-    .with_context(|| format!("connecting to the {engine} database from db.* settings"))?;
-    db.migrate().await.context("applying database migrations")?;
+    let pool = PoolConfig {
+        max_connections,
+        acquire_timeout: settings.db.acquire_timeout.get(),
+        cache_mib,
+    };
+    let db = match open {
+        Open::Create => Db::create(&url, pool).await,
+        Open::Existing => Db::open(&url, pool).await,
+    }
+    .with_context(|| format!("opening the {engine} database from db.* settings"))?;
+    // Every timestamp compared across instances comes from the database's clock.
+    crate::db::clock::sync(&db)
+        .await
+        .context("reading the database's clock")?;
     Ok(db)
 }
 
@@ -101,7 +119,7 @@ impl Application {
     /// Connects the database (running migrations), starts the embedded S3 server when
     /// `s3.embedded` is on, and binds the API and metrics listeners.
     pub async fn build(mut settings: Settings) -> anyhow::Result<Self> {
-        let db = connect_db(&settings).await?;
+        let db = create_db(&settings).await?;
         let embedded_s3 = if settings.s3.embedded {
             Some(start_embedded(&mut settings).await?)
         } else {

@@ -42,7 +42,7 @@ async fn backlog_run(env: &Env, name: &str, backlog: i64, real: &[(String, usize
     use museum::db::uploads::{NewObject, TempObject, commit_objects, insert_temp_objects};
     wipe_targets(env);
     let path = env.dir.join(format!("{name}.db"));
-    let db = museum::db::Db::connect(
+    let db = museum::db::Db::create(
         &secrecy::SecretString::from(format!("sqlite://{}", path.display())),
         museum::db::PoolConfig {
             max_connections: 8,
@@ -52,7 +52,6 @@ async fn backlog_run(env: &Env, name: &str, backlog: i64, real: &[(String, usize
     )
     .await
     .unwrap();
-    db.migrate().await.unwrap();
     let now = museum::db::now_millis();
     let temps: Vec<TempObject> = real
         .iter()

@@ -1,6 +1,7 @@
 //! Database access: one pool (SQLite or PostgreSQL), migrations, and every SQL
 //! string in the crate, one submodule per table.
 
+pub mod clock;
 pub mod imports;
 pub mod instances;
 pub mod replication;
@@ -10,7 +11,7 @@ pub mod uploads;
 pub mod users;
 
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
@@ -31,6 +32,17 @@ pub enum DbError {
         #[source]
         source: sqlx::migrate::MigrateError,
     },
+    /// The database a command was told to open does not exist; only `serve` and
+    /// `migrate` create one.
+    #[error(
+        "no database at {url}: only `museum serve` and `museum migrate` create one; check ENTE_DB_* / db.* settings, ENVIRONMENT and the working folder"
+    )]
+    Missing { url: String },
+    /// The database exists but holds no museum schema, or an older one.
+    #[error(
+        "the database at {url} {state}: run `museum migrate` (or `museum serve`) against it first, or check ENTE_DB_* / db.* settings and ENVIRONMENT"
+    )]
+    NotMigrated { url: String, state: String },
     /// Any other database failure.
     #[error("database error")]
     Other {
@@ -77,6 +89,11 @@ impl DbError {
             Self::Other { source } => Self::Other {
                 source: describe(source),
             },
+            Self::Missing { url } => Self::Missing { url: url.clone() },
+            Self::NotMigrated { url, state } => Self::NotMigrated {
+                url: url.clone(),
+                state: state.clone(),
+            },
         }
     }
 }
@@ -120,16 +137,63 @@ impl PoolConfig {
     pub const SCAN_CACHE_MIB: u32 = 2;
 }
 
+/// Whether connecting may bring a new database into being.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Open {
+    /// Create the SQLite file and its folder if missing (`serve`, `migrate`).
+    Create,
+    /// Open only a database that is already there.
+    Existing,
+}
+
 impl Db {
-    /// Connects to `url` (`sqlite://…` or `postgres://…`). For SQLite the file and its
-    /// folder are created if missing, and the database is put in WAL mode. Every
+    /// Creates the database if missing and applies every migration: for `serve` and
+    /// `migrate`, the only commands that may bring a database into being.
+    pub async fn create(url: &SecretString, pool: PoolConfig) -> Result<Self> {
+        let db = Self::connect(url, pool, Open::Create).await?;
+        db.migrate().await?;
+        Ok(db)
+    }
+
+    /// Opens a database that exists and holds the whole schema of this build, or
+    /// stops with an error that names the URL it tried. Every command but `serve` and
+    /// `migrate` opens its database this way, so that a wrong `ENTE_DB_URL`, an unset
+    /// `ENVIRONMENT` or the wrong working folder cannot make an empty database that a
+    /// command then reads as "no objects recorded".
+    pub async fn open(url: &SecretString, pool: PoolConfig) -> Result<Self> {
+        let db = Self::connect(url, pool, Open::Existing).await?;
+        let state = match db.applied_migrations().await {
+            Ok(None) => Some("holds no museum schema".to_owned()),
+            Ok(Some(applied)) => {
+                let pending = db.migrator().iter().count().saturating_sub(applied);
+                (pending > 0).then(|| format!("lacks {pending} of this build's migrations"))
+            }
+            Err(e) => {
+                db.close().await;
+                return Err(e);
+            }
+        };
+        if let Some(state) = state {
+            db.close().await;
+            return Err(DbError::NotMigrated {
+                url: redact_url(url.expose_secret()),
+                state,
+            });
+        }
+        Ok(db)
+    }
+
+    /// Connects to `url` (`sqlite://…` or `postgres://…`). With [`Open::Create`] a
+    /// missing SQLite file and its folder are created; with [`Open::Existing`] a
+    /// missing file is [`DbError::Missing`]. SQLite is put in WAL mode. Every
     /// connection runs `synchronous = FULL`: a commit is in the log on disk before it
     /// returns, so an acknowledged report survives a power cut or an OS crash.
-    pub async fn connect(url: &SecretString, pool: PoolConfig) -> Result<Self> {
+    /// Applies no migration: see [`Db::create`] and [`Db::open`].
+    pub async fn connect(url: &SecretString, pool: PoolConfig, open: Open) -> Result<Self> {
         install_default_drivers();
         let raw = url.expose_secret();
         let (engine, url) = if raw.starts_with("sqlite:") {
-            (Engine::Sqlite, sqlite_url(raw))
+            (Engine::Sqlite, sqlite_url(raw, open)?)
         } else {
             (Engine::Postgres, raw.to_owned())
         };
@@ -182,25 +246,45 @@ impl Db {
     /// How many embedded migrations the database has not applied yet.
     pub async fn pending_migrations(&self) -> Result<usize> {
         let known = self.migrator().iter().count();
-        let applied: i64 =
-            match sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success")
-                .fetch_one(&self.pool)
-                .await
-            {
-                Ok(n) => n,
-                // No bookkeeping table yet: nothing is applied.
-                Err(sqlx::Error::Database(_)) => 0,
-                Err(e) => return Err(e.into()),
-            };
-        Ok(known.saturating_sub(usize::try_from(applied).unwrap_or(0)))
+        Ok(known.saturating_sub(self.applied_migrations().await?.unwrap_or(0)))
+    }
+
+    /// How many migrations the database records as applied; `None` when it has no
+    /// bookkeeping table, that is, no museum schema at all.
+    async fn applied_migrations(&self) -> Result<Option<usize>> {
+        match sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM _sqlx_migrations WHERE success")
+            .fetch_one(&self.pool)
+            .await
+        {
+            Ok(n) => Ok(Some(usize::try_from(n).unwrap_or(0))),
+            Err(sqlx::Error::Database(_)) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Applies the embedded migrations for this engine; a no-op when up to date.
+    /// Two processes may start at once on a new database (`serve` and `migrate`, or
+    /// two instances): PostgreSQL's migrator takes an advisory lock, and on SQLite
+    /// the whole run is one transaction that holds the write lock from its first
+    /// statement, so the second waits and then finds nothing left to apply.
     pub async fn migrate(&self) -> Result<()> {
-        self.migrator()
-            .run(&self.pool)
-            .await
-            .map_err(|source| DbError::Migrate { source })
+        let failed = |source| DbError::Migrate { source };
+        match self.engine {
+            Engine::Postgres => self.migrator().run(&self.pool).await.map_err(failed),
+            Engine::Sqlite => {
+                let mut tx = self.begin_write().await?;
+                let conn: &mut sqlx::AnyConnection = &mut tx;
+                // `run` over a borrowed connection is not `Send` (sqlx's `Acquire`
+                // bound); `run_direct` takes the connection itself. Each migration's
+                // own transaction nests as a savepoint.
+                self.migrator()
+                    .run_direct(None, conn, false)
+                    .await
+                    .map_err(failed)?;
+                tx.commit().await?;
+                Ok(())
+            }
+        }
     }
 
     /// Begins a transaction that writes. Every transaction that writes begins here.
@@ -237,35 +321,72 @@ impl Db {
     }
 }
 
-/// Adds `mode=rwc` so that a missing file is created, and creates its folder.
-fn sqlite_url(raw: &str) -> String {
+/// With [`Open::Create`], adds `mode=rwc` so that a missing file is created, and
+/// creates its folder. With [`Open::Existing`], adds `mode=rw` and answers
+/// [`DbError::Missing`] for a file that is not there.
+fn sqlite_url(raw: &str, open: Open) -> Result<String> {
     let rest = raw
         .trim_start_matches("sqlite://")
         .trim_start_matches("sqlite:");
     let path = rest.split('?').next().unwrap_or(rest);
-    if !path.is_empty()
-        && path != ":memory:"
-        && let Some(parent) = Path::new(path).parent()
-        && !parent.as_os_str().is_empty()
-    {
-        // A failure here surfaces as a clear connect error just after.
-        let _ = std::fs::create_dir_all(parent);
+    let on_disk = !path.is_empty() && path != ":memory:";
+    match open {
+        Open::Create => {
+            if on_disk
+                && let Some(parent) = Path::new(path).parent()
+                && !parent.as_os_str().is_empty()
+            {
+                // A failure here surfaces as a clear connect error just after.
+                let _ = std::fs::create_dir_all(parent);
+            }
+        }
+        Open::Existing => {
+            if on_disk && !Path::new(path).is_file() {
+                return Err(DbError::Missing {
+                    url: redact_url(raw),
+                });
+            }
+        }
     }
-    if raw.contains("mode=") {
+    let mode = match open {
+        Open::Create => "mode=rwc",
+        Open::Existing => "mode=rw",
+    };
+    Ok(if raw.contains("mode=") {
         raw.to_owned()
     } else if raw.contains('?') {
-        format!("{raw}&mode=rwc")
+        format!("{raw}&{mode}")
     } else {
-        format!("{raw}?mode=rwc")
+        format!("{raw}?{mode}")
+    })
+}
+
+/// `url` with any password replaced by `***`, for errors and logs.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, tail) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or("");
+            if userinfo.contains(':') {
+                format!("{scheme}://{user}:***@{host}{tail}")
+            } else {
+                format!("{scheme}://{user}@{host}{tail}")
+            }
+        }
+        None => url.to_owned(),
     }
 }
 
-/// Milliseconds since the Unix epoch, the unit of every timestamp column.
+/// Milliseconds since the Unix epoch by the database's clock (`clock`), the unit of
+/// every timestamp column.
 pub fn now_millis() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
+    clock::host_millis().saturating_add(clock::offset_ms())
 }
 
 /// `count` numbered placeholders from `$first` on, comma-separated (`$3, $4, $5`),
@@ -325,7 +446,11 @@ mod tests {
         // first one's write then fails with SQLITE_BUSY_SNAPSHOT (517).
         install_default_drivers();
         let dir = tempfile::tempdir().unwrap();
-        let url = sqlite_url(&format!("sqlite://{}", dir.path().join("t.db").display()));
+        let url = sqlite_url(
+            &format!("sqlite://{}", dir.path().join("t.db").display()),
+            Open::Create,
+        )
+        .unwrap();
         let connect = || <sqlx::AnyConnection as sqlx::Connection>::connect(&url);
         let mut a = connect().await.unwrap();
         a.execute("PRAGMA journal_mode = WAL").await.unwrap();
@@ -348,11 +473,45 @@ mod tests {
 
     #[test]
     fn sqlite_urls_gain_create_mode() {
-        assert_eq!(sqlite_url("sqlite::memory:"), "sqlite::memory:?mode=rwc");
+        let url = |raw| sqlite_url(raw, Open::Create).unwrap();
+        assert_eq!(url("sqlite::memory:"), "sqlite::memory:?mode=rwc");
         assert_eq!(
-            sqlite_url("sqlite://x.db?cache=shared"),
+            url("sqlite://x.db?cache=shared"),
             "sqlite://x.db?cache=shared&mode=rwc"
         );
-        assert_eq!(sqlite_url("sqlite://x.db?mode=ro"), "sqlite://x.db?mode=ro");
+        assert_eq!(url("sqlite://x.db?mode=ro"), "sqlite://x.db?mode=ro");
+    }
+
+    #[test]
+    fn an_existing_sqlite_database_must_be_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = format!("sqlite://{}/elsewhere/museum.db", dir.path().display());
+        let err = sqlite_url(&missing, Open::Existing).unwrap_err();
+        assert!(matches!(err, DbError::Missing { .. }), "{err}");
+        assert!(err.to_string().contains("elsewhere/museum.db"), "{err}");
+        assert!(!dir.path().join("elsewhere").exists(), "no folder is made");
+        let there = dir.path().join("museum.db");
+        std::fs::write(&there, b"").unwrap();
+        let url = format!("sqlite://{}", there.display());
+        assert_eq!(
+            sqlite_url(&url, Open::Existing).unwrap(),
+            format!("{url}?mode=rw")
+        );
+    }
+
+    #[test]
+    fn passwords_are_redacted_from_database_urls() {
+        assert_eq!(
+            redact_url("postgres://museum:s3cret@db.example:5432/ente?sslmode=require"),
+            "postgres://museum:***@db.example:5432/ente?sslmode=require"
+        );
+        assert_eq!(
+            redact_url("postgres://museum@db/ente"),
+            "postgres://museum@db/ente"
+        );
+        assert_eq!(
+            redact_url("sqlite://data/museum.db"),
+            "sqlite://data/museum.db"
+        );
     }
 }

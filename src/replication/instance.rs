@@ -111,6 +111,10 @@ pub async fn keep_alive(
 ) {
     let every = timeout / 4;
     loop {
+        // Every instance's beats and cutoffs by one clock, the database's.
+        if let Err(e) = crate::db::clock::sync(&db).await {
+            tracing::warn!(error.message = %e, "could not read the database's clock");
+        }
         let now = now_millis();
         match instances::beat(&db, &name, now).await {
             Ok(true) => {}

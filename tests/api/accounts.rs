@@ -459,6 +459,7 @@ fn the_command_line_creates_revokes_and_sets_quotas_through_the_same_functions()
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
     };
+    crate::binary::migrate(dir.path(), api, metrics);
     let (ok, out, err) = run(&[
         "token",
         "create",

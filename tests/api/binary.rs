@@ -34,9 +34,21 @@ pub(crate) fn with_museum_env(mut cmd: Command, dir: &Path, api: u16, metrics: u
     cmd
 }
 
-/// Runs `museum token create --user <user>` in `dir`; returns the token, which is
+/// Runs `museum migrate` in `dir`: only it and `serve` create a database.
+pub(crate) fn migrate(dir: &Path, api: u16, metrics: u16) {
+    let out = museum(dir, api, metrics).arg("migrate").output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Runs `museum token create --user <user>` in `dir` (after `museum migrate`, which
+/// makes the database if this is the first command); returns the token, which is
 /// alone on the last line of stdout.
 pub(crate) fn create_token(dir: &Path, api: u16, metrics: u16, user: i64) -> String {
+    migrate(dir, api, metrics);
     let out = museum(dir, api, metrics)
         .args(["token", "create", "--user", &user.to_string()])
         .output()
@@ -378,6 +390,7 @@ async fn sigkill_during_replication_loses_nothing() {
             .unwrap();
         Killed(child)
     };
+    migrate(dir.path(), api, metrics);
     let out = museum(dir.path(), api, metrics)
         .args(["token", "create", "--user", "3"])
         .output()

@@ -37,6 +37,7 @@ async fn unquoted_numeric_secrets_start_the_binary_and_never_show() {
     .unwrap();
     let (api, metrics) = (free_port(), free_port());
 
+    crate::binary::migrate(dir.path(), api, metrics);
     let out = museum(dir.path(), api, metrics)
         .args(["token", "create", "--user", "1"])
         .output()

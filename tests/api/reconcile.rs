@@ -3,19 +3,35 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use museum::reconcile::{Finding, ReconcileOptions, ReconcileReport, reconcile};
+use museum::reconcile::{Fence, Finding, ReconcileOptions, ReconcileReport, Refusal, reconcile};
 
 use crate::helpers::{Engine, TestApp, bytes_of, put, spawn_app};
 use crate::on_both_databases;
 
-on_both_databases!(reconcile_finds_strays_and_lost_records_and_apply_deletes_only_strays);
+on_both_databases!(
+    reconcile_finds_strays_and_lost_records_and_apply_deletes_only_strays,
+    apply_deletes_nothing_in_a_bucket_the_database_does_not_seem_to_know
+);
 
 async fn run(app: &TestApp, apply: bool, grace: Duration) -> (ReconcileReport, Vec<Finding>) {
+    run_fenced(app, apply, grace, Fence::default()).await
+}
+
+async fn run_fenced(
+    app: &TestApp,
+    apply: bool,
+    grace: Duration,
+    fence: Fence,
+) -> (ReconcileReport, Vec<Finding>) {
     let mut findings = Vec::new();
     let report = reconcile(
         &app.state.db,
         &app.state.buckets,
-        ReconcileOptions { apply, grace },
+        &ReconcileOptions {
+            apply,
+            grace,
+            fence,
+        },
         |f| findings.push(f.clone()),
         |_| {},
     )
@@ -100,4 +116,77 @@ async fn reconcile_finds_strays_and_lost_records_and_apply_deletes_only_strays(e
         1,
         "only the lost record is left: {findings:?}"
     );
+}
+
+/// A wrong or empty database makes every object look unknown: `--apply` must then
+/// delete nothing in that bucket, unless the operator names it.
+async fn apply_deletes_nothing_in_a_bucket_the_database_does_not_seem_to_know(engine: Engine) {
+    let app = spawn_app(engine).await;
+    let cold = app.state.buckets.get("wasabi-eu-central-2-v3").unwrap();
+    for i in 0..12 {
+        cold.put_object(&format!("1/stray-{i}"), vec![Bytes::from(vec![1u8; 10])])
+            .await
+            .unwrap();
+    }
+    let strays = |app: &TestApp| {
+        (0..12)
+            .filter(|i| {
+                app.server("wasabi-eu-central-2-v3")
+                    .object(&format!("1/stray-{i}"))
+                    .is_some()
+            })
+            .count()
+    };
+    // No object recorded at all: refused, even for a bucket the operator names.
+    let named = Fence {
+        allow: vec!["wasabi-eu-central-2-v3".to_owned()],
+        ..Fence::default()
+    };
+    let (report, findings) = run_fenced(&app, true, Duration::ZERO, named.clone()).await;
+    assert_eq!(report.buckets[1].refused, Some(Refusal::EmptyDatabase));
+    assert_eq!(
+        (report.buckets[1].unknown, report.buckets[1].deleted),
+        (12, 0)
+    );
+    assert!(findings.is_empty(), "{findings:?}");
+    assert_eq!(strays(&app), 12);
+
+    // One object recorded: 12 of 13 unknown is past both limits.
+    let token = app.token_for(1).await;
+    let (_, key) = app.upload(&token, &bytes_of(100, 1)).await;
+    app.drain().await;
+    let (report, _) = run(&app, true, Duration::ZERO).await;
+    assert_eq!(report.buckets[1].refused, Some(Refusal::TooManyUnknown));
+    assert_eq!(report.buckets[1].deleted, 0);
+    assert_eq!(strays(&app), 12);
+
+    // Limits the operator raised, or the bucket named: deleted, the record kept.
+    let loose = Fence {
+        max_unknown: 12,
+        ..Fence::default()
+    };
+    let (report, _) = run_fenced(&app, true, Duration::ZERO, loose).await;
+    assert_eq!(
+        (report.buckets[1].refused.clone(), report.buckets[1].deleted),
+        (None, 12)
+    );
+    assert_eq!(strays(&app), 0);
+    assert!(app.server("wasabi-eu-central-2-v3").object(&key).is_some());
+    assert!(app.server("b2-eu-cen").object(&key).is_some());
+    cold.put_object("1/stray-0", vec![Bytes::from(vec![1u8; 10])])
+        .await
+        .unwrap();
+    let (report, _) = run_fenced(&app, true, Duration::ZERO, named).await;
+    assert_eq!(report.buckets[1].deleted, 1);
+    crate::helpers::Reliability {
+        fault: &format!(
+            "reconcile --apply against a database that records none or few of a bucket's objects ({engine:?})"
+        ),
+        injections: 2,
+        checked: 12,
+        lost: 0,
+        stuck: 0,
+        note: "12 unknown of 12, then of 13, listed: refused both times, 0 deleted; deleted only with the limit raised or the bucket named",
+    }
+    .record();
 }

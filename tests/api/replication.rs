@@ -676,7 +676,7 @@ async fn two_processes_on_postgres_drain_500_copies_without_doubles() {
     // The second process: its own connection pool to the same database.
     let url =
         secrecy::ExposeSecret::expose_secret(app.settings.db.url.as_ref().unwrap()).to_owned();
-    let other = museum::db::Db::connect(
+    let other = museum::db::Db::open(
         &secrecy::SecretString::from(url),
         museum::db::PoolConfig {
             max_connections: 5,
