@@ -381,7 +381,9 @@ async fn a_completion_is_bound_to_its_key_and_answers_again_when_repeated() {
     let mut tries = 0;
     let id = s3.create_upload("3/m").await;
     let parts = [bytes_of(5 * MIB, 6), bytes_of(7, 7)];
-    let (status, _, body) = s3.put_part("3/other", &id, 1, parts[0].clone()).await;
+    // A small body: the server refuses before it reads one, and a large body could
+    // meet a closed connection instead of the answer.
+    let (status, _, body) = s3.put_part("3/other", &id, 1, parts[1].clone()).await;
     tries += 1;
     assert_eq!(status, 404, "a part for another key: {body}");
     assert!(body.contains("NoSuchUpload"), "{body}");
