@@ -416,7 +416,13 @@ async fn pump(
                 let _waiting = job.activity.waiting();
                 throttle.take(part_len).await;
             }
-            let held = job.memory.hold(part_len).await;
+            // Waiting for memory another copy holds is waiting, not stalling: the
+            // lease is kept, or another worker would take the copy over and then
+            // wait for the same memory.
+            let held = {
+                let _waiting = job.activity.waiting();
+                job.memory.hold(part_len).await
+            };
             read_part(reader, part_len, &mut whole, multipart)
                 .await
                 .map(|(chunks, md5)| (chunks, md5, held))

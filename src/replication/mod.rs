@@ -217,10 +217,21 @@ impl ReplicationWorker {
     /// lease heartbeat running for as long as the copy does. Failures are recorded
     /// here; the verified copies are returned, to be marked done with others in one
     /// transaction by [`Self::commit_done`].
+    /// A copy whose lease another worker took stops at the next renewal: its sends
+    /// are dropped mid-flight and nothing of it is recorded (the new holder aborts
+    /// the upload it left open).
     async fn copy_one(&self, object: ClaimedObject) -> Result<Copied, ReplicationError> {
         let activity = Activity::new();
-        let _heartbeat = AbortOnDrop(self.spawn_heartbeat(object.object_id, activity.clone()));
-        self.copy_claimed(&object, &activity).await
+        let lost = CancellationToken::new();
+        let _heartbeat =
+            AbortOnDrop(self.spawn_heartbeat(object.object_id, activity.clone(), lost.clone()));
+        tokio::select! {
+            copied = self.copy_claimed(&object, &activity) => copied,
+            () = lost.cancelled() => Ok(Copied {
+                verified: Vec::new(),
+                failed: 0,
+            }),
+        }
     }
 
     /// Marks the verified copies of `batch` done in one transaction, and counts each
@@ -262,9 +273,17 @@ impl ReplicationWorker {
     }
 
     /// Renews the leases on `object_id`'s copies every third of a lease, but only if
-    /// a byte of the copy moved since the last renewal (or a request that streams
-    /// nothing awaits its bounded answer). A copy that stops moving loses its lease.
-    fn spawn_heartbeat(&self, object_id: i64, activity: Activity) -> tokio::task::JoinHandle<()> {
+    /// a byte of the copy moved since the last renewal (or the copy waits on a
+    /// bounded request, the throttle or memory). A copy that stops moving loses its
+    /// lease. A renewal that finds no copy still held means another worker took
+    /// them: `lost` is cancelled and the copy stops, rather than write on as a
+    /// second writer beside the new holder.
+    fn spawn_heartbeat(
+        &self,
+        object_id: i64,
+        activity: Activity,
+        lost: CancellationToken,
+    ) -> tokio::task::JoinHandle<()> {
         let db = self.db.clone();
         let owner = self.owner.clone();
         let lease = self.config.lease;
@@ -282,8 +301,17 @@ impl ReplicationWorker {
                 }
                 seen = progress;
                 let until = now_millis() + millis(lease);
-                if let Err(e) = queue::renew_leases(&db, object_id, &owner, until).await {
-                    tracing::warn!(error.message = %e, "could not renew a copy lease");
+                match queue::renew_leases(&db, object_id, &owner, until).await {
+                    Ok(0) => {
+                        tracing::warn!(
+                            object_id,
+                            "another worker holds this object's copies now; stopping this copy"
+                        );
+                        lost.cancel();
+                        return;
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error.message = %e, "could not renew a copy lease"),
                 }
             }
         })

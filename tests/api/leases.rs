@@ -481,3 +481,175 @@ async fn a_worker_killed_mid_multipart_copy_leaves_no_upload_behind(engine: Engi
         "the killed attempts' uploads are still open on the targets"
     );
 }
+
+/// Starts a trickled source (about 640 KiB/s) for the app's own workers.
+async fn trickled(app: &mut TestApp) -> FaultProxy {
+    let trickle = FaultProxy::start(app.server("b2-eu-cen").addr, Mode::Trickle).await;
+    app.restart_with(|s| s.s3.b2_eu_cen.endpoint = Some(format!("http://{}", trickle.addr)))
+        .await;
+    trickle
+}
+
+/// Waits until every copy of `id` is claimed.
+async fn wait_copying(app: &TestApp, id: i64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !app
+        .copies(id)
+        .await
+        .iter()
+        .all(|c| c.state == state::COPYING)
+    {
+        assert!(Instant::now() < deadline, "the copy never started");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// A worker whose lease another one took must stop writing at its next renewal.
+/// Before, its heartbeat ignored a renewal that updated no row, and the copy went on
+/// to the end beside the new holder ("zombie writer").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_whose_lease_was_taken_stops_writing() {
+    let mut app = spawn_app(Engine::Sqlite).await;
+    let lease = app.settings.replication.lease.get();
+    let _trickle = trickled(&mut app).await;
+    let token = app.token_for(1).await;
+    // About 6 s at the trickle's pace, three leases.
+    let bytes = bytes_of(4 * MIB, 3);
+    let (key, url) = app.upload_url(&token).await;
+    assert_eq!(put(&url, bytes.clone(), None).await, 200);
+    let a = app.report(&token, &key, bytes.len() as u64).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let id = a.body["file"]["id"].as_i64().unwrap();
+
+    let zombie = app.worker("zombie");
+    let pass = tokio::spawn(async move { zombie.run_once().await });
+    wait_copying(&app, id).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Another worker takes the copies over (as after a lease that ran out while
+    // this one's instance looked dead).
+    sqlx::query("UPDATE object_copies SET lease_owner = 'thief' WHERE object_id = $1")
+        .bind(id)
+        .execute(app.state.db.pool())
+        .await
+        .unwrap();
+    let taken = Instant::now();
+    let outcome = tokio::time::timeout(Duration::from_secs(20), pass)
+        .await
+        .expect("the pass ends")
+        .unwrap()
+        .unwrap();
+    let stopped = taken.elapsed();
+    assert!(
+        matches!(outcome, Outcome::Copied { done: 0, .. }),
+        "{outcome:?}"
+    );
+    assert!(
+        stopped <= lease / 3 + Duration::from_millis(1500),
+        "the copy went on for {stopped:?} after its lease was taken (renewal every {:?})",
+        lease / 3
+    );
+    for bucket in TARGETS {
+        assert!(
+            app.server(bucket).object(&key).is_none(),
+            "the worker that lost its lease wrote {key} to {bucket}"
+        );
+    }
+    let copies = app.copies(id).await;
+    assert!(
+        copies.iter().all(|c| c.state == state::COPYING),
+        "{copies:?}"
+    );
+    crate::helpers::Reliability {
+        fault: "a copy's lease taken by another worker mid-copy",
+        injections: 1,
+        checked: 0,
+        lost: 0,
+        stuck: 0,
+        note: &format!(
+            "the old holder stopped {} ms after, writing nothing (before: it wrote on to the end)",
+            stopped.as_millis()
+        ),
+    }
+    .record();
+}
+
+/// A copy that waits for `replication.memory-limit`, held by another copy of the
+/// process, keeps its lease. Before, its heartbeat saw no byte move and let the lease
+/// lapse, so another worker took the copy over and aborted its upload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_waiting_for_memory_keeps_its_lease() {
+    let mut app = spawn_app(Engine::Sqlite).await;
+    let lease = app.settings.replication.lease.get();
+    let _trickle = trickled(&mut app).await;
+    let token = app.token_for(1).await;
+    // One part each (below PART_SIZE); the budget holds one of them at a time, and
+    // the first takes about 5 s to read at the trickle's pace.
+    let memory = museum::replication::copy::Memory::new(4 * MIB as u64);
+    let (mut ids, mut stored) = (Vec::new(), Vec::new());
+    for i in 0..2u8 {
+        let bytes = bytes_of(3 * MIB, 20 + i);
+        let (key, url) = app.upload_url(&token).await;
+        stored.push((key.clone(), bytes.clone()));
+        assert_eq!(put(&url, bytes.clone(), None).await, 200);
+        let a = app.report(&token, &key, bytes.len() as u64).await;
+        assert_eq!(a.status, 200, "{}", a.body);
+        ids.push(a.body["file"]["id"].as_i64().unwrap());
+    }
+    let first = app.worker("first").sharing_memory(memory.clone());
+    let first = tokio::spawn(async move { first.run_once().await });
+    wait_copying(&app, ids[0]).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let second = app.worker("second").sharing_memory(memory);
+    let second = tokio::spawn(async move { second.run_once().await });
+    wait_copying(&app, ids[1]).await;
+
+    // While the second waits for memory, a worker of its own memory looks for work
+    // for longer than a lease: there must be none.
+    let rescuer = app.worker("rescuer");
+    let watched = Instant::now();
+    let mut polls = 0;
+    while watched.elapsed() < lease + lease / 2 {
+        let outcome = rescuer.run_once().await.unwrap();
+        polls += 1;
+        assert!(
+            matches!(outcome, Outcome::Idle),
+            "a copy waiting for memory was taken over after {:?}: {outcome:?}",
+            watched.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for pass in [first, second] {
+        let outcome = tokio::time::timeout(Duration::from_secs(30), pass)
+            .await
+            .expect("the copy ends")
+            .unwrap()
+            .unwrap();
+        assert!(
+            matches!(outcome, Outcome::Copied { done: 2, .. }),
+            "{outcome:?}"
+        );
+    }
+    let copies = app.copies(ids[1]).await;
+    assert!(
+        copies
+            .iter()
+            .all(|c| c.state == state::DONE && c.attempts == 1),
+        "{copies:?}"
+    );
+    let mut checked = 0;
+    for (key, bytes) in &stored {
+        for bucket in TARGETS {
+            assert_eq!(app.server(bucket).object(key).as_deref(), Some(&bytes[..]));
+            checked += 1;
+        }
+    }
+    crate::helpers::Reliability {
+        fault: "a copy waiting for replication.memory-limit held by another copy",
+        injections: polls,
+        checked,
+        lost: 0,
+        stuck: 0,
+        note: "no takeover in 1.5 leases of polling; the waiting copy finished on its first attempt",
+    }
+    .record();
+}
