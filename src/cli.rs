@@ -477,34 +477,76 @@ async fn run_primary_move(
     bar.inc(first.moved);
     let mut left = first.left;
     let mut queued_at = std::time::Instant::now();
-    while left > 0 && !cancel.is_cancelled() {
-        // The queueing scan reads every object still on the old primary: now and
-        // then, not at every step.
-        let step = if queued_at.elapsed() >= REQUEUE_EVERY {
-            queued_at = std::time::Instant::now();
-            primary::step(db, buckets, &from, to, then).await?
-        } else {
-            primary::advance(db, buckets, &from, to, then).await?
-        };
-        bar.inc(step.moved);
-        left = step.left;
-        if step.moved == 0 && left > 0 && step.failed == left {
-            bar.finish_and_clear();
-            cancel.cancel();
-            let _ = copies.await;
-            anyhow::bail!(
-                "{left} objects cannot move: their copy to {to} failed for good (museum replicate \
-                 status shows why); fix the cause, run museum replicate retry, then this command again"
-            );
+    let mut sweep = primary::Sweep::default();
+    loop {
+        while left > 0 && !cancel.is_cancelled() {
+            // The queueing scan reads every object still on the old primary: now and
+            // then, not at every step.
+            let step = if queued_at.elapsed() >= REQUEUE_EVERY {
+                queued_at = std::time::Instant::now();
+                primary::step(db, buckets, &from, to, then).await?
+            } else {
+                primary::advance(db, buckets, &from, to, then).await?
+            };
+            bar.inc(step.moved);
+            left = step.left;
+            if step.moved == 0 && left > 0 && step.failed == left {
+                bar.finish_and_clear();
+                cancel.cancel();
+                let _ = copies.await;
+                anyhow::bail!(
+                    "{left} objects cannot move: their copy to {to} failed for good (museum replicate \
+                     status shows why); fix the cause, run museum replicate retry, then this command again"
+                );
+            }
+            if step.moved == 0 && left > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
         }
-        if step.moved == 0 && left > 0 {
-            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        if left > 0 || cancel.is_cancelled() || then == OldPrimary::Replica {
+            break;
         }
+        // Nothing may land on a bucket about to be retired: uploads issued for it
+        // before the switch are ended (a report already under way is counted in the
+        // same transaction and moved first)...
+        let (closed, still) = primary::close_uploads(db, &from).await?;
+        if closed > 0 {
+            bar.suspend(|| {
+                println!(
+                    "primary: ended {closed} uploads issued for {from} before the switch and not yet reported; the apps upload those files again, to {to}"
+                );
+            });
+        }
+        if still > 0 {
+            left = still;
+            bar.inc_length(still);
+            continue;
+        }
+        // ...and bytes that a copy, a heal or a run killed mid-step left or wrote
+        // back are swept, until a sweep a whole lease after the last finds nothing:
+        // by then no worker that read the old layout still holds its lease.
+        let settle = settings.replication.lease.get();
+        let mut last = primary::sweep_moved(db, buckets, &from).await?;
+        sweep.deleted += last.deleted;
+        while !cancel.is_cancelled() {
+            tokio::select! {
+                () = cancel.cancelled() => break,
+                () = tokio::time::sleep(settle) => {}
+            }
+            last = primary::sweep_moved(db, buckets, &from).await?;
+            sweep.deleted += last.deleted;
+            if last.deleted == 0 {
+                break;
+            }
+        }
+        sweep.unknown = last.unknown;
+        break;
     }
     bar.finish_and_clear();
+    let interrupted = cancel.is_cancelled();
     cancel.cancel();
     let _ = copies.await;
-    if left > 0 {
+    if left > 0 || interrupted {
         println!(
             "primary: stopped with {left} objects still on {from}; run the same command again to finish"
         );
@@ -514,7 +556,17 @@ async fn run_primary_move(
     let fate = match then {
         OldPrimary::Replica => format!("{from} is now a replica tier"),
         OldPrimary::Empty => {
-            format!("{from} was emptied of them; remove it from the configuration to retire it")
+            let mut fate = format!("{from} holds none of them");
+            if sweep.deleted > 0 {
+                fate += &format!(" ({} left or written back there were swept)", sweep.deleted);
+            }
+            if sweep.unknown > 0 {
+                fate += &format!(
+                    "; it still holds {} objects no record knows (ended uploads, strays: museum reconcile lists them)",
+                    sweep.unknown
+                );
+            }
+            fate + "; remove it from the configuration to retire it"
         }
     };
     println!("primary: every object moved to {to}; {fate}; set s3.hot_storage.primary: {to}");

@@ -189,9 +189,11 @@ pub async fn step(
 }
 
 /// Moves up to 200 objects whose copy in `to` is verified. When `from` is to be
-/// emptied, an object's bytes there are deleted before it moves: a run killed in
-/// between leaves it on `from`, read from its verified replicas, and the next run
-/// deletes again (nothing) and moves it, so no byte is left behind.
+/// emptied, the new copy is looked at afresh (a HEAD, its size and ETag against
+/// what its copy verified) just before the object moves, the move re-checks in its
+/// transaction that the copy is still verified, and only then are the bytes on
+/// `from` deleted. A run killed between the move and the delete leaves bytes on
+/// `from` that no record points to any more: [`sweep_moved`] removes them at the end.
 pub async fn advance(
     db: &Db,
     buckets: &Buckets,
@@ -200,7 +202,8 @@ pub async fn advance(
     old: OldPrimary,
 ) -> Result<MoveProgress, MoveError> {
     let ready = sqlx::query(
-        "SELECT o.id, o.object_key FROM objects o JOIN object_copies c ON c.object_id = o.id AND c.bucket_id = $2 \
+        "SELECT o.id, o.object_key, c.verified_size, c.verified_etag FROM objects o \
+         JOIN object_copies c ON c.object_id = o.id AND c.bucket_id = $2 \
          WHERE o.bucket_id = $1 AND o.deleted_at IS NULL AND c.state = 'done' ORDER BY o.id LIMIT $3",
     )
     .bind(from)
@@ -212,16 +215,23 @@ pub async fn advance(
     for row in &ready {
         let id: i64 = row.try_get(0)?;
         let key: String = row.try_get(1)?;
+        let size: Option<i64> = row.try_get(2)?;
+        let etag: Option<String> = row.try_get(3)?;
+        if old == OldPrimary::Empty
+            && !still_verified(db, buckets, id, to, &key, size, &etag).await?
+        {
+            continue;
+        }
+        if !move_one(db, id, from, to, old, size, etag.as_deref()).await? {
+            continue;
+        }
+        moved += 1;
         if old == OldPrimary::Empty
             && let Some(bucket) = buckets.get(from)
             && let Err(e) = bucket.delete(&key).await
         {
-            // Left on the old primary, whole, for the next step.
-            tracing::warn!(object_id = id, bucket = from, error.message = %e, "could not delete an object from the old primary; it moves once that works");
-            continue;
-        }
-        if move_one(db, id, from, to, old).await? {
-            moved += 1;
+            // Moved, and read from `to` from now on; the end of the move sweeps it.
+            tracing::warn!(object_id = id, bucket = from, error.message = %e, "could not delete a moved object from the old primary; the end of the move sweeps it");
         }
     }
     let left: i64 =
@@ -247,24 +257,77 @@ pub async fn advance(
     })
 }
 
+/// Whether `to` still holds the copy of object `id` its row verified (size and
+/// ETag), by a HEAD made now. A copy found gone or changed is queued again (the
+/// object stays on the old primary until it is verified anew); a HEAD that fails
+/// leaves it for the next step.
+async fn still_verified(
+    db: &Db,
+    buckets: &Buckets,
+    id: i64,
+    to: &str,
+    key: &str,
+    size: Option<i64>,
+    etag: &Option<String>,
+) -> Result<bool, MoveError> {
+    let Some(bucket) = buckets.get(to) else {
+        return Ok(false);
+    };
+    let fits = match bucket.head(key).await {
+        Ok(meta) => {
+            size.and_then(|s| u64::try_from(s).ok()) == Some(meta.size)
+                && (etag.is_none() || *etag == meta.etag)
+        }
+        Err(crate::storage::StorageError::NotFound { .. }) => false,
+        Err(e) => {
+            tracing::warn!(object_id = id, bucket = to, error.message = %e, "could not check the new primary's copy; the object moves once that works");
+            return Ok(false);
+        }
+    };
+    if !fits {
+        tracing::warn!(
+            object_id = id,
+            bucket = to,
+            "the new primary's copy is gone or changed since it was verified; copying it again before the object moves"
+        );
+        sqlx::query(
+            "UPDATE object_copies SET state = 'pending', next_attempt_at = $3, lease_owner = NULL \
+             WHERE object_id = $1 AND bucket_id = $2 AND state = 'done'",
+        )
+        .bind(id)
+        .bind(to)
+        .bind(now_millis())
+        .execute(db.pool())
+        .await?;
+    }
+    Ok(fits)
+}
+
 /// Moves one object in one transaction: its source becomes `to` (whose verified
 /// copy row stays and speaks for it), and `from` becomes a done replica row with the
-/// size and ETag its report verified, or (emptied) has no row. False if it moved
-/// meanwhile.
+/// size and ETag its report verified, or (emptied) has no row. The object moves only
+/// if `to`'s copy is still the verified one (`size`, `etag`) at that moment. False
+/// if it did not move.
 async fn move_one(
     db: &Db,
     id: i64,
     from: &str,
     to: &str,
     old: OldPrimary,
+    size: Option<i64>,
+    etag: Option<&str>,
 ) -> Result<bool, MoveError> {
     let mut tx = db.begin_write().await?;
     let n = sqlx::query(
-        "UPDATE objects SET bucket_id = $2 WHERE id = $1 AND bucket_id = $3 AND deleted_at IS NULL",
+        "UPDATE objects SET bucket_id = $2 WHERE id = $1 AND bucket_id = $3 AND deleted_at IS NULL \
+         AND EXISTS (SELECT 1 FROM object_copies c WHERE c.object_id = $1 AND c.bucket_id = $2 \
+         AND c.state = 'done' AND c.verified_size = $4 AND COALESCE(c.verified_etag, '') = COALESCE($5, ''))",
     )
     .bind(id)
     .bind(to)
     .bind(from)
+    .bind(size)
+    .bind(etag)
     .execute(&mut *tx)
     .await?
     .rows_affected();
@@ -296,4 +359,98 @@ async fn move_one(
     }
     tx.commit().await?;
     Ok(true)
+}
+
+/// Ends the uploads still open on `from`: every key issued there and not yet
+/// reported is marked swept, so that its report is refused (the app uploads the file
+/// again, to the new primary) and the cleanup sweep deletes its bytes once its URL
+/// expires. Returns how many it ended, and how many live objects `from` still holds,
+/// counted in the same transaction: once both are 0 no record can land on `from`.
+pub async fn close_uploads(db: &Db, from: &str) -> Result<(u64, u64), MoveError> {
+    let now = now_millis();
+    let mut tx = db.begin_write().await?;
+    let closed = sqlx::query(
+        "UPDATE temp_objects SET swept_at = $2 WHERE bucket_id = $1 AND swept_at IS NULL",
+    )
+    .bind(from)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    let left: i64 =
+        sqlx::query("SELECT COUNT(*) FROM objects WHERE bucket_id = $1 AND deleted_at IS NULL")
+            .bind(from)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get(0)?;
+    tx.commit().await?;
+    Ok((closed, u64::try_from(left).unwrap_or(0)))
+}
+
+/// What one sweep of the emptied old primary found.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Sweep {
+    /// Bytes of moved objects found there and deleted (left by a run killed after a
+    /// move, or written back by a copy or heal that raced the move).
+    pub deleted: u64,
+    /// Objects there that no record knows (uploads the move ended, strays): left for
+    /// the cleanup sweep and `museum reconcile`.
+    pub unknown: u64,
+}
+
+/// Lists `from` and deletes every object whose record lives elsewhere now and keeps
+/// no copy on `from`: what a move to empty `from` must not leave behind.
+pub async fn sweep_moved(db: &Db, buckets: &Buckets, from: &str) -> Result<Sweep, MoveError> {
+    use futures_util::StreamExt;
+    let Some(bucket) = buckets.get(from) else {
+        return Ok(Sweep::default());
+    };
+    let mut sweep = Sweep::default();
+    let mut pages = bucket.list().chunks(500);
+    while let Some(page) = pages.next().await {
+        let keys: Vec<String> = page
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| MoveError::Unfit(format!("listing {from} failed: {e}")))?
+            .into_iter()
+            .map(|l| l.key)
+            .collect();
+        let list = crate::db::placeholders(2, keys.len());
+        // Only numbered placeholders are spliced in; every key is bound.
+        let sql = format!(
+            "SELECT o.object_key FROM objects o WHERE o.object_key IN ({list}) AND o.bucket_id <> $1 \
+             AND NOT EXISTS (SELECT 1 FROM object_copies c WHERE c.object_id = o.id AND c.bucket_id = $1)"
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(from);
+        for key in &keys {
+            query = query.bind(key);
+        }
+        let moved: std::collections::HashSet<String> = query
+            .fetch_all(db.pool())
+            .await?
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect::<Result<_, _>>()?;
+        let known: i64 = {
+            let list = crate::db::placeholders(1, keys.len());
+            let sql = format!("SELECT COUNT(*) FROM objects WHERE object_key IN ({list})");
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for key in &keys {
+                query = query.bind(key);
+            }
+            query.fetch_one(db.pool()).await?.try_get(0)?
+        };
+        sweep.unknown += (keys.len() as u64).saturating_sub(u64::try_from(known).unwrap_or(0));
+        for key in moved {
+            match bucket.delete(&key).await {
+                Ok(()) => sweep.deleted += 1,
+                Err(e) => {
+                    return Err(MoveError::Unfit(format!(
+                        "could not delete the moved object {key} from {from}: {e}; run the move again"
+                    )));
+                }
+            }
+        }
+    }
+    Ok(sweep)
 }

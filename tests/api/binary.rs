@@ -92,6 +92,21 @@ pub(crate) fn cli_on(settings: &museum::config::Settings, dir: &Path) -> Command
         .env(
             "ENTE_REPLICATION_MULTIPART_THRESHOLD",
             settings.replication.multipart_threshold.to_string(),
+        )
+        // The tests' short lease, which a command's validation accepts only with an
+        // idle timeout of at most half of it.
+        .env(
+            "ENTE_REPLICATION_LEASE",
+            format!("{}ms", settings.replication.lease.get().as_millis()),
+        )
+        .env(
+            "ENTE_S3_IDLE_TIMEOUT",
+            format!(
+                "{}ms",
+                (settings.replication.lease.get() / 2)
+                    .min(settings.s3.idle_timeout.get())
+                    .as_millis()
+            ),
         );
     for id in museum::config::BUCKET_IDS {
         let bucket = settings.s3.bucket(id).unwrap();
