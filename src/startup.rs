@@ -141,6 +141,17 @@ impl Application {
             tokens: TokenCache::default(),
             quota: QuotaRule::from_config(&settings.quota),
             jwt: if settings.auth.jwt.is_enabled() {
+                if settings
+                    .auth
+                    .jwt
+                    .audience
+                    .as_deref()
+                    .is_none_or(str::is_empty)
+                {
+                    tracing::warn!(
+                        "auth.jwt.audience is unset: any JWT signed with the same secret or key (one the auth server issued for another service included) is a museum credential; set auth.jwt.audience and have the auth server put it in aud"
+                    );
+                }
                 // Validation already built it once; a failure here is a bug.
                 Some(
                     JwtVerifier::from_config(&settings.auth.jwt)
