@@ -119,12 +119,17 @@ impl Application {
         let api = TcpListener::bind((settings.http.host.as_str(), settings.http.port))
             .await
             .with_context(|| format!("binding http.port {}", settings.http.port))?;
-        let metrics_listener =
-            TcpListener::bind((settings.http.host.as_str(), settings.http.metrics_port))
-                .await
-                .with_context(|| {
-                    format!("binding http.metrics-port {}", settings.http.metrics_port)
-                })?;
+        let metrics_listener = TcpListener::bind((
+            settings.http.metrics_host.as_str(),
+            settings.http.metrics_port,
+        ))
+        .await
+        .with_context(|| {
+            format!(
+                "binding the metrics listener to http.metrics-host {} and http.metrics-port {}",
+                settings.http.metrics_host, settings.http.metrics_port
+            )
+        })?;
         let admin = bind_admin(&settings).await?;
         let state = AppState::new(Shared {
             db: db.clone(),
