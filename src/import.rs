@@ -1,4 +1,6 @@
-//! `museum import DIR --user ID`: brings a folder of files into museum. Each file is
+//! `museum import DIR --user ID`: brings a folder of files into museum, following
+//! symbolic links (a git-annex or `rsync --links` library) and skipping `.git`
+//! folders; a link that cannot be followed is a failure of the run. Each file is
 //! read and sent to the hot primary under a new key (one PUT, or a multipart upload
 //! in parts of `replication.part-size` above `replication.multipart-threshold`),
 //! proved by the ETag the bucket answers (the MD5 of its bytes or parts), and
@@ -41,7 +43,8 @@ pub struct ImportOptions {
 /// What an import did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ImportReport {
-    /// Files found under the folder.
+    /// Files found under the folder (links followed), the entries that could not be
+    /// followed or read included.
     pub files: u64,
     /// Files sent and recorded by this run, and their bytes.
     pub imported: u64,
@@ -64,30 +67,99 @@ pub enum ImportError {
     Db(#[from] DbError),
 }
 
-/// Every regular file under `root`, as paths relative to it, sorted.
-fn files_under(root: &Path) -> Result<Vec<PathBuf>, ImportError> {
-    let mut out = Vec::new();
-    let mut folders = vec![root.to_owned()];
-    while let Some(folder) = folders.pop() {
-        let entries = std::fs::read_dir(&folder).map_err(|source| ImportError::Folder {
-            path: folder.display().to_string(),
-            source,
-        })?;
-        for entry in entries.flatten() {
-            let Ok(kind) = entry.file_type() else {
+/// What a walk of the folder found.
+#[derive(Debug, Default)]
+struct Found {
+    /// Every file to import, as paths relative to the folder, sorted.
+    files: Vec<PathBuf>,
+    /// Entries that could not be followed or read (a dangling link, an unreadable
+    /// folder), with why: failures of the run, named in its report.
+    broken: Vec<(String, String)>,
+}
+
+/// The folder a walk skips wherever it is: git's own, whose files a library of
+/// git-annex links points into (and which are imported through those links).
+const SKIPPED: &str = ".git";
+
+/// Every regular file under `root`, following symbolic links to files and folders
+/// (git-annex and `rsync --links` libraries are made of them), as paths relative to
+/// it. A folder is walked once however many paths lead to it, so a link back up the
+/// tree ends there, and a file reached by several paths (links, hard links) is
+/// imported once, under the first in sorted order. `.git` folders are skipped.
+fn files_under(root: &Path) -> Result<Found, ImportError> {
+    use std::collections::{HashSet, VecDeque};
+    use std::os::unix::fs::MetadataExt;
+    let identity = |m: &std::fs::Metadata| (m.dev(), m.ino());
+    let top = std::fs::metadata(root).map_err(|source| ImportError::Folder {
+        path: root.display().to_string(),
+        source,
+    })?;
+    let mut found = Found::default();
+    let mut folders_seen = HashSet::from([identity(&top)]);
+    let mut files_seen = HashSet::new();
+    let mut folders = VecDeque::from([root.to_owned()]);
+    while let Some(folder) = folders.pop_front() {
+        let entries = match std::fs::read_dir(&folder) {
+            Ok(entries) => entries,
+            Err(source) if folder == root => {
+                return Err(ImportError::Folder {
+                    path: folder.display().to_string(),
+                    source,
+                });
+            }
+            Err(e) => {
+                let name = relative_name(root, &folder);
+                found
+                    .broken
+                    .push((name, format!("cannot read the folder: {e}")));
                 continue;
+            }
+        };
+        let mut entries: Vec<_> = entries.flatten().collect();
+        entries.sort_by_key(std::fs::DirEntry::file_name);
+        for entry in entries {
+            if entry.file_name() == SKIPPED {
+                continue;
+            }
+            let path = entry.path();
+            // Followed: the link's target, or the entry itself.
+            let meta = match std::fs::metadata(&path) {
+                Ok(meta) => meta,
+                Err(e) => {
+                    let why = match std::fs::read_link(&path) {
+                        Ok(target) => format!(
+                            "a symbolic link to {} that cannot be followed: {e}",
+                            target.display()
+                        ),
+                        Err(_) => format!("cannot read it: {e}"),
+                    };
+                    found.broken.push((relative_name(root, &path), why));
+                    continue;
+                }
             };
-            if kind.is_dir() {
-                folders.push(entry.path());
-            } else if kind.is_file()
-                && let Ok(relative) = entry.path().strip_prefix(root)
+            if meta.is_dir() {
+                if folders_seen.insert(identity(&meta)) {
+                    folders.push_back(path);
+                }
+            } else if meta.is_file()
+                && files_seen.insert(identity(&meta))
+                && let Ok(relative) = path.strip_prefix(root)
             {
-                out.push(relative.to_owned());
+                found.files.push(relative.to_owned());
             }
         }
     }
-    out.sort();
-    Ok(out)
+    found.files.sort();
+    found.broken.sort();
+    Ok(found)
+}
+
+/// `path` relative to `root`, for the report.
+fn relative_name(root: &Path, path: &Path) -> String {
+    path.strip_prefix(root)
+        .unwrap_or(path)
+        .display()
+        .to_string()
 }
 
 /// Imports every file under `root` for `options.user`; `progress` sees the bytes of
@@ -99,7 +171,7 @@ pub async fn import(
     options: ImportOptions,
     progress: impl Fn(Progress) + Send + Sync,
 ) -> Result<ImportReport, ImportError> {
-    let files = files_under(root)?;
+    let Found { files, broken } = files_under(root)?;
     let total: u64 = files
         .iter()
         .filter_map(|f| std::fs::metadata(root.join(f)).ok())
@@ -113,7 +185,8 @@ pub async fn import(
         .filter(|id| id != primary.id())
         .collect();
     let mut report = ImportReport {
-        files: files.len() as u64,
+        files: (files.len() + broken.len()) as u64,
+        failed: broken,
         ..ImportReport::default()
     };
     let mut results = futures_util::stream::iter(files.into_iter().map(|file| {

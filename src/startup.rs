@@ -137,12 +137,17 @@ impl Application {
         let api = TcpListener::bind((settings.http.host.as_str(), settings.http.port))
             .await
             .with_context(|| format!("binding http.port {}", settings.http.port))?;
-        let metrics_listener =
-            TcpListener::bind((settings.http.host.as_str(), settings.http.metrics_port))
-                .await
-                .with_context(|| {
-                    format!("binding http.metrics-port {}", settings.http.metrics_port)
-                })?;
+        let metrics_listener = TcpListener::bind((
+            settings.http.metrics_host.as_str(),
+            settings.http.metrics_port,
+        ))
+        .await
+        .with_context(|| {
+            format!(
+                "binding the metrics listener to http.metrics-host {} and http.metrics-port {}",
+                settings.http.metrics_host, settings.http.metrics_port
+            )
+        })?;
         let admin = bind_admin(&settings).await?;
         let state = AppState::new(Shared {
             db: db.clone(),
@@ -159,6 +164,17 @@ impl Application {
             tokens: TokenCache::default(),
             quota: QuotaRule::from_config(&settings.quota),
             jwt: if settings.auth.jwt.is_enabled() {
+                if settings
+                    .auth
+                    .jwt
+                    .audience
+                    .as_deref()
+                    .is_none_or(str::is_empty)
+                {
+                    tracing::warn!(
+                        "auth.jwt.audience is unset: any JWT signed with the same secret or key (one the auth server issued for another service included) is a museum credential; set auth.jwt.audience and have the auth server put it in aud"
+                    );
+                }
                 // Validation already built it once; a failure here is a bug.
                 Some(
                     JwtVerifier::from_config(&settings.auth.jwt)

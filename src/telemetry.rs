@@ -165,8 +165,12 @@ fn deliver_all(url: &SecretString, mut events: tokio::sync::mpsc::Receiver<serde
         }
     };
     runtime.block_on(async move {
+        // No redirect is followed and no Referer sent: the URL may carry a secret,
+        // and the event goes to the configured address or nowhere.
         let client = match reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
+            .redirect(reqwest::redirect::Policy::none())
+            .referer(false)
             .build()
         {
             Ok(client) => client,
@@ -186,6 +190,7 @@ fn deliver_all(url: &SecretString, mut events: tokio::sync::mpsc::Receiver<serde
 }
 
 /// Posts `body` until it is taken or the tries run out; each try shares the bytes.
+/// A redirect, like a refusal, fails the delivery at once.
 async fn deliver(client: &reqwest::Client, url: &SecretString, body: bytes::Bytes) -> bool {
     let mut pause = Duration::from_secs(1);
     for attempt in 1..=WEBHOOK_TRIES {
@@ -197,6 +202,13 @@ async fn deliver(client: &reqwest::Client, url: &SecretString, body: bytes::Byte
             .await;
         let why = match sent {
             Ok(answer) if answer.status().is_success() => return true,
+            Ok(answer) if answer.status().is_redirection() => {
+                tracing::warn!(
+                    status = answer.status().as_u16(),
+                    "the event webhook answered a redirect, which is not followed; dropped (set events.webhook-url to the final address)"
+                );
+                return false;
+            }
             Ok(answer) => {
                 let status = answer.status();
                 // A refusal other than "too many" or a server error will not change.

@@ -8,6 +8,8 @@ use crate::config::JwtConfig;
 
 /// Shortest HS256 secret taken, in bytes (the hash's own length).
 pub const MIN_SECRET_BYTES: usize = 32;
+/// How far the auth server's clock may be from museum's, for `exp` and `nbf`.
+pub const LEEWAY_SECS: u64 = 30;
 
 /// Verifies JWTs with one key and one algorithm. Cheap to clone.
 #[derive(Clone)]
@@ -29,6 +31,8 @@ impl std::fmt::Debug for JwtVerifier {
 pub enum JwtError {
     #[error("the JWT has expired")]
     Expired,
+    #[error("the JWT is not valid yet (nbf)")]
+    NotYetValid,
     #[error("the JWT is not for this service (aud)")]
     WrongAudience,
     #[error("the JWT is from another issuer (iss)")]
@@ -89,7 +93,9 @@ impl JwtVerifier {
         };
         let mut validation = Validation::new(algorithm);
         validation.set_required_spec_claims(&["exp"]);
-        validation.leeway = 30;
+        // `nbf`, when present, is checked with the same leeway as `exp`.
+        validation.validate_nbf = true;
+        validation.leeway = LEEWAY_SECS;
         match config.issuer.as_deref().filter(|i| !i.is_empty()) {
             Some(issuer) => {
                 validation.set_issuer(&[issuer]);
@@ -108,12 +114,14 @@ impl JwtVerifier {
     }
 
     /// The user a JWT speaks for, if its signature, algorithm, `exp` (required),
-    /// `iss` and `aud` (when configured) all check out and `sub` is a user ID.
+    /// `nbf` (when present), `iss` and `aud` (when configured) all check out and
+    /// `sub` is a user ID.
     pub fn verify(&self, token: &str) -> Result<i64, JwtError> {
         use jsonwebtoken::errors::ErrorKind;
         let data =
             decode::<Claims>(token, &self.key, &self.validation).map_err(|e| match e.kind() {
                 ErrorKind::ExpiredSignature => JwtError::Expired,
+                ErrorKind::ImmatureSignature => JwtError::NotYetValid,
                 ErrorKind::InvalidAudience => JwtError::WrongAudience,
                 ErrorKind::InvalidIssuer => JwtError::WrongIssuer,
                 ErrorKind::InvalidSignature => JwtError::BadSignature,
@@ -190,6 +198,11 @@ mod tests {
                 serde_json::json!({"sub": "1", "exp": exp - 7200, "aud": "museum"}),
                 SECRET,
                 JwtError::Expired,
+            ),
+            (
+                serde_json::json!({"sub": "1", "exp": exp, "nbf": exp, "aud": "museum"}),
+                SECRET,
+                JwtError::NotYetValid,
             ),
             (
                 serde_json::json!({"sub": "1", "aud": "museum"}),

@@ -31,7 +31,8 @@ Every error is JSON `{\"code\", \"message\"}`: `code` is stable and meant for pr
 `METHOD_NOT_ALLOWED` for a method its path does not take; unknown paths answer 404.
 
 Prometheus metrics are not part of this API: they are served at `/metrics` on the \
-separate metrics listener (`http.metrics-port`, default 2112).";
+separate metrics listener (`http.metrics-port`, default 2112, on `http.metrics-host`, \
+default 127.0.0.1).";
 
 #[derive(OpenApi)]
 #[openapi(

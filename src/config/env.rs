@@ -26,7 +26,7 @@ pub fn env_name_for(path: &str) -> String {
 /// Last path segments whose values stay strings even when they look like numbers
 /// or booleans (a secret such as `123456` must not become an integer), in variables
 /// and in YAML files alike.
-pub(super) const STRING_KEYS: [&str; 26] = [
+pub(super) const STRING_KEYS: [&str; 27] = [
     "key",
     "secret",
     "sse_c_key",
@@ -53,6 +53,7 @@ pub(super) const STRING_KEYS: [&str; 26] = [
     "audience",
     "trusted-client-ip-header",
     "admin-host",
+    "metrics-host",
 ];
 
 /// A figment provider for `ENTE_*` variables. Empty values count as unset.

@@ -317,6 +317,10 @@ pub struct HttpConfig {
     pub port: u16,
     #[serde(rename = "metrics-port")]
     pub metrics_port: u16,
+    /// Address the metrics listener binds to: loopback unless Prometheus scrapes it
+    /// from elsewhere (compose sets 0.0.0.0 inside its network).
+    #[serde(rename = "metrics-host")]
+    pub metrics_host: String,
     /// Longest time one API request may take.
     #[serde(rename = "request-timeout")]
     pub request_timeout: HumanDuration,
@@ -372,6 +376,7 @@ impl Default for HttpConfig {
             host: "0.0.0.0".to_owned(),
             port: 8080,
             metrics_port: 2112,
+            metrics_host: "127.0.0.1".to_owned(),
             request_timeout: HumanDuration(Duration::from_secs(60)),
             body_timeout: HumanDuration(Duration::from_secs(10)),
             cors: CorsConfig::default(),

@@ -400,14 +400,18 @@ fn validate_accounts(s: &Settings, problem: &mut impl FnMut(&str, String)) {
             "must differ from http.port and http.metrics-port".to_owned(),
         );
     }
-    if http.admin_host.parse::<std::net::IpAddr>().is_err() && http.admin_host != "localhost" {
-        problem(
-            "http.admin-host",
-            format!(
-                "`{}` is not an IP address; use 127.0.0.1 (the default) or the address of a private interface",
-                http.admin_host
-            ),
-        );
+    for (key, host) in [
+        ("http.admin-host", &http.admin_host),
+        ("http.metrics-host", &http.metrics_host),
+    ] {
+        if host.parse::<std::net::IpAddr>().is_err() && host != "localhost" {
+            problem(
+                key,
+                format!(
+                    "`{host}` is not an IP address; use 127.0.0.1 (the default) or the address of a private interface"
+                ),
+            );
+        }
     }
     let jwt = &s.auth.jwt;
     let secret = jwt

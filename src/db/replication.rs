@@ -314,14 +314,16 @@ pub struct LateCopy {
     pub attempts: i64,
 }
 
-/// Marks up to `limit` live copies that are still waiting or in progress and were
-/// queued before `cutoff` as reported late at `now`, and returns them: each is
-/// returned once, by whichever process marks it.
+/// Marks up to `limit` live copies of live objects that are still waiting or in
+/// progress and were queued before `cutoff` as reported late at `now`, and returns
+/// them: each is returned once, by whichever process marks it. A deleted object's
+/// copies are never late.
 pub async fn flag_late(db: &Db, cutoff: i64, now: i64, limit: i64) -> Result<Vec<LateCopy>> {
     sqlx::query(
         "UPDATE object_copies SET late_at = $1 WHERE (object_id, bucket_id) IN ( \
          SELECT object_id, bucket_id FROM object_copies \
          WHERE state IN ('pending', 'copying') AND priority = $2 AND late_at IS NULL AND created_at < $3 \
+         AND EXISTS (SELECT 1 FROM objects o WHERE o.id = object_copies.object_id AND o.deleted_at IS NULL) \
          LIMIT $4) AND late_at IS NULL \
          RETURNING object_id, bucket_id, created_at, attempts",
     )
@@ -611,7 +613,7 @@ pub async fn backfill_batch(
     Ok((last, queued, rows.len()))
 }
 
-/// Puts a done copy back in the queue, due now, with the reason.
+/// Puts a done copy of a live object back in the queue, due now, with the reason.
 pub async fn requeue_copy(
     db: &Db,
     object_id: i64,
@@ -621,7 +623,8 @@ pub async fn requeue_copy(
 ) -> Result<bool> {
     let n = sqlx::query(
         "UPDATE object_copies SET state = 'pending', next_attempt_at = $1, last_error = $2 \
-         WHERE object_id = $3 AND bucket_id = $4 AND state = 'done'",
+         WHERE object_id = $3 AND bucket_id = $4 AND state = 'done' \
+         AND EXISTS (SELECT 1 FROM objects WHERE id = $3 AND deleted_at IS NULL)",
     )
     .bind(now)
     .bind(reason)
@@ -691,11 +694,30 @@ pub fn verified_tiers(
         .collect()
 }
 
+/// The restore query of [`queue_restore`]; `$lock` locks the object's row on
+/// PostgreSQL, so that a delete or purge waits for the restore's commit (and then
+/// clears the copy it queued) or the restore sees the object gone. On SQLite one
+/// writer at a time does the same.
+macro_rules! queue_restore_sql {
+    ($lock:literal) => {
+        concat!(
+            "INSERT INTO object_copies (object_id, bucket_id, state, attempts, next_attempt_at, last_error, created_at, priority) \
+             SELECT $1, $2, 'pending', 0, $3, $4, $3, $5 \
+             WHERE EXISTS (SELECT 1 FROM objects WHERE id = $1 AND deleted_at IS NULL",
+            $lock,
+            ") ON CONFLICT (object_id, bucket_id) DO UPDATE SET state = 'pending', next_attempt_at = $3, last_error = $4, priority = $5, \
+             created_at = $3, late_at = NULL \
+             WHERE object_copies.state IN ('done', 'failed')"
+        )
+    };
+}
+
 /// Queues a copy of `object_id` into `bucket_id`, due now at `priority`, to replace
 /// what that bucket holds from a verified tier: a new row when the bucket is the
 /// object's own (its source, which has no copy row until a first restore), or a done
 /// or failed row put back, queued anew (its lag and lateness count from now). A copy
-/// already waiting or in progress is left as it is.
+/// already waiting or in progress is left as it is, and so is an object deleted or
+/// purged since its caller read it: nothing is queued for it, whoever asks.
 /// Returns whether a copy was queued.
 pub async fn queue_restore(
     db: &Db,
@@ -705,22 +727,24 @@ pub async fn queue_restore(
     now: i64,
     priority: i64,
 ) -> Result<bool> {
-    let n = sqlx::query(
-        "INSERT INTO object_copies (object_id, bucket_id, state, attempts, next_attempt_at, last_error, created_at, priority) \
-         VALUES ($1, $2, 'pending', 0, $3, $4, $3, $5) \
-         ON CONFLICT (object_id, bucket_id) DO UPDATE SET state = 'pending', next_attempt_at = $3, last_error = $4, priority = $5, \
-         created_at = $3, late_at = NULL \
-         WHERE object_copies.state IN ('done', 'failed')",
-    )
-    .bind(object_id)
-    .bind(bucket_id)
-    .bind(now)
-    .bind(truncate_error(reason))
-    .bind(priority)
-    .execute(&db.pool)
-    .await?
-    .rows_affected();
-    Ok(n == 1)
+    let sql = match db.engine {
+        Engine::Sqlite => queue_restore_sql!(""),
+        Engine::Postgres => queue_restore_sql!(" FOR SHARE"),
+    };
+    let queued = sqlx::query(sql)
+        .bind(object_id)
+        .bind(bucket_id)
+        .bind(now)
+        .bind(truncate_error(reason))
+        .bind(priority)
+        .execute(&db.pool)
+        .await;
+    match queued {
+        Ok(done) => Ok(done.rows_affected() == 1),
+        // Purged between the check and the insert: nothing to restore.
+        Err(sqlx::Error::Database(e)) if e.is_foreign_key_violation() => Ok(false),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// One verified tier of a live object, for `replicate verify`.

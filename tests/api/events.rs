@@ -168,6 +168,97 @@ async fn a_command_that_ends_after_an_event_delivers_it_to_the_webhook_before_it
     assert_eq!(*receiver.tries.lock().unwrap(), 2, "one refused, one taken");
 }
 
+/// Every request a server got: (method, path and query, Referer header).
+type Seen = Arc<Mutex<Vec<(String, String, Option<String>)>>>;
+
+/// Serves every request on a free port with `answer`, recording it in `seen`; the
+/// server's base URL.
+async fn serve_any(
+    seen: &Seen,
+    answer: impl Fn() -> axum::response::Response + Clone + Send + Sync + 'static,
+) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = Arc::clone(seen);
+    let app = Router::new().fallback(move |request: axum::extract::Request| {
+        let (seen, answer) = (Arc::clone(&seen), answer.clone());
+        async move {
+            let referer = request
+                .headers()
+                .get("referer")
+                .map(|v| v.to_str().unwrap().to_owned());
+            seen.lock().unwrap().push((
+                request.method().to_string(),
+                request.uri().to_string(),
+                referer,
+            ));
+            answer()
+        }
+    });
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://127.0.0.1:{port}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_answering_a_redirect_is_a_failed_delivery_and_the_redirect_is_not_followed() {
+    use axum::response::IntoResponse;
+    // The redirect's target must see nothing: not the event, not the secret URL as
+    // a Referer.
+    let beyond: Seen = Seen::default();
+    let beyond_url = serve_any(&beyond, || StatusCode::NO_CONTENT.into_response()).await;
+    let hook: Seen = Seen::default();
+    let location = format!("{beyond_url}/elsewhere");
+    let hook_url = serve_any(&hook, move || {
+        (StatusCode::FOUND, [("location", location.clone())]).into_response()
+    })
+    .await;
+    let url = format!("{hook_url}/hook?key=webhook-secret-4712");
+
+    let app = spawn_app(Engine::Sqlite).await;
+    let token = app.token_for(1).await;
+    let (_, key) = app.upload(&token, &bytes_of(1500, 4)).await;
+    app.drain().await;
+    for bucket in ["b2-eu-cen", "wasabi-eu-central-2-v3", "scw-eu-fr-v3"] {
+        let server = app.server(bucket);
+        std::fs::remove_file(server.root.join(bucket).join(&key)).unwrap();
+    }
+    // `museum scrub` finds the object lost: one event for the webhook.
+    let cwd = tempfile::tempdir().unwrap();
+    let mut scrub = cli_on(&app.settings, cwd.path());
+    scrub
+        .args(["scrub", "--no-limit"])
+        .env("ENTE_EVENTS_WEBHOOK_URL", &url)
+        .stdin(Stdio::null());
+    let out = tokio::task::spawn_blocking(move || scrub.output().unwrap())
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let beyond = beyond.lock().unwrap().clone();
+    let hook = hook.lock().unwrap().clone();
+    crate::helpers::Reliability {
+        fault: "the event webhook answers 302 to another server",
+        injections: 1,
+        checked: 0,
+        lost: 0,
+        stuck: 0,
+        note: &format!(
+            "{} requests reached the redirect's target (1, with the secret URL as Referer, before the fix); the delivery counted as failed",
+            beyond.len()
+        ),
+    }
+    .record();
+    assert_eq!(beyond, [], "the redirect was followed");
+    assert_eq!(hook.len(), 1, "a redirect is not retried: {hook:?}");
+    assert_eq!(hook[0].0, "POST");
+    assert_eq!(hook[0].2, None, "no Referer");
+    assert!(
+        stderr.contains("the event webhook answered a redirect"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("webhook-secret-4712"), "{stderr}");
+}
+
 /// Waits for `child` to end; what it wrote to stderr.
 fn stderr_of(child: &mut std::process::Child) -> String {
     use std::io::Read;

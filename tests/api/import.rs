@@ -15,6 +15,7 @@ on_both_databases!(
     an_import_killed_with_sigkill_resumes_and_records_or_stores_no_file_twice,
     an_import_killed_mid_multipart_upload_leaves_no_upload_open,
     an_import_resumed_after_its_cut_run_completed_a_multipart_upload_records_the_file_once,
+    an_import_of_a_library_of_symlinks_follows_them_skips_git_and_names_a_dangling_link,
 );
 
 fn options(user: i64) -> ImportOptions {
@@ -366,4 +367,123 @@ async fn an_import_resumed_after_its_cut_run_completed_a_multipart_upload_record
     assert!(imported_bytes(&app, 8, "v.mov").await == bytes);
     assert_eq!(stored_keys(&app, 8), 1);
     assert_eq!(open_uploads(&app), (0, 0));
+}
+
+/// The paths `user`'s imports recorded, sorted.
+async fn imported_paths(app: &TestApp, user: i64) -> Vec<String> {
+    sqlx::query_scalar(
+        "SELECT path FROM imports WHERE user_id = $1 AND object_id IS NOT NULL ORDER BY path",
+    )
+    .bind(user)
+    .fetch_all(app.state.db.pool())
+    .await
+    .unwrap()
+}
+
+/// A library as git-annex keeps one (each file a relative link into
+/// `.git/annex/objects`) and as `rsync --links` copies one (a link to a folder kept
+/// elsewhere), with a link back up the tree, a second link to a file already there,
+/// and one dangling link.
+async fn an_import_of_a_library_of_symlinks_follows_them_skips_git_and_names_a_dangling_link(
+    engine: Engine,
+) {
+    use std::os::unix::fs::symlink;
+    let app = spawn_app(engine).await;
+    let lib = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let (lib_path, store) = (lib.path(), elsewhere.path());
+
+    // git-annex: the bytes under .git/annex/objects, the files links to them.
+    let annexed = [
+        ("a.jpg", bytes_of(3000, 1)),
+        ("2024/b.heic", bytes_of(PART_SIZE as usize + 77, 2)),
+    ];
+    std::fs::create_dir_all(lib_path.join("2024")).unwrap();
+    for (i, (name, bytes)) in annexed.iter().enumerate() {
+        let object = format!(
+            ".git/annex/objects/k{i}/SHA256E-s{0}--{i}/SHA256E-s{0}--{i}",
+            bytes.len()
+        );
+        std::fs::create_dir_all(lib_path.join(&object).parent().unwrap()).unwrap();
+        std::fs::write(lib_path.join(&object), bytes).unwrap();
+        let up = "../".repeat(name.matches('/').count());
+        symlink(format!("{up}{object}"), lib_path.join(name)).unwrap();
+    }
+    std::fs::write(lib_path.join(".git/config"), b"[core]\n").unwrap();
+    // rsync --links: a folder linked from outside the library.
+    std::fs::create_dir_all(store.join("trip/day1")).unwrap();
+    let linked = [
+        ("trip/c.mov", bytes_of(4321, 3)),
+        ("trip/day1/d.png", bytes_of(10, 4)),
+    ];
+    for (name, bytes) in &linked {
+        std::fs::write(store.join(name), bytes).unwrap();
+    }
+    symlink(store.join("trip"), lib_path.join("trip")).unwrap();
+    // A loop back to the library's top, and a second link to a file already found.
+    symlink("..", lib_path.join("2024/up")).unwrap();
+    symlink("../a.jpg", lib_path.join("2024/same.jpg")).unwrap();
+    // A link whose target is gone.
+    symlink(store.join("deleted.jpg"), lib_path.join("gone.jpg")).unwrap();
+
+    let cwd = tempfile::tempdir().unwrap();
+    let out = import_command(&app, lib_path, cwd.path(), 11)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(stdout.contains("5 files, 4 imported"), "{stdout}{stderr}");
+    assert!(stdout.contains("1 failed"), "{stdout}{stderr}");
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.contains("gone.jpg") && l.contains("link")),
+        "the dangling link is named: {stderr}"
+    );
+    let mut want: Vec<String> = annexed
+        .iter()
+        .chain(&linked)
+        .map(|(n, _)| (*n).to_owned())
+        .collect();
+    want.sort();
+    assert_eq!(imported_paths(&app, 11).await, want, "{stdout}{stderr}");
+    let mut lost = 0;
+    for (name, bytes) in annexed.iter().chain(&linked) {
+        if imported_bytes(&app, 11, name).await != *bytes {
+            lost += 1;
+        }
+    }
+    app.drain().await;
+    let stuck = app.unverified_copies().await;
+    crate::helpers::Reliability {
+        fault: &format!(
+            "museum import of a library of symbolic links: git-annex and rsync --links layouts, a loop, a dangling link ({engine:?})"
+        ),
+        injections: 2,
+        checked: 4,
+        lost,
+        stuck: stuck as usize,
+        note: "4 of 4 linked files imported once each, nothing from .git; the dangling link named and exit 1 (before the fix: 0 linked files, .git imported, exit 0); 0 bytes read across users",
+    }
+    .record();
+    assert_eq!(lost, 0, "linked files whose imported bytes differ");
+    assert_eq!(stuck, 0);
+    assert_eq!(
+        objects_of(&app, 11).await.len(),
+        4,
+        "nothing from .git, no file twice"
+    );
+
+    // A second run imports nothing again and still names the dangling link.
+    let again = import_command(&app, lib_path, cwd.path(), 11)
+        .output()
+        .unwrap();
+    let again_out = String::from_utf8_lossy(&again.stdout);
+    assert_eq!(again.status.code(), Some(1), "{again_out}");
+    assert!(again_out.contains("0 imported"), "{again_out}");
+    assert!(again_out.contains("4 already there"), "{again_out}");
+    assert_eq!(objects_of(&app, 11).await.len(), 4);
 }

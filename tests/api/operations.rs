@@ -345,12 +345,24 @@ fn compose_files_parse_and_agree_with_the_configuration() {
             "{file} is not mounted into /app"
         );
     }
+    // With the ENTE_* variables compose sets.
+    let vars: Vec<(String, String)> = services["museum"]["environment"]
+        .as_mapping()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().unwrap().to_owned(),
+                v.as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
     let settings = load_with_env(
         &Sources {
             dir: dir.path().to_owned(),
             environment: env.to_owned(),
         },
-        EnteEnv::from_vars(Vec::new()),
+        EnteEnv::from_vars(vars),
     )
     .unwrap()
     .settings;
@@ -365,8 +377,11 @@ fn compose_files_parse_and_agree_with_the_configuration() {
         ports.contains(&format!("{0}:{0}", settings.http.port).as_str()),
         "{ports:?}"
     );
+    // Metrics: on every interface inside the container, for Prometheus, and
+    // published on the host's loopback only.
+    assert_eq!(settings.http.metrics_host, "0.0.0.0");
     assert!(
-        ports.contains(&format!("{0}:{0}", settings.http.metrics_port).as_str()),
+        ports.contains(&format!("127.0.0.1:{0}:{0}", settings.http.metrics_port).as_str()),
         "{ports:?}"
     );
 

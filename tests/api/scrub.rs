@@ -23,6 +23,7 @@ on_both_databases!(
     status_shows_each_tier_to_its_owner_only,
     a_backfill_backlog_does_not_delay_a_fresh_uploads_copies,
     a_fresh_uploads_copies_overtake_a_backfill_of_twelve_thousand_copies,
+    a_scrub_batch_read_before_a_delete_and_a_purge_queues_no_restore_for_them_and_completes,
 );
 
 const LEASE: Duration = Duration::from_secs(1);
@@ -472,4 +473,108 @@ async fn a_fresh_uploads_copies_overtake_a_backfill_of_twelve_thousand_copies(en
             "a fresh upload waited {lag:?}: {lags:?}"
         );
     }
+}
+
+/// A scrub batch read just before its objects were deleted (one purged as well):
+/// the restores their broken tiers call for are never queued, and the batch ends.
+async fn a_scrub_batch_read_before_a_delete_and_a_purge_queues_no_restore_for_them_and_completes(
+    engine: Engine,
+) {
+    use museum::db::replication::{priority, queue_restore};
+    use museum::scrub::Scrubber;
+    const COLD: &str = "wasabi-eu-central-2-v3";
+    let app = spawn_app(engine).await;
+    let db = &app.state.db;
+    let token = app.token_for(1).await;
+    let mut ids = Vec::new();
+    for i in 0..3u8 {
+        let (id, key) = app
+            .upload(&token, &bytes_of(1200 + usize::from(i), i))
+            .await;
+        ids.push((id, key));
+    }
+    app.drain().await;
+    let (deleted, purged, live) = (ids[0].0, ids[1].0, ids[2].0);
+    // The batch as the scrub read it, with every tier done; then each object's cold
+    // copy goes missing, which calls for a restore.
+    let mut batch = Vec::new();
+    for (id, key) in &ids {
+        batch.push(museum::db::scrub::object(db, *id).await.unwrap().unwrap());
+        std::fs::remove_file(file_of(&app, COLD, key)).unwrap();
+    }
+    // Meanwhile the owner deletes two of them, and one is purged.
+    for id in [deleted, purged] {
+        let r = app
+            .client
+            .delete(format!("{}/files/{id}", app.address))
+            .header("X-Auth-Token", &token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    museum::db::uploads::delete_object_rows(db, purged)
+        .await
+        .unwrap();
+
+    let scrubber = Scrubber::new(
+        db.clone(),
+        app.state.buckets.clone(),
+        None,
+        unlimited(0.0),
+        museum::events::FoundBy::Scrub,
+    );
+    let report = scrubber.scrub_objects(&batch, 1).await;
+    let pending = |id: i64| {
+        let app = &app;
+        async move {
+            app.copies(id)
+                .await
+                .into_iter()
+                .filter(|c| c.state != state::DONE)
+                .count()
+        }
+    };
+    let queued_for_gone = pending(deleted).await + pending(purged).await;
+    crate::helpers::Reliability {
+        fault: &format!(
+            "a scrub batch read just before its objects were deleted and one purged ({engine:?})"
+        ),
+        injections: 2,
+        checked: 3,
+        lost: 0,
+        stuck: 0,
+        note: &format!(
+            "restores queued for the deleted objects: {queued_for_gone}; the batch {} (before the fix: a restore queued for the deleted one, and the purged one's foreign key aborted the batch)",
+            if report.is_ok() { "completed" } else { "failed" }
+        ),
+    }
+    .record();
+    let report = report.expect("the batch completes");
+    assert_eq!(
+        report.requeued, 1,
+        "only the live object's restore: {report:?}"
+    );
+    assert_eq!(queued_for_gone, 0, "{:?}", app.copies(deleted).await);
+    assert_eq!(pending(live).await, 1, "{:?}", app.copies(live).await);
+    // Every caller goes through the same query: it is a no-op for both.
+    for id in [deleted, purged] {
+        assert!(
+            !queue_restore(
+                db,
+                id,
+                COLD,
+                "restore: missing",
+                museum::db::now_millis(),
+                priority::LIVE
+            )
+            .await
+            .unwrap(),
+            "object {id}"
+        );
+    }
+    assert_eq!(pending(deleted).await + pending(purged).await, 0);
+    // The live object is restored.
+    app.drain().await;
+    assert!(app.server(COLD).object(&ids[2].1).is_some());
 }
