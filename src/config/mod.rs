@@ -634,13 +634,27 @@ impl Default for RateLimitConfig {
 }
 
 /// `internal.*` (Ente's section for deployment details).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct InternalConfig {
     /// The header a trusted reverse proxy puts the client's address in (e.g.
     /// `X-Real-IP`); unset: the connection's peer address.
     #[serde(rename = "trusted-client-ip-header")]
     pub trusted_client_ip_header: Option<String>,
+    /// How many of the header's entries, counted from the right, trusted proxies
+    /// wrote: the client's address is the entry this many from the right. 1 (one
+    /// proxy that overwrites or appends) unless more proxies append in a chain.
+    #[serde(rename = "trusted-proxy-hops")]
+    pub trusted_proxy_hops: u32,
+}
+
+impl Default for InternalConfig {
+    fn default() -> Self {
+        Self {
+            trusted_client_ip_header: None,
+            trusted_proxy_hops: 1,
+        }
+    }
 }
 
 fn serialize_secret<S: serde::Serializer>(

@@ -236,3 +236,74 @@ async fn failed_authentication_is_limited_per_client_address_from_the_trusted_he
         200
     );
 }
+
+/// A museum behind one appending proxy (X-Forwarded-For), failed auth limited to 3 a
+/// minute per address.
+async fn spawn_behind_appending_proxy() -> TestApp {
+    spawn_app_with(Engine::Sqlite, |s| {
+        s.rate_limit.failed_auth_per_minute = 3;
+        s.internal.trusted_client_ip_header = Some("X-Forwarded-For".to_owned());
+    })
+    .await
+}
+
+/// Asks for the eligibility with `token`, as the proxy forwards it: the client's own
+/// `X-Forwarded-For` (if any) with the address the proxy saw appended.
+async fn via_proxy(app: &TestApp, token: &str, sent: Option<&str>, seen: &str) -> u16 {
+    let xff = match sent {
+        Some(s) => format!("{s}, {seen}"),
+        None => seen.to_owned(),
+    };
+    app.client
+        .get(format!("{}/files/upload-eligibility", app.address))
+        .header("X-Auth-Token", token)
+        .header("X-Forwarded-For", xff)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attacker_prepending_invented_forwarded_for_entries_is_still_limited() {
+    let app = spawn_behind_appending_proxy().await;
+    let attacker = "203.0.113.9";
+    let mut statuses = Vec::new();
+    for i in 0..6 {
+        let fake = format!("192.0.2.{i}");
+        statuses.push(via_proxy(&app, &format!("invented-{i}"), Some(&fake), attacker).await);
+    }
+    crate::helpers::Reliability {
+        fault: "failed authentications with an invented first X-Forwarded-For entry each",
+        injections: 6,
+        checked: 0,
+        lost: 0,
+        stuck: 0,
+        note: "limited after 3 (rate-limit.failed-auth-per-minute 3) by the address the proxy appended",
+    }
+    .record();
+    assert_eq!(statuses, [401, 401, 401, 429, 429, 429]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spoofing_the_victims_address_in_forwarded_for_does_not_lock_the_victim_out() {
+    let app = spawn_behind_appending_proxy().await;
+    let (victim, attacker) = ("198.51.100.1", "203.0.113.9");
+    let valid = app.token_for(1).await;
+    for i in 0..10 {
+        via_proxy(&app, &format!("invented-{i}"), Some(victim), attacker).await;
+    }
+    let victim_status = via_proxy(&app, &valid, None, victim).await;
+    crate::helpers::Reliability {
+        fault: "failed authentications naming the victim's address first in X-Forwarded-For",
+        injections: 10,
+        checked: 0,
+        lost: 0,
+        stuck: 0,
+        note: "the victim's valid token answered 200 (429 before the fix)",
+    }
+    .record();
+    assert_eq!(victim_status, 200);
+    assert_eq!(via_proxy(&app, &valid, Some(victim), attacker).await, 429);
+}
