@@ -125,7 +125,7 @@ fn temp_object(state: &AppState, user: i64, key: String) -> TempObject {
     path = "/files/upload-urls",
     operation_id = "uploadUrls",
     summary = "Presigned URLs for single-part uploads",
-    description = "Issues `count` fresh object keys, each with a presigned PUT URL on the hot bucket. The URLs sign neither length nor checksum; the report checks the size. Unreported keys are cleaned up after the URL expires and a grace period.",
+    description = "Issues `count` fresh object keys, each with a presigned PUT URL on the hot bucket. The URLs sign neither length nor checksum; the report checks the size. The user's quota is checked as `GET /files/upload-eligibility` checks it. Unreported keys are cleaned up after the URL expires and a grace period.",
     tag = "uploads",
     params(
         ("count" = u32, Query, minimum = 1, maximum = 50, description = "How many URLs, 1 to 50."),
@@ -135,6 +135,8 @@ fn temp_object(state: &AppState, user: i64, key: String) -> TempObject {
         (status = 200, description = "One URL per key; the URLs sign no length or checksum.", body = UploadUrls),
         (status = 400, description = "`count` is missing or out of range: `INVALID_COUNT`, `INVALID_QUERY`.", body = crate::api::error::ErrorBody),
         (status = 401, response = crate::api::openapi::Unauthorized),
+        (status = 402, response = crate::api::openapi::NoSubscription),
+        (status = 426, response = crate::api::openapi::StorageFull),
         (status = 429, response = crate::api::openapi::TooManyRequests),
         (status = 503, response = crate::api::openapi::Unavailable),
     )
@@ -146,6 +148,8 @@ pub async fn upload_urls(
 ) -> Result<Json<UploadUrls>, ApiError> {
     limit_upload_urls(&state, user)?;
     let count = parse_count(q.count.as_deref(), MAX_UPLOAD_URLS)?;
+    // The size is unknown until the report: refuse as the eligibility check does.
+    check_quota(&state, user, 1).await?;
     let primary = state.buckets.primary();
     let rows: Vec<TempObject> = (0..count)
         .map(|_| temp_object(&state, user, new_object_key(user)))
@@ -288,7 +292,7 @@ async fn issue_multipart(
     path = "/files/multipart-upload-urls",
     operation_id = "multipartUploadUrls",
     summary = "A multipart upload of `count` parts (v1)",
-    description = "Starts a multipart upload on the hot bucket and presigns `count` part URLs and the completion URL. The part URLs sign neither length nor checksum.",
+    description = "Starts a multipart upload on the hot bucket and presigns `count` part URLs and the completion URL. The part URLs sign neither length nor checksum. The user's quota is checked as `GET /files/upload-eligibility` checks it.",
     tag = "uploads",
     params(
         ("count" = u32, Query, minimum = 1, maximum = 10000, description = "How many parts, 1 to 10,000."),
@@ -298,6 +302,8 @@ async fn issue_multipart(
         (status = 200, description = "The upload's URLs, wrapped in `urls`; the part URLs sign no length or checksum.", body = MultipartUrlsResponse),
         (status = 400, description = "`count` is missing or out of range: `INVALID_COUNT`, `INVALID_QUERY`.", body = crate::api::error::ErrorBody),
         (status = 401, response = crate::api::openapi::Unauthorized),
+        (status = 402, response = crate::api::openapi::NoSubscription),
+        (status = 426, response = crate::api::openapi::StorageFull),
         (status = 429, response = crate::api::openapi::TooManyRequests),
         (status = 503, response = crate::api::openapi::Unavailable),
     )
@@ -309,6 +315,7 @@ pub async fn multipart_upload_urls(
 ) -> Result<Json<MultipartUrlsResponse>, ApiError> {
     limit_upload_urls(&state, user)?;
     let count = parse_count(q.count.as_deref(), MAX_PARTS)?;
+    check_quota(&state, user, 1).await?;
     let row = temp_object(&state, user, new_object_key(user));
     let parts = vec![(None, None); count as usize];
     let urls = issue_multipart(&state, row, &parts).await?;

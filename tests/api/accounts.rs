@@ -398,8 +398,45 @@ async fn fifty_parallel_reports_over_the_quota_never_overshoot_it(engine: Engine
     assert_eq!(recorded, FIT);
 }
 
+async fn a_user_at_quota_0_gets_no_unsized_upload_urls_either(engine: Engine) {
+    let app = spawn_accounts(engine, |_| {}).await;
+    let token = mint(&app, 6).await;
+    set_quota(&app, 6, json!(0)).await;
+    let mut answers = Vec::new();
+    for path in [
+        "/files/upload-urls?count=50",
+        "/files/multipart-upload-urls?count=3",
+    ] {
+        let a = app.get(path, Some(&token)).await;
+        let message = a.body["message"].clone();
+        answers.push((path, a.status, a.body["code"].clone(), message));
+    }
+    let issued: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM temp_objects WHERE user_id = 6")
+        .fetch_one(app.state.db.pool())
+        .await
+        .unwrap();
+    crate::helpers::Reliability {
+        fault: "unsized upload-URL requests by a user at quota 0",
+        injections: 2,
+        checked: 0,
+        lost: 0,
+        stuck: 0,
+        note: "both answered 402 NO_ACTIVE_SUBSCRIPTION and issued no key (51 keys before the fix)",
+    }
+    .record();
+    for (path, status, code, message) in answers {
+        assert_eq!(
+            (status, code.as_str()),
+            (402, Some("NO_ACTIVE_SUBSCRIPTION")),
+            "{path}: {message}"
+        );
+    }
+    assert_eq!(issued, 0, "keys issued to a user at quota 0");
+}
+
 on_both_databases!(
     the_app_server_flow_mints_uploads_hits_the_quota_and_raises_it,
+    a_user_at_quota_0_gets_no_unsized_upload_urls_either,
     one_token_is_revoked_at_once_and_an_expired_one_is_refused,
     fifty_parallel_reports_over_the_quota_never_overshoot_it,
 );
