@@ -56,20 +56,43 @@ impl<K: Hash + Eq + Clone> RateLimiter<K> {
         }
     }
 
+    /// How long until `bucket` holds `n` tokens again.
+    fn wait_for(&self, bucket: Bucket, n: f64) -> Duration {
+        let rate = self.capacity() / 60.0;
+        Duration::from_secs_f64(((n - bucket.tokens) / rate).max(0.0))
+    }
+
     /// How long until `key` has a whole token again.
     fn wait(&self, bucket: Bucket) -> Duration {
-        let rate = self.capacity() / 60.0;
-        Duration::from_secs_f64(((1.0 - bucket.tokens) / rate).max(0.0))
+        self.wait_for(bucket, 1.0)
+    }
+
+    /// Whether a request of `n` units can ever pass: at most a minute's budget.
+    pub fn fits(&self, n: u32) -> bool {
+        self.per_minute == 0 || n <= self.per_minute
+    }
+
+    /// The budget a minute (0: no limit).
+    pub fn per_minute(&self) -> u32 {
+        self.per_minute
     }
 
     /// Takes one request from `key`'s bucket; `Err(wait)` when it is empty.
     pub fn take(&self, key: &K) -> Result<(), Duration> {
+        self.take_n(key, 1)
+    }
+
+    /// Takes `n` units from `key`'s bucket, all or none; `Err(wait)` when it holds
+    /// fewer, with the time until it holds `n` (a request over [`Self::fits`] never
+    /// passes; check that first).
+    pub fn take_n(&self, key: &K, n: u32) -> Result<(), Duration> {
         if self.per_minute == 0 {
             return Ok(());
         }
         let Ok(mut map) = self.buckets.lock() else {
             return Ok(());
         };
+        let n = f64::from(n.max(1));
         let now = Instant::now();
         let full = Bucket {
             tokens: self.capacity(),
@@ -77,9 +100,9 @@ impl<K: Hash + Eq + Clone> RateLimiter<K> {
             reported: None,
         };
         let bucket = map.get(key).map_or(full, |b| self.refilled(*b, now));
-        if bucket.tokens < 1.0 {
+        if bucket.tokens < n {
             map.insert(key.clone(), bucket);
-            return Err(self.wait(bucket));
+            return Err(self.wait_for(bucket, n));
         }
         if map.len() >= MAX_KEYS && !map.contains_key(key) {
             map.retain(|_, b| self.refilled(*b, now).tokens < self.capacity());
@@ -90,7 +113,7 @@ impl<K: Hash + Eq + Clone> RateLimiter<K> {
         map.insert(
             key.clone(),
             Bucket {
-                tokens: bucket.tokens - 1.0,
+                tokens: bucket.tokens - n,
                 ..bucket
             },
         );
@@ -259,6 +282,26 @@ mod tests {
         );
         assert!(limiter.check(&1).is_err());
         assert_eq!(limiter.take(&2), Ok(()), "other keys are not affected");
+    }
+
+    #[test]
+    fn a_request_of_n_units_takes_all_or_none() {
+        let limiter = RateLimiter::new(10);
+        assert!(limiter.fits(10) && !limiter.fits(11));
+        assert_eq!(limiter.take_n(&1, 6), Ok(()));
+        let wait = limiter.take_n(&1, 6).unwrap_err();
+        // 4 left, 2 more at 10 a minute: 12 s.
+        assert!(
+            wait > Duration::from_secs(11) && wait <= Duration::from_secs(12),
+            "{wait:?}"
+        );
+        assert_eq!(
+            limiter.take_n(&1, 4),
+            Ok(()),
+            "the refused request took nothing"
+        );
+        assert!(limiter.take(&1).is_err());
+        assert!(RateLimiter::<i64>::new(0).fits(u32::MAX));
     }
 
     #[test]

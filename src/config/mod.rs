@@ -615,7 +615,8 @@ impl Default for QuotaConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct RateLimitConfig {
-    /// Upload-URL requests per user per minute (Ente allows 500).
+    /// Upload URLs signed per user per minute, each part URL and completion URL of a
+    /// multipart upload counted (a 10 GiB multipart upload in 5 MiB parts signs 2,049).
     #[serde(rename = "upload-urls-per-minute")]
     pub upload_urls_per_minute: u32,
     /// Failed authentications per client address per minute; past it, the address
@@ -627,7 +628,7 @@ pub struct RateLimitConfig {
 impl Default for RateLimitConfig {
     fn default() -> Self {
         Self {
-            upload_urls_per_minute: 500,
+            upload_urls_per_minute: 5000,
             failed_auth_per_minute: 60,
         }
     }

@@ -307,3 +307,88 @@ async fn spoofing_the_victims_address_in_forwarded_for_does_not_lock_the_victim_
     assert_eq!(victim_status, 200);
     assert_eq!(via_proxy(&app, &valid, Some(victim), attacker).await, 429);
 }
+
+/// The URLs an upload-URL answer signs: one per single-part URL, or each part's
+/// and the completion's.
+fn urls_signed(body: &serde_json::Value) -> usize {
+    if let Some(urls) = body["urls"].as_array() {
+        return urls.len();
+    }
+    let multipart = body.get("urls").unwrap_or(body);
+    multipart["partURLs"].as_array().map_or(0, Vec::len)
+        + usize::from(multipart["completeURL"].is_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_upload_url_limit_counts_urls_not_requests() {
+    let app = spawn_app_with(Engine::Sqlite, |s| s.rate_limit.upload_urls_per_minute = 20).await;
+    let token = app.token_for(1).await;
+    // A request over the whole budget signs nothing.
+    let big = app
+        .get("/files/multipart-upload-urls?count=100", Some(&token))
+        .await;
+    let single = app.get("/files/upload-urls?count=50", Some(&token)).await;
+    // Requests of 6 URLs each (5 parts and the completion): 3 fit in 20.
+    let mut answers = Vec::new();
+    for _ in 0..10 {
+        answers.push(
+            app.get("/files/multipart-upload-urls?count=5", Some(&token))
+                .await,
+        );
+    }
+    let signed: usize = [&big, &single]
+        .into_iter()
+        .chain(&answers)
+        .filter(|a| a.status == 200)
+        .map(|a| urls_signed(&a.body))
+        .sum();
+    crate::helpers::Reliability {
+        fault: "upload-URL requests asking for more URLs than the per-minute budget",
+        injections: 12,
+        checked: 0,
+        lost: 0,
+        stuck: 0,
+        note: "18 URLs signed under a budget of 20 a minute (211 before the fix)",
+    }
+    .record();
+    assert!(
+        [400, 429].contains(&big.status),
+        "count=100: {} {}",
+        big.status,
+        big.body["message"]
+    );
+    assert!(
+        [400, 429].contains(&single.status),
+        "count=50: {} {}",
+        single.status,
+        single.body["message"]
+    );
+    assert!(signed <= 20, "{signed} URLs signed under a limit of 20");
+    let statuses: Vec<u16> = answers.iter().map(|a| a.status).collect();
+    assert_eq!(&statuses[..4], [200, 200, 200, 429], "{statuses:?}");
+    assert_eq!(answers[3].body["code"], "RATE_LIMITED");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_unsized_multipart_count_is_bounded_as_the_sized_one() {
+    // 50 MiB in parts of at least 5 MiB: at most 10 parts.
+    let app = spawn_app_with(Engine::Sqlite, |s| s.max_file_size = 50 * 1024 * 1024).await;
+    let token = app.token_for(1).await;
+    let a = app
+        .get("/files/multipart-upload-urls?count=10", Some(&token))
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let a = app
+        .get("/files/multipart-upload-urls?count=11", Some(&token))
+        .await;
+    assert_eq!(a.status, 400, "{}", a.body["message"]);
+    assert_eq!(a.body["code"], "INVALID_COUNT");
+    assert!(
+        a.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("max-file-size"),
+        "{}",
+        a.body
+    );
+}
