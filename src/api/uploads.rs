@@ -173,11 +173,13 @@ pub async fn upload_urls(
     limit_upload_urls(&state, user, count, "INVALID_COUNT")?;
     // The size is unknown until the report: refuse as the eligibility check does.
     check_quota(&state, user, 1).await?;
+    let issuing = check_unreported(&state, user, count).await?;
     let primary = state.buckets.primary();
     let rows: Vec<TempObject> = (0..count)
         .map(|_| temp_object(&state, user, new_object_key(user)))
         .collect();
     state.temp_writer.insert(rows.clone()).await?;
+    drop(issuing);
     let urls = rows
         .into_iter()
         .map(|t| UploadUrl {
@@ -258,6 +260,7 @@ pub async fn upload_url(
     let size = check_size(&state, "contentLength", req.content_length)?;
     let md5 = check_md5("contentMD5", &req.content_md5)?;
     check_quota(&state, user, req.content_length).await?;
+    let issuing = check_unreported(&state, user, 1).await?;
     // Signed as the base64 a Content-MD5 header carries, however it was declared.
     let md5_header = content_md5(&md5);
     let mut row = temp_object(&state, user, new_object_key(user));
@@ -265,6 +268,7 @@ pub async fn upload_url(
     row.declared_md5 = Some(md5_header.clone());
     row.expected_etag = Some(single_part_etag(&md5));
     state.temp_writer.insert(vec![row.clone()]).await?;
+    drop(issuing);
     let url = state.buckets.primary().presign_put(
         &row.object_key,
         Some(size),
@@ -340,9 +344,11 @@ pub async fn multipart_upload_urls(
     // Every part's URL and the completion's.
     limit_upload_urls(&state, user, count.saturating_add(1), "INVALID_COUNT")?;
     check_quota(&state, user, 1).await?;
+    let issuing = check_unreported(&state, user, 1).await?;
     let row = temp_object(&state, user, new_object_key(user));
     let parts = vec![(None, None); count as usize];
     let urls = issue_multipart(&state, row, &parts).await?;
+    drop(issuing);
     Ok(Json(MultipartUrlsResponse { urls }))
 }
 
@@ -443,10 +449,13 @@ pub async fn multipart_upload_url(
     let urls = u32::try_from(part_count).map_or(u32::MAX, |n| n.saturating_add(1));
     limit_upload_urls(&state, user, urls, "INVALID_PARTS")?;
     check_quota(&state, user, req.content_length).await?;
+    let issuing = check_unreported(&state, user, 1).await?;
     let mut row = temp_object(&state, user, new_object_key(user));
     row.declared_size = Some(req.content_length);
     row.expected_etag = Some(multipart_etag(&digests));
-    Ok(Json(issue_multipart(&state, row, &parts).await?))
+    let urls = issue_multipart(&state, row, &parts).await?;
+    drop(issuing);
+    Ok(Json(urls))
 }
 
 /// Takes the `urls` a request signs from `user`'s `rate-limit.upload-urls-per-minute`,
@@ -476,6 +485,38 @@ fn limit_upload_urls(
             );
         }
         super::extract::rate_limited(state, "upload_urls", wait)
+    })
+}
+
+/// Refuses `asked` more keys when `user` would then hold more issued, unreported,
+/// unexpired keys than `quota.max-unreported-keys` (429, `Retry-After` when the
+/// soonest expires). Otherwise holds `user`'s issuing lock: keep it until the new
+/// keys are recorded, so parallel requests cannot pass the cap together.
+async fn check_unreported(
+    state: &AppState,
+    user: i64,
+    asked: u32,
+) -> Result<tokio::sync::MutexGuard<'_, ()>, ApiError> {
+    let guard = state.issuing.lock(user).await;
+    let max = state.policy.max_unreported_keys;
+    if max == 0 {
+        return Ok(guard);
+    }
+    let now = now_millis();
+    let (held, soonest) = repo::count_unreported(&state.db, user, now).await?;
+    let after = u64::try_from(held)
+        .unwrap_or(0)
+        .saturating_add(u64::from(asked));
+    if after <= max {
+        return Ok(guard);
+    }
+    let wait_ms = soonest.map_or(0, |at| at.saturating_sub(now)).max(0);
+    state.metrics.rate_limited("unreported_keys");
+    Err(ApiError::TooManyUnreported {
+        held,
+        asked,
+        max,
+        retry_after: u64::try_from(wait_ms).unwrap_or(0).div_ceil(1000).max(1),
     })
 }
 

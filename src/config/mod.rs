@@ -600,6 +600,10 @@ pub struct QuotaConfig {
     /// How far past its quota a user's uploads may go (Ente allows 50 MiB).
     #[serde(rename = "overflow-bytes")]
     pub overflow_bytes: u64,
+    /// Most keys a user may hold issued and not yet reported (nor expired); past it,
+    /// upload-URL requests get 429 until the user reports or the keys expire. 0: no cap.
+    #[serde(rename = "max-unreported-keys")]
+    pub max_unreported_keys: u64,
 }
 
 impl Default for QuotaConfig {
@@ -607,6 +611,7 @@ impl Default for QuotaConfig {
         Self {
             default_bytes: None,
             overflow_bytes: 50 * 1024 * 1024,
+            max_unreported_keys: 1000,
         }
     }
 }

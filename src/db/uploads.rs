@@ -283,6 +283,19 @@ impl OwnConnection {
     }
 }
 
+/// How many keys issued to `user` are unreported and not yet expired at `now`, and
+/// the soonest of their expiries (ms since the epoch).
+pub async fn count_unreported(db: &Db, user: i64, now: i64) -> Result<(i64, Option<i64>)> {
+    let row = sqlx::query(
+        "SELECT COUNT(*), MIN(expires_at) FROM temp_objects WHERE user_id = $1 AND expires_at >= $2",
+    )
+    .bind(user)
+    .bind(now)
+    .fetch_one(&db.pool)
+    .await?;
+    Ok((row.try_get(0)?, row.try_get(1)?))
+}
+
 /// The issued, unreported key `object_key`, if any.
 pub async fn find_temp_object(db: &Db, object_key: &str) -> Result<Option<TempObject>> {
     sqlx::query(concat!(
