@@ -322,7 +322,7 @@ async fn issue_multipart(
     description = "Starts a multipart upload on the hot bucket and presigns `count` part URLs and the completion URL. The part URLs sign neither length nor checksum. The user's quota is checked as `GET /files/upload-eligibility` checks it.",
     tag = "uploads",
     params(
-        ("count" = u32, Query, minimum = 1, maximum = 10000, description = "How many parts: 1 to as many as `max-file-size` makes in parts of 5 MiB (2,048 for the default 10 GiB), and never more than 10,000."),
+        ("count" = u32, Query, minimum = 1, maximum = 2048, description = "How many parts: 1 to as many as `max-file-size` makes in parts of 5 MiB. The maximum shown is the default max-file-size's (10 GiB); a larger max-file-size allows more, up to 10,000."),
     ),
     security(("authToken" = []), ("bearer" = [])),
     responses(
