@@ -124,9 +124,12 @@ impl std::fmt::Display for ScrubReport {
 
 /// What one check of one tier found.
 enum TierState {
-    Intact { read: Option<u64> },
+    Intact {
+        read: Option<u64>,
+    },
     Missing(String),
-    Damaged(String),
+    /// Other bytes: why, and their size when a HEAD found it.
+    Damaged(String, Option<u64>),
     Unreachable,
 }
 
@@ -243,8 +246,11 @@ impl Scrubber {
                     broken.push((tier.bucket_id.clone(), reason.clone()));
                     "missing"
                 }
-                TierState::Damaged(detail) => {
+                TierState::Damaged(detail, found_size) => {
                     report.tampered += 1;
+                    if let Some(found_size) = *found_size {
+                        self.charge(object, &tier.bucket_id, found_size).await;
+                    }
                     events::tampered(
                         self.metrics.as_ref(),
                         &tier.bucket_id,
@@ -304,6 +310,24 @@ impl Scrubber {
         }
     }
 
+    /// Charges `object`'s user for the bytes past its record that `bucket` was found
+    /// holding (see [`crate::db::uploads::charge_overwrite`]). Best effort: the scrub
+    /// goes on either way, and finds them again on its next pass.
+    async fn charge(&self, object: &ObjectToScrub, bucket: &str, found_size: u64) {
+        match crate::db::uploads::charge_overwrite(&self.db, object.id, bucket, found_size).await {
+            Ok(0) => {}
+            Ok(bytes) => tracing::info!(
+                object_id = object.id,
+                bucket,
+                bytes,
+                "an overwrite past the recorded size was charged to the user's usage"
+            ),
+            Err(e) => {
+                tracing::warn!(object_id = object.id, bucket, error.message = %e, "could not charge an overwrite to the user's usage");
+            }
+        }
+    }
+
     /// HEADs one tier and compares it with the record; with `read`, then reads it in
     /// full (conditional on its ETag) and checks the MD5 of what came. GLACIER tiers
     /// are never read: their bytes cannot be read without a restore.
@@ -321,7 +345,7 @@ impl Scrubber {
         match bucket.head(&object.key).await {
             Ok(meta) => {
                 if let Some(detail) = meta.differs_from(size, tier.etag.as_deref()) {
-                    return TierState::Damaged(detail);
+                    return TierState::Damaged(detail, Some(meta.size));
                 }
             }
             Err(StorageError::NotFound { .. }) => {
@@ -351,13 +375,15 @@ impl Scrubber {
             .read_md5(bucket, &object.key, tier.etag.as_deref())
             .await
         {
-            Ok((bytes, _)) if bytes != size => TierState::Damaged(format!(
-                "a full read gave {bytes} bytes, the record says {size}"
-            )),
+            Ok((bytes, _)) if bytes != size => TierState::Damaged(
+                format!("a full read gave {bytes} bytes, the record says {size}"),
+                Some(bytes),
+            ),
             Ok((bytes, md5)) => match expected {
-                Some(want) if !want.eq_ignore_ascii_case(&md5) => {
-                    TierState::Damaged(format!("a full read has MD5 {md5}, the record says {want}"))
-                }
+                Some(want) if !want.eq_ignore_ascii_case(&md5) => TierState::Damaged(
+                    format!("a full read has MD5 {md5}, the record says {want}"),
+                    None,
+                ),
                 _ => TierState::Intact { read: Some(bytes) },
             },
             Err(StorageError::NotFound { .. }) => TierState::Missing(format!(
@@ -365,7 +391,7 @@ impl Scrubber {
                 self.verb(),
                 tier.bucket_id
             )),
-            Err(StorageError::Changed { detail, .. }) => TierState::Damaged(detail),
+            Err(StorageError::Changed { detail, .. }) => TierState::Damaged(detail, None),
             Err(e) => {
                 tracing::warn!(bucket = %tier.bucket_id, object_id = object.id, error.message = %e, "a tier cannot be read");
                 TierState::Unreachable

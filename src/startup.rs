@@ -18,7 +18,7 @@ use crate::accounts::QuotaRule;
 use crate::accounts::jwt::JwtVerifier;
 use crate::api::admin::AdminKey;
 use crate::api::ratelimit::RateLimits;
-use crate::api::state::{AppState, Shared, TokenCache, UploadPolicy};
+use crate::api::state::{AppState, IssueLocks, Shared, TokenCache, UploadPolicy};
 use crate::cleanup::CleanupJob;
 use crate::config::{BUCKET_IDS, Settings};
 use crate::cors::CorsPolicy;
@@ -158,6 +158,7 @@ impl Application {
                 temp_grace: settings.jobs.temp_object_grace.get(),
                 max_file_size: settings.max_file_size,
                 serve_mode: settings.s3.serve_mode,
+                max_unreported_keys: settings.quota.max_unreported_keys,
             },
             replication_wakeup: Arc::new(Notify::new()),
             temp_writer: TempObjectWriter::spawn(db.clone()),
@@ -184,6 +185,7 @@ impl Application {
                 None
             },
             limits: RateLimits::from_config(&settings.rate_limit, &settings.internal),
+            issuing: IssueLocks::default(),
         });
         Ok(Self {
             api,

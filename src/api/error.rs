@@ -62,6 +62,16 @@ pub enum ApiError {
     /// Too many requests; retry after the given number of seconds.
     #[error("too many requests; retry in {retry_after} s")]
     RateLimited { retry_after: u64 },
+    /// The user holds too many issued, unreported keys for more.
+    #[error(
+        "{held} upload keys issued to you are not reported yet, and {asked} more would pass quota.max-unreported-keys ({max}); report finished uploads (POST /files), ask for fewer, or retry in {retry_after} s when the oldest expire"
+    )]
+    TooManyUnreported {
+        held: i64,
+        asked: u32,
+        max: u64,
+        retry_after: u64,
+    },
     /// The user's quota refuses the upload (402 or 426, as Ente answers).
     #[error("{0}")]
     Quota(QuotaRefusal),
@@ -127,6 +137,9 @@ impl ApiError {
                 (StatusCode::UPGRADE_REQUIRED, r.code())
             }
             Self::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED"),
+            Self::TooManyUnreported { .. } => {
+                (StatusCode::TOO_MANY_REQUESTS, "TOO_MANY_UNREPORTED_KEYS")
+            }
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL"),
         }
     }
@@ -163,7 +176,9 @@ impl IntoResponse for ApiError {
             size,
         };
         let mut response = (status, Json(body)).into_response();
-        if let Self::RateLimited { retry_after } = self {
+        if let Self::RateLimited { retry_after } | Self::TooManyUnreported { retry_after, .. } =
+            self
+        {
             response.headers_mut().insert(
                 http::header::RETRY_AFTER,
                 http::HeaderValue::from(retry_after),

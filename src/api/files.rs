@@ -127,10 +127,13 @@ pub async fn download(
             Found::Missing => StorageError::NotFound {
                 bucket: bucket_id.to_owned(),
             },
-            Found::Tampered(detail) => StorageError::Changed {
-                bucket: bucket_id.to_owned(),
-                detail,
-            },
+            Found::Tampered(detail, found_size) => {
+                integrity::charge(&state, &object, bucket_id, found_size).await;
+                StorageError::Changed {
+                    bucket: bucket_id.to_owned(),
+                    detail,
+                }
+            }
             Found::Unavailable(e) => e,
         };
         match damage {

@@ -40,8 +40,8 @@ pub(super) enum Found {
     /// The recorded object, in an archive storage class: not readable directly.
     Archived,
     Missing,
-    /// Other bytes; why they are not the recorded ones.
-    Tampered(String),
+    /// Other bytes: why they are not the recorded ones, and their size.
+    Tampered(String, u64),
     Unavailable(StorageError),
 }
 
@@ -77,7 +77,7 @@ pub(super) async fn tiers_of(
 pub(super) async fn check(tier: &Tier, key: &str) -> Found {
     match tier.bucket.head(key).await {
         Ok(meta) => match meta.differs_from(tier.size(), tier.etag()) {
-            Some(detail) => Found::Tampered(detail),
+            Some(detail) => Found::Tampered(detail, meta.size),
             None if meta
                 .storage_class
                 .as_deref()
@@ -101,6 +101,27 @@ pub(super) fn tampered(
     detail: &str,
 ) {
     events::tampered(Some(&state.metrics), bucket, object_id, found_by, detail);
+}
+
+/// Charges `object`'s user for the bytes past its record that `bucket`, found
+/// holding `found_size` bytes, keeps (see [`charge_overwrite`]). Best effort: the
+/// read that found them goes on either way.
+///
+/// [`charge_overwrite`]: crate::db::uploads::charge_overwrite
+pub(super) async fn charge(state: &AppState, object: &StoredObject, bucket: &str, found_size: u64) {
+    match crate::db::uploads::charge_overwrite(&state.db, object.id, bucket, found_size).await {
+        Ok(0) => {}
+        Ok(bytes) => tracing::info!(
+            object_id = object.id,
+            user_id = object.user_id,
+            bucket,
+            bytes,
+            "an overwrite past the recorded size was charged to the user's usage"
+        ),
+        Err(e) => {
+            tracing::warn!(object_id = object.id, bucket, error.message = %e, "could not charge an overwrite to the user's usage");
+        }
+    }
 }
 
 /// Queues a copy into each `broken` tier (bucket, reason) from a verified one, and
@@ -155,8 +176,9 @@ pub(super) async fn recheck(state: &AppState, object: &StoredObject) -> Result<(
         Found::Missing => Err(ApiError::NotFound(
             "nothing is stored at this key any more; PUT the same bytes to its upload URL again, then report it".to_owned(),
         )),
-        Found::Tampered(detail) => {
+        Found::Tampered(detail, found_size) => {
             tampered(state, object.id, &object.bucket_id, FoundBy::Report, &detail);
+            charge(state, object, &object.bucket_id, found_size).await;
             if replicas {
                 restore(state, object.id, &broken(format!("restore: {detail}"))).await;
                 Err(ApiError::Tampered(format!(

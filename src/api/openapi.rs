@@ -160,7 +160,7 @@ pub struct StorageFull(ErrorBody<'static>);
 /// Too many requests (`RATE_LIMITED`).
 #[derive(ToResponse)]
 #[response(
-    description = "Too many failed authentications from this address, or (upload-URL routes) too many upload-URL requests by this user: `RATE_LIMITED`. `Retry-After` says how many seconds to wait.",
+    description = "Too many failed authentications from this address, or (upload-URL routes) more URLs than this user's budget holds now, each URL and part counted: `RATE_LIMITED`; or (upload-URL routes) more unreported keys than `quota.max-unreported-keys`: `TOO_MANY_UNREPORTED_KEYS`. `Retry-After` says how many seconds to wait.",
     headers(("Retry-After" = u64, description = "Seconds until a retry may succeed."))
 )]
 #[allow(dead_code)] // Only its OpenAPI description is used.

@@ -56,20 +56,43 @@ impl<K: Hash + Eq + Clone> RateLimiter<K> {
         }
     }
 
+    /// How long until `bucket` holds `n` tokens again.
+    fn wait_for(&self, bucket: Bucket, n: f64) -> Duration {
+        let rate = self.capacity() / 60.0;
+        Duration::from_secs_f64(((n - bucket.tokens) / rate).max(0.0))
+    }
+
     /// How long until `key` has a whole token again.
     fn wait(&self, bucket: Bucket) -> Duration {
-        let rate = self.capacity() / 60.0;
-        Duration::from_secs_f64(((1.0 - bucket.tokens) / rate).max(0.0))
+        self.wait_for(bucket, 1.0)
+    }
+
+    /// Whether a request of `n` units can ever pass: at most a minute's budget.
+    pub fn fits(&self, n: u32) -> bool {
+        self.per_minute == 0 || n <= self.per_minute
+    }
+
+    /// The budget a minute (0: no limit).
+    pub fn per_minute(&self) -> u32 {
+        self.per_minute
     }
 
     /// Takes one request from `key`'s bucket; `Err(wait)` when it is empty.
     pub fn take(&self, key: &K) -> Result<(), Duration> {
+        self.take_n(key, 1)
+    }
+
+    /// Takes `n` units from `key`'s bucket, all or none; `Err(wait)` when it holds
+    /// fewer, with the time until it holds `n` (a request over [`Self::fits`] never
+    /// passes; check that first).
+    pub fn take_n(&self, key: &K, n: u32) -> Result<(), Duration> {
         if self.per_minute == 0 {
             return Ok(());
         }
         let Ok(mut map) = self.buckets.lock() else {
             return Ok(());
         };
+        let n = f64::from(n.max(1));
         let now = Instant::now();
         let full = Bucket {
             tokens: self.capacity(),
@@ -77,9 +100,9 @@ impl<K: Hash + Eq + Clone> RateLimiter<K> {
             reported: None,
         };
         let bucket = map.get(key).map_or(full, |b| self.refilled(*b, now));
-        if bucket.tokens < 1.0 {
+        if bucket.tokens < n {
             map.insert(key.clone(), bucket);
-            return Err(self.wait(bucket));
+            return Err(self.wait_for(bucket, n));
         }
         if map.len() >= MAX_KEYS && !map.contains_key(key) {
             map.retain(|_, b| self.refilled(*b, now).tokens < self.capacity());
@@ -90,7 +113,7 @@ impl<K: Hash + Eq + Clone> RateLimiter<K> {
         map.insert(
             key.clone(),
             Bucket {
-                tokens: bucket.tokens - 1.0,
+                tokens: bucket.tokens - n,
                 ..bucket
             },
         );
@@ -136,12 +159,14 @@ impl<K: Hash + Eq + Clone> RateLimiter<K> {
 /// The limits the API applies. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct RateLimits {
-    /// Upload-URL requests per user.
+    /// Upload URLs issued per user.
     pub upload_urls: RateLimiter<i64>,
     /// Failed authentications per client address.
     pub failed_auth: RateLimiter<IpAddr>,
     /// The header a trusted proxy puts the client's address in, lower-cased.
     pub client_ip_header: Option<http::HeaderName>,
+    /// How many of the header's entries, from the right, trusted proxies wrote.
+    pub trusted_proxy_hops: usize,
 }
 
 impl RateLimits {
@@ -158,20 +183,16 @@ impl RateLimits {
                 .as_deref()
                 .filter(|h| !h.is_empty())
                 .and_then(|h| http::HeaderName::from_bytes(h.as_bytes()).ok()),
+            trusted_proxy_hops: usize::try_from(internal.trusted_proxy_hops.max(1)).unwrap_or(1),
         }
     }
 
-    /// The client's address: the first address in the trusted header when one is
-    /// configured and holds one, else the connection's peer (unspecified when the
-    /// router runs without connection info).
+    /// The client's address: from the trusted header when one is configured and
+    /// holds one (see [`forwarded_client`]), else the connection's peer (unspecified
+    /// when the router runs without connection info).
     pub fn client_ip(&self, parts: &Parts) -> IpAddr {
         let from_header = self.client_ip_header.as_ref().and_then(|name| {
-            parts
-                .headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.split(',').next())
-                .and_then(|v| v.trim().parse::<IpAddr>().ok())
+            forwarded_client(parts.headers.get_all(name).iter(), self.trusted_proxy_hops)
         });
         from_header
             .or_else(|| {
@@ -184,9 +205,69 @@ impl RateLimits {
     }
 }
 
+/// The client's address in a client-address header (every line of it, in order, as
+/// one comma-separated list): the entry `hops` from the right, the one the outermost
+/// of `hops` trusted proxies wrote. Entries to its left came from the client and are
+/// never read, so a client cannot choose its address by sending the header itself.
+/// With fewer entries than `hops`, the left-most. `None` when that entry is not an
+/// address (an address with a port, or a bracketed IPv6 one, is read as its address).
+fn forwarded_client<'a>(
+    lines: impl DoubleEndedIterator<Item = &'a http::HeaderValue>,
+    hops: usize,
+) -> Option<IpAddr> {
+    let entries: Vec<&str> = lines
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    let at = entries.len().saturating_sub(hops.max(1));
+    let entry = entries.get(at)?;
+    entry
+        .parse::<IpAddr>()
+        .ok()
+        .or_else(|| entry.parse::<std::net::SocketAddr>().ok().map(|a| a.ip()))
+        .or_else(|| {
+            entry
+                .strip_prefix('[')
+                .and_then(|e| e.strip_suffix(']'))
+                .and_then(|e| e.parse::<IpAddr>().ok())
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn client(lines: &[&str], hops: usize) -> Option<IpAddr> {
+        let values: Vec<http::HeaderValue> = lines
+            .iter()
+            .map(|l| http::HeaderValue::from_str(l).unwrap())
+            .collect();
+        forwarded_client(values.iter(), hops)
+    }
+
+    #[test]
+    fn the_client_is_the_entry_the_trusted_proxies_wrote_counted_from_the_right() {
+        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        assert_eq!(client(&["198.51.100.1"], 1), ip("198.51.100.1"));
+        assert_eq!(client(&["192.0.2.7, 198.51.100.1"], 1), ip("198.51.100.1"));
+        assert_eq!(
+            client(&["192.0.2.7, 198.51.100.1, 10.0.0.2"], 2),
+            ip("198.51.100.1")
+        );
+        // A second header line is part of the same list; the client's own comes first.
+        assert_eq!(
+            client(&["192.0.2.7", "198.51.100.1"], 1),
+            ip("198.51.100.1")
+        );
+        // Fewer entries than hops: the left-most, written by the outermost proxy.
+        assert_eq!(client(&["198.51.100.1"], 3), ip("198.51.100.1"));
+        assert_eq!(client(&["198.51.100.1:4711"], 1), ip("198.51.100.1"));
+        assert_eq!(client(&["[2001:db8::1]:443"], 1), ip("2001:db8::1"));
+        assert_eq!(client(&["[2001:db8::1]"], 1), ip("2001:db8::1"));
+        assert_eq!(client(&["198.51.100.1, unknown"], 1), None);
+        assert_eq!(client(&[], 1), None);
+    }
 
     #[test]
     fn a_bucket_allows_its_burst_then_refuses_with_a_wait() {
@@ -201,6 +282,26 @@ mod tests {
         );
         assert!(limiter.check(&1).is_err());
         assert_eq!(limiter.take(&2), Ok(()), "other keys are not affected");
+    }
+
+    #[test]
+    fn a_request_of_n_units_takes_all_or_none() {
+        let limiter = RateLimiter::new(10);
+        assert!(limiter.fits(10) && !limiter.fits(11));
+        assert_eq!(limiter.take_n(&1, 6), Ok(()));
+        let wait = limiter.take_n(&1, 6).unwrap_err();
+        // 4 left, 2 more at 10 a minute: 12 s.
+        assert!(
+            wait > Duration::from_secs(11) && wait <= Duration::from_secs(12),
+            "{wait:?}"
+        );
+        assert_eq!(
+            limiter.take_n(&1, 4),
+            Ok(()),
+            "the refused request took nothing"
+        );
+        assert!(limiter.take(&1).is_err());
+        assert!(RateLimiter::<i64>::new(0).fits(u32::MAX));
     }
 
     #[test]

@@ -25,6 +25,9 @@ pub struct UploadPolicy {
     pub max_file_size: u64,
     /// How downloads are served.
     pub serve_mode: ServeMode,
+    /// Most keys a user may hold issued and unreported (`quota.max-unreported-keys`);
+    /// 0: no cap.
+    pub max_unreported_keys: u64,
 }
 
 /// Shared handler state. One allocation behind a reference count: axum clones the
@@ -67,6 +70,29 @@ pub struct Shared {
     pub jwt: Option<JwtVerifier>,
     /// Per-user and per-address request limits.
     pub limits: RateLimits,
+    /// Serializes each user's key issuing, so the unreported-key cap holds under
+    /// parallel requests.
+    pub issuing: IssueLocks,
+}
+
+/// One lock per group of users, taken from counting a user's unreported keys until
+/// the new ones are recorded. A fixed number of locks: users share one now and then,
+/// and only wait a little longer for it.
+#[derive(Debug)]
+pub struct IssueLocks(Vec<tokio::sync::Mutex<()>>);
+
+impl Default for IssueLocks {
+    fn default() -> Self {
+        Self((0..64).map(|_| tokio::sync::Mutex::new(())).collect())
+    }
+}
+
+impl IssueLocks {
+    /// Waits for `user`'s lock.
+    pub async fn lock(&self, user: i64) -> tokio::sync::MutexGuard<'_, ()> {
+        let shard = usize::try_from(user.rem_euclid(64)).unwrap_or(0);
+        self.0[shard % self.0.len()].lock().await
+    }
 }
 
 /// Token hashes seen recently, so most requests skip the database lookup. Entries

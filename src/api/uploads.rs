@@ -54,6 +54,29 @@ fn parse_count(raw: Option<&str>, max: u32) -> Result<u32, ApiError> {
     }
 }
 
+/// The most parts of an unsized multipart upload: as many as an object of
+/// `max_file_size` makes in parts of [`MIN_PART_SIZE`] (the least a sized upload may
+/// use), and never more than S3's [`MAX_PARTS`].
+fn max_unsized_parts(max_file_size: u64) -> u32 {
+    let parts = max_file_size.div_ceil(MIN_PART_SIZE).max(1);
+    u32::try_from(parts).map_or(MAX_PARTS, |p| p.min(MAX_PARTS))
+}
+
+/// `count` of `GET /files/multipart-upload-urls`, within [`max_unsized_parts`].
+fn parse_multipart_count(raw: Option<&str>, max_file_size: u64) -> Result<u32, ApiError> {
+    let max = max_unsized_parts(max_file_size);
+    let count = parse_count(raw, MAX_PARTS)?;
+    if count > max {
+        return Err(ApiError::bad_request(
+            "INVALID_COUNT",
+            format!(
+                "count must be an integer from 1 to {max}: max-file-size ({max_file_size} bytes) in parts of at least {MIN_PART_SIZE} bytes; got {count}"
+            ),
+        ));
+    }
+    Ok(count)
+}
+
 fn truncate(s: &str, max: usize) -> String {
     if s.len() <= max {
         s.to_owned()
@@ -125,7 +148,7 @@ fn temp_object(state: &AppState, user: i64, key: String) -> TempObject {
     path = "/files/upload-urls",
     operation_id = "uploadUrls",
     summary = "Presigned URLs for single-part uploads",
-    description = "Issues `count` fresh object keys, each with a presigned PUT URL on the hot bucket. The URLs sign neither length nor checksum; the report checks the size. Unreported keys are cleaned up after the URL expires and a grace period.",
+    description = "Issues `count` fresh object keys, each with a presigned PUT URL on the hot bucket. The URLs sign neither length nor checksum; the report checks the size. The user's quota is checked as `GET /files/upload-eligibility` checks it. Unreported keys are cleaned up after the URL expires and a grace period.",
     tag = "uploads",
     params(
         ("count" = u32, Query, minimum = 1, maximum = 50, description = "How many URLs, 1 to 50."),
@@ -133,8 +156,10 @@ fn temp_object(state: &AppState, user: i64, key: String) -> TempObject {
     security(("authToken" = []), ("bearer" = [])),
     responses(
         (status = 200, description = "One URL per key; the URLs sign no length or checksum.", body = UploadUrls),
-        (status = 400, description = "`count` is missing or out of range: `INVALID_COUNT`, `INVALID_QUERY`.", body = crate::api::error::ErrorBody),
+        (status = 400, description = "`count` is missing or out of range, or asks for more URLs than `rate-limit.upload-urls-per-minute` allows in a minute: `INVALID_COUNT`, `INVALID_QUERY`.", body = crate::api::error::ErrorBody),
         (status = 401, response = crate::api::openapi::Unauthorized),
+        (status = 402, response = crate::api::openapi::NoSubscription),
+        (status = 426, response = crate::api::openapi::StorageFull),
         (status = 429, response = crate::api::openapi::TooManyRequests),
         (status = 503, response = crate::api::openapi::Unavailable),
     )
@@ -144,13 +169,17 @@ pub async fn upload_urls(
     AuthUser(user): AuthUser,
     AppQuery(q): AppQuery<CountQuery>,
 ) -> Result<Json<UploadUrls>, ApiError> {
-    limit_upload_urls(&state, user)?;
     let count = parse_count(q.count.as_deref(), MAX_UPLOAD_URLS)?;
+    limit_upload_urls(&state, user, count, "INVALID_COUNT")?;
+    // The size is unknown until the report: refuse as the eligibility check does.
+    check_quota(&state, user, 1).await?;
+    let issuing = check_unreported(&state, user, count).await?;
     let primary = state.buckets.primary();
     let rows: Vec<TempObject> = (0..count)
         .map(|_| temp_object(&state, user, new_object_key(user)))
         .collect();
     state.temp_writer.insert(rows.clone()).await?;
+    drop(issuing);
     let urls = rows
         .into_iter()
         .map(|t| UploadUrl {
@@ -227,10 +256,11 @@ pub async fn upload_url(
     AuthUser(user): AuthUser,
     AppJson(req): AppJson<UploadUrlRequest>,
 ) -> Result<Json<UploadUrl>, ApiError> {
-    limit_upload_urls(&state, user)?;
+    limit_upload_urls(&state, user, 1, "INVALID_BODY")?;
     let size = check_size(&state, "contentLength", req.content_length)?;
     let md5 = check_md5("contentMD5", &req.content_md5)?;
     check_quota(&state, user, req.content_length).await?;
+    let issuing = check_unreported(&state, user, 1).await?;
     // Signed as the base64 a Content-MD5 header carries, however it was declared.
     let md5_header = content_md5(&md5);
     let mut row = temp_object(&state, user, new_object_key(user));
@@ -238,6 +268,7 @@ pub async fn upload_url(
     row.declared_md5 = Some(md5_header.clone());
     row.expected_etag = Some(single_part_etag(&md5));
     state.temp_writer.insert(vec![row.clone()]).await?;
+    drop(issuing);
     let url = state.buckets.primary().presign_put(
         &row.object_key,
         Some(size),
@@ -288,16 +319,18 @@ async fn issue_multipart(
     path = "/files/multipart-upload-urls",
     operation_id = "multipartUploadUrls",
     summary = "A multipart upload of `count` parts (v1)",
-    description = "Starts a multipart upload on the hot bucket and presigns `count` part URLs and the completion URL. The part URLs sign neither length nor checksum.",
+    description = "Starts a multipart upload on the hot bucket and presigns `count` part URLs and the completion URL. The part URLs sign neither length nor checksum. The user's quota is checked as `GET /files/upload-eligibility` checks it.",
     tag = "uploads",
     params(
-        ("count" = u32, Query, minimum = 1, maximum = 10000, description = "How many parts, 1 to 10,000."),
+        ("count" = u32, Query, minimum = 1, maximum = 2048, description = "How many parts: 1 to as many as `max-file-size` makes in parts of 5 MiB. The maximum shown is the default max-file-size's (10 GiB); a larger max-file-size allows more, up to 10,000."),
     ),
     security(("authToken" = []), ("bearer" = [])),
     responses(
         (status = 200, description = "The upload's URLs, wrapped in `urls`; the part URLs sign no length or checksum.", body = MultipartUrlsResponse),
-        (status = 400, description = "`count` is missing or out of range: `INVALID_COUNT`, `INVALID_QUERY`.", body = crate::api::error::ErrorBody),
+        (status = 400, description = "`count` is missing or out of range, or asks for more URLs than `rate-limit.upload-urls-per-minute` allows in a minute: `INVALID_COUNT`, `INVALID_QUERY`.", body = crate::api::error::ErrorBody),
         (status = 401, response = crate::api::openapi::Unauthorized),
+        (status = 402, response = crate::api::openapi::NoSubscription),
+        (status = 426, response = crate::api::openapi::StorageFull),
         (status = 429, response = crate::api::openapi::TooManyRequests),
         (status = 503, response = crate::api::openapi::Unavailable),
     )
@@ -307,11 +340,15 @@ pub async fn multipart_upload_urls(
     AuthUser(user): AuthUser,
     AppQuery(q): AppQuery<CountQuery>,
 ) -> Result<Json<MultipartUrlsResponse>, ApiError> {
-    limit_upload_urls(&state, user)?;
-    let count = parse_count(q.count.as_deref(), MAX_PARTS)?;
+    let count = parse_multipart_count(q.count.as_deref(), state.policy.max_file_size)?;
+    // Every part's URL and the completion's.
+    limit_upload_urls(&state, user, count.saturating_add(1), "INVALID_COUNT")?;
+    check_quota(&state, user, 1).await?;
+    let issuing = check_unreported(&state, user, 1).await?;
     let row = temp_object(&state, user, new_object_key(user));
     let parts = vec![(None, None); count as usize];
     let urls = issue_multipart(&state, row, &parts).await?;
+    drop(issuing);
     Ok(Json(MultipartUrlsResponse { urls }))
 }
 
@@ -348,7 +385,7 @@ pub struct MultipartUploadUrlRequest {
     security(("authToken" = []), ("bearer" = [])),
     responses(
         (status = 200, description = "The upload's URLs, bare; PUT each part with `Content-MD5` set to its base64 MD5.", body = MultipartUrls),
-        (status = 400, description = "The body is not this JSON, or its fields disagree: `INVALID_JSON`, `INVALID_BODY`, `INVALID_SIZE`, `INVALID_PARTS`, `INVALID_MD5`.", body = crate::api::error::ErrorBody),
+        (status = 400, description = "The body is not this JSON, or its fields disagree, or it lists more parts than `rate-limit.upload-urls-per-minute` allows URLs in a minute: `INVALID_JSON`, `INVALID_BODY`, `INVALID_SIZE`, `INVALID_PARTS`, `INVALID_MD5`.", body = crate::api::error::ErrorBody),
         (status = 401, response = crate::api::openapi::Unauthorized),
         (status = 402, response = crate::api::openapi::NoSubscription),
         (status = 413, description = "`contentLength` is over `max-file-size`: `FILE_TOO_LARGE`; or the body is over 2 MiB: `BODY_TOO_LARGE`.", body = crate::api::error::ErrorBody),
@@ -362,7 +399,6 @@ pub async fn multipart_upload_url(
     AuthUser(user): AuthUser,
     AppJson(req): AppJson<MultipartUploadUrlRequest>,
 ) -> Result<Json<MultipartUrls>, ApiError> {
-    limit_upload_urls(&state, user)?;
     let size = check_size(&state, "contentLength", req.content_length)?;
     let part_count = req.part_md5s.len();
     if part_count == 0 || part_count > MAX_PARTS as usize {
@@ -409,17 +445,39 @@ pub async fn multipart_upload_url(
             (Some(len), Some(content_md5(md5)))
         })
         .collect();
+    // Every part's URL and the completion's.
+    let urls = u32::try_from(part_count).map_or(u32::MAX, |n| n.saturating_add(1));
+    limit_upload_urls(&state, user, urls, "INVALID_PARTS")?;
     check_quota(&state, user, req.content_length).await?;
+    let issuing = check_unreported(&state, user, 1).await?;
     let mut row = temp_object(&state, user, new_object_key(user));
     row.declared_size = Some(req.content_length);
     row.expected_etag = Some(multipart_etag(&digests));
-    Ok(Json(issue_multipart(&state, row, &parts).await?))
+    let urls = issue_multipart(&state, row, &parts).await?;
+    drop(issuing);
+    Ok(Json(urls))
 }
 
-/// Takes one upload-URL request from `user`'s `rate-limit.upload-urls-per-minute`.
-fn limit_upload_urls(state: &AppState, user: i64) -> Result<(), ApiError> {
+/// Takes the `urls` a request signs from `user`'s `rate-limit.upload-urls-per-minute`,
+/// all or none: 429 while the budget holds fewer, 400 with `code` when the request
+/// signs more than a whole minute's budget (it could never pass).
+fn limit_upload_urls(
+    state: &AppState,
+    user: i64,
+    urls: u32,
+    code: &'static str,
+) -> Result<(), ApiError> {
     let limiter = &state.limits.upload_urls;
-    limiter.take(&user).map_err(|wait| {
+    if !limiter.fits(urls) {
+        return Err(ApiError::bad_request(
+            code,
+            format!(
+                "this request would sign {urls} URLs, more than rate-limit.upload-urls-per-minute ({}) allows in a minute; ask for fewer (larger parts, or fewer keys at a time)",
+                limiter.per_minute()
+            ),
+        ));
+    }
+    limiter.take_n(&user, urls).map_err(|wait| {
         if limiter.newly_exhausted(&user).is_some() {
             tracing::warn!(
                 user_id = user,
@@ -427,6 +485,38 @@ fn limit_upload_urls(state: &AppState, user: i64) -> Result<(), ApiError> {
             );
         }
         super::extract::rate_limited(state, "upload_urls", wait)
+    })
+}
+
+/// Refuses `asked` more keys when `user` would then hold more issued, unreported,
+/// unexpired keys than `quota.max-unreported-keys` (429, `Retry-After` when the
+/// soonest expires). Otherwise holds `user`'s issuing lock: keep it until the new
+/// keys are recorded, so parallel requests cannot pass the cap together.
+async fn check_unreported(
+    state: &AppState,
+    user: i64,
+    asked: u32,
+) -> Result<tokio::sync::MutexGuard<'_, ()>, ApiError> {
+    let guard = state.issuing.lock(user).await;
+    let max = state.policy.max_unreported_keys;
+    if max == 0 {
+        return Ok(guard);
+    }
+    let now = now_millis();
+    let (held, soonest) = repo::count_unreported(&state.db, user, now).await?;
+    let after = u64::try_from(held)
+        .unwrap_or(0)
+        .saturating_add(u64::from(asked));
+    if after <= max {
+        return Ok(guard);
+    }
+    let wait_ms = soonest.map_or(0, |at| at.saturating_sub(now)).max(0);
+    state.metrics.rate_limited("unreported_keys");
+    Err(ApiError::TooManyUnreported {
+        held,
+        asked,
+        max,
+        retry_after: u64::try_from(wait_ms).unwrap_or(0).div_ceil(1000).max(1),
     })
 }
 
@@ -905,6 +995,18 @@ mod tests {
             assert!(parse_count(Some(bad), 50).is_err(), "{bad}");
         }
         assert!(parse_count(None, 50).is_err());
+    }
+
+    #[test]
+    fn unsized_multipart_counts_are_bounded_as_sized_uploads_are() {
+        const MIB: u64 = 1024 * 1024;
+        assert_eq!(max_unsized_parts(10 * 1024 * MIB), 2048);
+        assert_eq!(max_unsized_parts(50 * MIB), 10);
+        assert_eq!(max_unsized_parts(50 * MIB + 1), 11);
+        assert_eq!(max_unsized_parts(0), 1);
+        assert_eq!(max_unsized_parts(u64::MAX), MAX_PARTS);
+        assert!(parse_multipart_count(Some("10"), 50 * MIB).is_ok());
+        assert!(parse_multipart_count(Some("11"), 50 * MIB).is_err());
     }
 
     #[test]

@@ -605,6 +605,10 @@ pub struct QuotaConfig {
     /// How far past its quota a user's uploads may go (Ente allows 50 MiB).
     #[serde(rename = "overflow-bytes")]
     pub overflow_bytes: u64,
+    /// Most keys a user may hold issued and not yet reported (nor expired); past it,
+    /// upload-URL requests get 429 until the user reports or the keys expire. 0: no cap.
+    #[serde(rename = "max-unreported-keys")]
+    pub max_unreported_keys: u64,
 }
 
 impl Default for QuotaConfig {
@@ -612,6 +616,7 @@ impl Default for QuotaConfig {
         Self {
             default_bytes: None,
             overflow_bytes: 50 * 1024 * 1024,
+            max_unreported_keys: 1000,
         }
     }
 }
@@ -620,7 +625,8 @@ impl Default for QuotaConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct RateLimitConfig {
-    /// Upload-URL requests per user per minute (Ente allows 500).
+    /// Upload URLs signed per user per minute, each part URL and completion URL of a
+    /// multipart upload counted (a 10 GiB multipart upload in 5 MiB parts signs 2,049).
     #[serde(rename = "upload-urls-per-minute")]
     pub upload_urls_per_minute: u32,
     /// Failed authentications per client address per minute; past it, the address
@@ -632,20 +638,34 @@ pub struct RateLimitConfig {
 impl Default for RateLimitConfig {
     fn default() -> Self {
         Self {
-            upload_urls_per_minute: 500,
+            upload_urls_per_minute: 5000,
             failed_auth_per_minute: 60,
         }
     }
 }
 
 /// `internal.*` (Ente's section for deployment details).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct InternalConfig {
     /// The header a trusted reverse proxy puts the client's address in (e.g.
     /// `X-Real-IP`); unset: the connection's peer address.
     #[serde(rename = "trusted-client-ip-header")]
     pub trusted_client_ip_header: Option<String>,
+    /// How many of the header's entries, counted from the right, trusted proxies
+    /// wrote: the client's address is the entry this many from the right. 1 (one
+    /// proxy that overwrites or appends) unless more proxies append in a chain.
+    #[serde(rename = "trusted-proxy-hops")]
+    pub trusted_proxy_hops: u32,
+}
+
+impl Default for InternalConfig {
+    fn default() -> Self {
+        Self {
+            trusted_client_ip_header: None,
+            trusted_proxy_hops: 1,
+        }
+    }
 }
 
 fn serialize_secret<S: serde::Serializer>(

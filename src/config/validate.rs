@@ -457,7 +457,18 @@ fn validate_accounts(s: &Settings, problem: &mut impl FnMut(&str, String)) {
             format!("`{header}` is not a header name; write it as e.g. X-Real-IP"),
         );
     }
+    if !(1..=MAX_PROXY_HOPS).contains(&s.internal.trusted_proxy_hops) {
+        problem(
+            "internal.trusted-proxy-hops",
+            format!(
+                "must be 1 to {MAX_PROXY_HOPS}: the number of proxies that write the client-address header, 1 for a single proxy"
+            ),
+        );
+    }
 }
+
+/// Most proxies `internal.trusted-proxy-hops` may count.
+const MAX_PROXY_HOPS: u32 = 16;
 
 /// S3's most parts in one multipart upload.
 pub const MAX_PARTS: u64 = 10_000;

@@ -283,6 +283,19 @@ impl OwnConnection {
     }
 }
 
+/// How many keys issued to `user` are unreported and not yet expired at `now`, and
+/// the soonest of their expiries (ms since the epoch).
+pub async fn count_unreported(db: &Db, user: i64, now: i64) -> Result<(i64, Option<i64>)> {
+    let row = sqlx::query(
+        "SELECT COUNT(*), MIN(expires_at) FROM temp_objects WHERE user_id = $1 AND expires_at >= $2",
+    )
+    .bind(user)
+    .bind(now)
+    .fetch_one(&db.pool)
+    .await?;
+    Ok((row.try_get(0)?, row.try_get(1)?))
+}
+
 /// The issued, unreported key `object_key`, if any.
 pub async fn find_temp_object(db: &Db, object_key: &str) -> Result<Option<TempObject>> {
     sqlx::query(concat!(
@@ -587,6 +600,47 @@ pub async fn find_object(db: &Db, id: i64) -> Result<Option<StoredObject>> {
     .transpose()
 }
 
+/// Charges the user of object `object_id` for the bytes past its recorded size that
+/// `bucket_id`, the bucket its report put it in, was found holding (`found_size`):
+/// an overwrite through its still-valid upload URL. Each object is charged its
+/// largest overwrite once, however often it is found, until it is deleted (the
+/// deletion takes the charge off with the object). Returns the bytes newly charged.
+pub async fn charge_overwrite(
+    db: &Db,
+    object_id: i64,
+    bucket_id: &str,
+    found_size: u64,
+) -> Result<i64> {
+    let found = i64::try_from(found_size).unwrap_or(i64::MAX);
+    let mut tx = db.begin_write().await?;
+    let row: Option<(i64, i64, i64)> = sqlx::query_as(
+        "SELECT user_id, size, overwrite_bytes FROM objects \
+         WHERE id = $1 AND bucket_id = $2 AND deleted_at IS NULL",
+    )
+    .bind(object_id)
+    .bind(bucket_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some((user, size, charged)) = row else {
+        tx.rollback().await?;
+        return Ok(0);
+    };
+    let over = found.saturating_sub(size);
+    if over <= charged {
+        tx.rollback().await?;
+        return Ok(0);
+    }
+    users::lock_user(&mut tx, db.engine(), user).await?;
+    sqlx::query("UPDATE objects SET overwrite_bytes = $1 WHERE id = $2")
+        .bind(over)
+        .bind(object_id)
+        .execute(&mut *tx)
+        .await?;
+    users::add_usage(&mut tx, user, over - charged).await?;
+    tx.commit().await?;
+    Ok(over - charged)
+}
+
 /// Marks `user`'s object `id` deleted at `now`, unless it already is, with the
 /// thumbnail of the file it is, and drops their copies that were only queued (the
 /// purge later removes them from every bucket), and takes their sizes off the user's
@@ -602,7 +656,7 @@ pub async fn mark_deleted(db: &Db, id: i64, user: i64, now: i64) -> Result<Optio
             .await?;
     for object in std::iter::once(id).chain(thumbnail.flatten()) {
         let marked: Option<i64> = sqlx::query_scalar(
-            "UPDATE objects SET deleted_at = $1 WHERE id = $2 AND user_id = $3 AND deleted_at IS NULL RETURNING size",
+            "UPDATE objects SET deleted_at = $1 WHERE id = $2 AND user_id = $3 AND deleted_at IS NULL RETURNING size + overwrite_bytes",
         )
         .bind(now)
         .bind(object)

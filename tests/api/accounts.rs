@@ -398,8 +398,120 @@ async fn fifty_parallel_reports_over_the_quota_never_overshoot_it(engine: Engine
     assert_eq!(recorded, FIT);
 }
 
+async fn a_user_at_quota_0_gets_no_unsized_upload_urls_either(engine: Engine) {
+    let app = spawn_accounts(engine, |_| {}).await;
+    let token = mint(&app, 6).await;
+    set_quota(&app, 6, json!(0)).await;
+    let mut answers = Vec::new();
+    for path in [
+        "/files/upload-urls?count=50",
+        "/files/multipart-upload-urls?count=3",
+    ] {
+        let a = app.get(path, Some(&token)).await;
+        let message = a.body["message"].clone();
+        answers.push((path, a.status, a.body["code"].clone(), message));
+    }
+    let issued: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM temp_objects WHERE user_id = 6")
+        .fetch_one(app.state.db.pool())
+        .await
+        .unwrap();
+    crate::helpers::Reliability {
+        fault: "unsized upload-URL requests by a user at quota 0",
+        injections: 2,
+        checked: 0,
+        lost: 0,
+        stuck: 0,
+        note: "both answered 402 NO_ACTIVE_SUBSCRIPTION and issued no key (51 keys before the fix)",
+    }
+    .record();
+    for (path, status, code, message) in answers {
+        assert_eq!(
+            (status, code.as_str()),
+            (402, Some("NO_ACTIVE_SUBSCRIPTION")),
+            "{path}: {message}"
+        );
+    }
+    assert_eq!(issued, 0, "keys issued to a user at quota 0");
+}
+
+async fn unreported_keys_are_capped_per_user(engine: Engine) {
+    let app = spawn_accounts(engine, |s| s.rate_limit.upload_urls_per_minute = 0).await;
+    let token = mint(&app, 7).await;
+    let other = mint(&app, 8).await;
+    // The default cap: 1000 unreported keys.
+    let mut first = None;
+    for i in 0..20 {
+        let a = app.get("/files/upload-urls?count=50", Some(&token)).await;
+        assert_eq!(a.status, 200, "request {i}: {}", a.body);
+        first.get_or_insert_with(|| {
+            let u = &a.body["urls"][0];
+            (
+                u["objectKey"].as_str().unwrap().to_owned(),
+                u["url"].as_str().unwrap().to_owned(),
+            )
+        });
+    }
+    let mut refusals = Vec::new();
+    for path in [
+        "/files/upload-urls?count=1",
+        "/files/multipart-upload-urls?count=1",
+    ] {
+        refusals.push((path, app.get(path, Some(&token)).await));
+    }
+    refusals.push((
+        "/files/upload-url",
+        ask_signed(&app, &token, &bytes_of(10, 1)).await,
+    ));
+    let issued: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM temp_objects WHERE user_id = 7")
+        .fetch_one(app.state.db.pool())
+        .await
+        .unwrap();
+    crate::helpers::Reliability {
+        fault: "upload-URL requests past 1,000 unreported keys",
+        injections: 3,
+        checked: 0,
+        lost: 0,
+        stuck: 0,
+        note: "each answered 429 TOO_MANY_UNREPORTED_KEYS; 1,000 keys issued, none past the cap",
+    }
+    .record();
+    for (path, a) in &refusals {
+        assert_eq!(a.status, 429, "{path}: {}", a.body["message"]);
+        assert_eq!(
+            a.body["code"], "TOO_MANY_UNREPORTED_KEYS",
+            "{path}: {}",
+            a.body
+        );
+        let message = a.body["message"].as_str().unwrap();
+        assert!(
+            message.contains("quota.max-unreported-keys") && message.contains("1000"),
+            "{message}"
+        );
+    }
+    assert_eq!(issued, 1000);
+    // Another user is not affected, and a report frees a place.
+    assert_eq!(
+        app.get("/files/upload-urls?count=1", Some(&other))
+            .await
+            .status,
+        200
+    );
+    let (key, url) = first.unwrap();
+    assert_eq!(put(&url, bytes_of(10, 2), None).await, 200);
+    let a = app.report(&token, &key, 10).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(
+        app.get("/files/upload-urls?count=1", Some(&token))
+            .await
+            .status,
+        200
+    );
+}
+
 on_both_databases!(
     the_app_server_flow_mints_uploads_hits_the_quota_and_raises_it,
+    a_user_at_quota_0_gets_no_unsized_upload_urls_either,
+    unreported_keys_are_capped_per_user,
     one_token_is_revoked_at_once_and_an_expired_one_is_refused,
     fifty_parallel_reports_over_the_quota_never_overshoot_it,
 );

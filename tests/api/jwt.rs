@@ -315,3 +315,159 @@ async fn failed_authentication_is_limited_per_client_address_from_the_trusted_he
         200
     );
 }
+
+/// A museum behind one appending proxy (X-Forwarded-For), failed auth limited to 3 a
+/// minute per address.
+async fn spawn_behind_appending_proxy() -> TestApp {
+    spawn_app_with(Engine::Sqlite, |s| {
+        s.rate_limit.failed_auth_per_minute = 3;
+        s.internal.trusted_client_ip_header = Some("X-Forwarded-For".to_owned());
+    })
+    .await
+}
+
+/// Asks for the eligibility with `token`, as the proxy forwards it: the client's own
+/// `X-Forwarded-For` (if any) with the address the proxy saw appended.
+async fn via_proxy(app: &TestApp, token: &str, sent: Option<&str>, seen: &str) -> u16 {
+    let xff = match sent {
+        Some(s) => format!("{s}, {seen}"),
+        None => seen.to_owned(),
+    };
+    app.client
+        .get(format!("{}/files/upload-eligibility", app.address))
+        .header("X-Auth-Token", token)
+        .header("X-Forwarded-For", xff)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attacker_prepending_invented_forwarded_for_entries_is_still_limited() {
+    let app = spawn_behind_appending_proxy().await;
+    let attacker = "203.0.113.9";
+    let mut statuses = Vec::new();
+    for i in 0..6 {
+        let fake = format!("192.0.2.{i}");
+        statuses.push(via_proxy(&app, &format!("invented-{i}"), Some(&fake), attacker).await);
+    }
+    crate::helpers::Reliability {
+        fault: "failed authentications with an invented first X-Forwarded-For entry each",
+        injections: 6,
+        checked: 0,
+        lost: 0,
+        stuck: 0,
+        note: "limited after 3 (rate-limit.failed-auth-per-minute 3) by the address the proxy appended",
+    }
+    .record();
+    assert_eq!(statuses, [401, 401, 401, 429, 429, 429]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spoofing_the_victims_address_in_forwarded_for_does_not_lock_the_victim_out() {
+    let app = spawn_behind_appending_proxy().await;
+    let (victim, attacker) = ("198.51.100.1", "203.0.113.9");
+    let valid = app.token_for(1).await;
+    for i in 0..10 {
+        via_proxy(&app, &format!("invented-{i}"), Some(victim), attacker).await;
+    }
+    let victim_status = via_proxy(&app, &valid, None, victim).await;
+    crate::helpers::Reliability {
+        fault: "failed authentications naming the victim's address first in X-Forwarded-For",
+        injections: 10,
+        checked: 0,
+        lost: 0,
+        stuck: 0,
+        note: "the victim's valid token answered 200 (429 before the fix)",
+    }
+    .record();
+    assert_eq!(victim_status, 200);
+    assert_eq!(via_proxy(&app, &valid, Some(victim), attacker).await, 429);
+}
+
+/// The URLs an upload-URL answer signs: one per single-part URL, or each part's
+/// and the completion's.
+fn urls_signed(body: &serde_json::Value) -> usize {
+    if let Some(urls) = body["urls"].as_array() {
+        return urls.len();
+    }
+    let multipart = body.get("urls").unwrap_or(body);
+    multipart["partURLs"].as_array().map_or(0, Vec::len)
+        + usize::from(multipart["completeURL"].is_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_upload_url_limit_counts_urls_not_requests() {
+    let app = spawn_app_with(Engine::Sqlite, |s| s.rate_limit.upload_urls_per_minute = 20).await;
+    let token = app.token_for(1).await;
+    // A request over the whole budget signs nothing.
+    let big = app
+        .get("/files/multipart-upload-urls?count=100", Some(&token))
+        .await;
+    let single = app.get("/files/upload-urls?count=50", Some(&token)).await;
+    // Requests of 6 URLs each (5 parts and the completion): 3 fit in 20.
+    let mut answers = Vec::new();
+    for _ in 0..10 {
+        answers.push(
+            app.get("/files/multipart-upload-urls?count=5", Some(&token))
+                .await,
+        );
+    }
+    let signed: usize = [&big, &single]
+        .into_iter()
+        .chain(&answers)
+        .filter(|a| a.status == 200)
+        .map(|a| urls_signed(&a.body))
+        .sum();
+    crate::helpers::Reliability {
+        fault: "upload-URL requests asking for more URLs than the per-minute budget",
+        injections: 12,
+        checked: 0,
+        lost: 0,
+        stuck: 0,
+        note: "18 URLs signed under a budget of 20 a minute (211 before the fix)",
+    }
+    .record();
+    assert!(
+        [400, 429].contains(&big.status),
+        "count=100: {} {}",
+        big.status,
+        big.body["message"]
+    );
+    assert!(
+        [400, 429].contains(&single.status),
+        "count=50: {} {}",
+        single.status,
+        single.body["message"]
+    );
+    assert!(signed <= 20, "{signed} URLs signed under a limit of 20");
+    let statuses: Vec<u16> = answers.iter().map(|a| a.status).collect();
+    assert_eq!(&statuses[..4], [200, 200, 200, 429], "{statuses:?}");
+    assert_eq!(answers[3].body["code"], "RATE_LIMITED");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_unsized_multipart_count_is_bounded_as_the_sized_one() {
+    // 50 MiB in parts of at least 5 MiB: at most 10 parts.
+    let app = spawn_app_with(Engine::Sqlite, |s| s.max_file_size = 50 * 1024 * 1024).await;
+    let token = app.token_for(1).await;
+    let a = app
+        .get("/files/multipart-upload-urls?count=10", Some(&token))
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let a = app
+        .get("/files/multipart-upload-urls?count=11", Some(&token))
+        .await;
+    assert_eq!(a.status, 400, "{}", a.body["message"]);
+    assert_eq!(a.body["code"], "INVALID_COUNT");
+    assert!(
+        a.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("max-file-size"),
+        "{}",
+        a.body
+    );
+}
