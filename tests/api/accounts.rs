@@ -421,6 +421,7 @@ async fn a_user_at_quota_0_gets_no_unsized_upload_urls_either(engine: Engine) {
         checked: 0,
         lost: 0,
         stuck: 0,
+        across_users: None,
         note: "both answered 402 NO_ACTIVE_SUBSCRIPTION and issued no key (51 keys before the fix)",
     }
     .record();
@@ -472,6 +473,7 @@ async fn unreported_keys_are_capped_per_user(engine: Engine) {
         checked: 0,
         lost: 0,
         stuck: 0,
+        across_users: None,
         note: "each answered 429 TOO_MANY_UNREPORTED_KEYS; 1,000 keys issued, none past the cap",
     }
     .record();

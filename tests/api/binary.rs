@@ -519,6 +519,7 @@ async fn sigkill_during_replication_loses_nothing() {
         checked,
         lost,
         stuck,
+        across_users: None,
         note: &format!(
             "{in_flight_at_last_kill} copies in flight at the last kill; every copy verified \
              {:.1} s after the restart (replication.lease 60 s)",

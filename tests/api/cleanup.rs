@@ -101,6 +101,7 @@ async fn a_bucket_down_during_the_sweep_delays_cleanup_to_the_next_sweep(engine:
         checked: unreported.len() + 1,
         lost: usize::from(!kept_intact),
         stuck,
+        across_users: None,
         note: "lost: reported objects swept; stuck: unreported keys left after the first sweep with the bucket back",
     }
     .record();

@@ -80,6 +80,7 @@ async fn a_host_whose_clock_is_a_minute_ahead_beats_by_the_databases_clock() {
         checked: 0,
         lost: 0,
         stuck: 0,
+        across_users: None,
         note: &format!("heartbeat {skew} ms off the database's clock"),
     }
     .record();

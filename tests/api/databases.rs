@@ -141,6 +141,7 @@ async fn a_wrong_database_url_creates_nothing_and_deletes_nothing() {
         checked: keys.len() * 3,
         lost,
         stuck: 0,
+        across_users: None,
         note: "every command refused, naming the URL; no database file created; reconcile --apply on a migrated empty database deleted nothing and exited 1 (before the fix: an empty database created and every tier emptied)",
     }
     .record();

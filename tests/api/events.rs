@@ -242,6 +242,7 @@ async fn a_webhook_answering_a_redirect_is_a_failed_delivery_and_the_redirect_is
         checked: 0,
         lost: 0,
         stuck: 0,
+        across_users: None,
         note: &format!(
             "{} requests reached the redirect's target (1, with the secret URL as Referer, before the fix); the delivery counted as failed",
             beyond.len()

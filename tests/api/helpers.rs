@@ -577,6 +577,9 @@ pub struct Reliability<'a> {
     pub lost: usize,
     /// Copies not verified when the test ended.
     pub stuck: usize,
+    /// Bytes of another user's objects a request got back, where the test tries
+    /// (`None`: the fault is not a cross-user one and nothing was measured).
+    pub across_users: Option<u64>,
     /// A figure of the run, such as the time to recover.
     pub note: &'a str,
 }
@@ -585,8 +588,15 @@ impl Reliability<'_> {
     /// Records the row where `.ci/test` collects them, and prints it.
     pub fn record(&self) {
         let row = format!(
-            "| {} | {} | {} | {} | {} | {} |",
-            self.fault, self.injections, self.checked, self.lost, self.stuck, self.note
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            self.fault,
+            self.injections,
+            self.checked,
+            self.across_users
+                .map_or_else(|| "–".to_owned(), |b| b.to_string()),
+            self.lost,
+            self.stuck,
+            self.note
         );
         println!("reliability: {row}");
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("reliability");

@@ -200,6 +200,7 @@ async fn an_import_killed_with_sigkill_resumes_and_records_or_stores_no_file_twi
         checked: FILES,
         lost,
         stuck: stuck as usize,
+        across_users: None,
         note: &format!(
             "{cut} of {FILES} files recorded at the kill; the rerun recorded the rest once each; {strays} stray objects in the bucket"
         ),
@@ -288,6 +289,7 @@ async fn an_import_killed_mid_multipart_upload_leaves_no_upload_open(engine: Eng
         checked: 1,
         lost,
         stuck: stuck as usize,
+        across_users: None,
         note: &format!(
             "killed with its upload open and recorded on its key; after the rerun {uploads} uploads and {parts} part files left open"
         ),
@@ -466,6 +468,7 @@ async fn an_import_of_a_library_of_symlinks_follows_them_skips_git_and_names_a_d
         checked: 4,
         lost,
         stuck: stuck as usize,
+        across_users: None,
         note: "4 of 4 linked files imported once each, nothing from .git; the dangling link named and exit 1 (before the fix: 0 linked files, .git imported, exit 0); 0 bytes read across users",
     }
     .record();

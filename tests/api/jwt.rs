@@ -135,6 +135,7 @@ async fn nbf_is_checked_with_the_same_leeway_as_exp() {
         checked: 0,
         lost: 0,
         stuck: 0,
+        across_users: None,
         note: "the nbf token refused with 401 (200 before the fix), one within the 30 s leeway taken; start-up warns that any JWT signed with the same secret is a museum credential",
     }
     .record();
@@ -359,6 +360,7 @@ async fn an_attacker_prepending_invented_forwarded_for_entries_is_still_limited(
         checked: 0,
         lost: 0,
         stuck: 0,
+        across_users: None,
         note: "limited after 3 (rate-limit.failed-auth-per-minute 3) by the address the proxy appended",
     }
     .record();
@@ -380,6 +382,7 @@ async fn spoofing_the_victims_address_in_forwarded_for_does_not_lock_the_victim_
         checked: 0,
         lost: 0,
         stuck: 0,
+        across_users: None,
         note: "the victim's valid token answered 200 (429 before the fix)",
     }
     .record();
@@ -427,6 +430,7 @@ async fn the_upload_url_limit_counts_urls_not_requests() {
         checked: 0,
         lost: 0,
         stuck: 0,
+        across_users: None,
         note: "18 URLs signed under a budget of 20 a minute (211 before the fix)",
     }
     .record();

@@ -565,6 +565,7 @@ async fn a_copy_whose_lease_was_taken_stops_writing() {
         checked: 0,
         lost: 0,
         stuck: 0,
+        across_users: None,
         note: &format!(
             "the old holder stopped {} ms after, writing nothing (before: it wrote on to the end)",
             stopped.as_millis()
@@ -649,6 +650,7 @@ async fn a_copy_waiting_for_memory_keeps_its_lease() {
         checked,
         lost: 0,
         stuck: 0,
+        across_users: None,
         note: "no takeover in 1.5 leases of polling; the waiting copy finished on its first attempt",
     }
     .record();

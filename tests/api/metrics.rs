@@ -127,6 +127,7 @@ async fn the_metrics_listener_is_on_loopback_unless_http_metrics_host_says_other
         checked: 0,
         lost: 0,
         stuck: 0,
+        across_users: None,
         note: &format!(
             "answered by default: {} (true before the fix); on 127.0.0.1: {}; with http.metrics-host 0.0.0.0: {}",
             seen[0].2, seen[0].1, seen[1].2

@@ -256,6 +256,7 @@ async fn a_primary_move_killed_with_sigkill_finishes_when_run_again(engine: Engi
         checked: OBJECTS,
         lost,
         stuck: stuck as usize,
+        across_users: None,
         note: &format!(
             "{cut} of {OBJECTS} objects moved at the kill; the rerun moved the rest; {left_behind} left in the emptied bucket"
         ),
@@ -351,6 +352,7 @@ async fn an_emptying_move_looks_at_the_new_copy_afresh_before_it_deletes_the_old
         checked: objects.len(),
         lost,
         stuck: 0,
+        across_users: None,
         note: "found by a fresh HEAD; the old primary's bytes kept and the copy made again before the object moved (before: deleted from both)",
     }
     .record();
@@ -449,6 +451,7 @@ async fn an_emptying_move_ends_only_when_nothing_can_land_on_the_old_primary(eng
         checked: objects.len(),
         lost,
         stuck: 0,
+        across_users: None,
         note: &format!(
             "the upload ended (its report refused); the move ended after the last write-back, {left_behind} left in the emptied bucket"
         ),

@@ -186,6 +186,7 @@ async fn apply_deletes_nothing_in_a_bucket_the_database_does_not_seem_to_know(en
         checked: 12,
         lost: 0,
         stuck: 0,
+        across_users: None,
         note: "12 unknown of 12, then of 13, listed: refused both times, 0 deleted; deleted only with the limit raised or the bucket named",
     }
     .record();

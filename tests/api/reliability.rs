@@ -52,6 +52,7 @@ pub(crate) fn record(fault: &str, injections: usize, after: &Aftermath, note: &s
         checked: after.checked,
         lost: after.lost,
         stuck: after.stuck,
+        across_users: None,
         note,
     }
     .record();

@@ -243,7 +243,8 @@ async fn no_issued_url_reaches_another_users_bytes(engine: Engine) {
             checked: before.len(),
             lost: usize::from(served != secret),
             stuck: usize::try_from(app.unverified_copies().await).unwrap(),
-            note: &format!("bytes read across users: {leaked}; stored files changed: {changed}"),
+            across_users: Some(leaked as u64),
+            note: &format!("stored files changed: {changed}"),
         }
         .record();
     }
@@ -315,7 +316,8 @@ async fn a_non_canonical_key_is_refused_and_changes_nothing() {
         checked: 1,
         lost,
         stuck: 0,
-        note: "bytes read across users: 0; answered 400, nothing written",
+        across_users: None,
+        note: "answered 400, nothing written",
     }
     .record();
 }
@@ -339,6 +341,7 @@ async fn a_bucket_with_objects_is_not_deleted() {
         checked: 1,
         lost,
         stuck: 0,
+        across_users: None,
         note: "answered 409 BucketNotEmpty",
     }
     .record();
@@ -418,6 +421,7 @@ async fn a_completion_is_bound_to_its_key_and_answers_again_when_repeated() {
         checked: 1,
         lost,
         stuck: 0,
+        across_users: None,
         note: "another key: 404 NoSuchUpload, nothing written; repeated: 200 with the first ETag",
     }
     .record();
@@ -622,6 +626,7 @@ async fn the_embedded_default_makes_its_own_keys_and_opens_to_other_hosts_only_w
         checked: 1,
         lost,
         stuck: 0,
+        across_users: None,
         note: "shipped keys: 403; another address on the default: no answer; every interface without the operator's keys: refused to start",
     }
     .record();

@@ -261,6 +261,7 @@ async fn a_scrub_killed_with_sigkill_resumes_where_it_stopped_and_counts_each_ti
         checked: 3 * OBJECTS as usize,
         lost,
         stuck: stuck as usize,
+        across_users: None,
         note: &format!(
             "killed after object {cursor} of {OBJECTS}; the next run resumed after object {from}; {} tiers counted over both runs for {} tiers",
             job.checked,
@@ -544,6 +545,7 @@ async fn a_scrub_batch_read_before_a_delete_and_a_purge_queues_no_restore_for_th
         checked: 3,
         lost: 0,
         stuck: 0,
+        across_users: None,
         note: &format!(
             "restores queued for the deleted objects: {queued_for_gone}; the batch {} (before the fix: a restore queued for the deleted one, and the purged one's foreign key aborted the batch)",
             if report.is_ok() { "completed" } else { "failed" }

@@ -458,6 +458,7 @@ async fn a_bigger_overwrite_found_later_is_charged_to_the_users_usage(engine: En
         checked: 0,
         lost: 0,
         stuck: 0,
+        across_users: None,
         note: "found by a download and by the scrub's HEAD; usage charged the 6,000 bytes past the records (usage unchanged before the fix)",
     }
     .record();
