@@ -11,6 +11,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use md5::{Digest, Md5};
 
+use crate::db::replication::ErrorCode;
 use crate::storage::presign::{looks_like_md5_etag, multipart_etag};
 use crate::storage::watch::Activity;
 use crate::storage::{BucketClient, ByteStream, StorageError};
@@ -79,6 +80,41 @@ impl CopyError {
             }
             StorageError::Config { .. } => true,
             _ => false,
+        }
+    }
+
+    /// The stable reason code an object's owner sees for this failure; the full
+    /// chain goes to the log and to operators.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::NoVerifiedSource { .. }
+            | Self::Source {
+                source: StorageError::NotFound { .. },
+                ..
+            } => ErrorCode::SourceMissing,
+            Self::SourceMismatch { .. }
+            | Self::Source {
+                source: StorageError::Changed { .. },
+                ..
+            } => ErrorCode::SourceChanged,
+            Self::Verify { .. }
+            | Self::Target {
+                source: StorageError::Changed { .. },
+                ..
+            } => ErrorCode::ChecksumMismatch,
+            Self::Target {
+                source: StorageError::Refused { .. } | StorageError::Config { .. },
+                ..
+            } => ErrorCode::TargetRefused,
+            Self::Source {
+                source: StorageError::Unavailable { .. },
+                ..
+            }
+            | Self::Target {
+                source: StorageError::Unavailable { .. },
+                ..
+            } => ErrorCode::Unavailable,
+            Self::Source { .. } | Self::Target { .. } | Self::TooLarge { .. } => ErrorCode::Other,
         }
     }
 

@@ -303,6 +303,7 @@ impl ReplicationWorker {
                     &c.bucket_id,
                     &self.owner,
                     None,
+                    queue::ErrorCode::SourceMissing,
                     "the object is gone",
                 )
                 .await?;
@@ -346,8 +347,14 @@ impl ReplicationWorker {
                         }),
                         Err(e) => {
                             failed += 1;
-                            self.record_failure(source, c, e.is_permanent(), &error_chain(&e))
-                                .await?;
+                            self.record_failure(
+                                source,
+                                c,
+                                e.is_permanent(),
+                                e.code(),
+                                &error_chain(&e),
+                            )
+                            .await?;
                         }
                     }
                 }
@@ -374,7 +381,7 @@ impl ReplicationWorker {
                     .filter(|c| targets.iter().any(|t| t.bucket.id() == c.bucket_id))
                 {
                     failed += 1;
-                    self.record_failure(source, c, e.is_permanent(), &error_chain(&e))
+                    self.record_failure(source, c, e.is_permanent(), e.code(), &error_chain(&e))
                         .await?;
                 }
             }
@@ -400,6 +407,7 @@ impl ReplicationWorker {
                     source,
                     c,
                     true,
+                    queue::ErrorCode::TargetRefused,
                     &format!("bucket {} is not configured any more", c.bucket_id),
                 )
                 .await?;
@@ -442,11 +450,13 @@ impl ReplicationWorker {
                     "the upload an earlier attempt left cannot be aborted"
                 ),
                 Err(e) => {
+                    let e = target_error(e);
                     let why = format!(
                         "aborting the multipart upload an earlier attempt left: {}",
-                        error_chain(&target_error(e))
+                        error_chain(&e)
                     );
-                    self.record_failure(source, c, false, &why).await?;
+                    self.record_failure(source, c, false, e.code(), &why)
+                        .await?;
                     return Ok(Prepared::Failed);
                 }
             }
@@ -457,7 +467,7 @@ impl ReplicationWorker {
                 Ok(id) => Some(id),
                 Err(e) => {
                     let e = target_error(e);
-                    self.record_failure(source, c, e.is_permanent(), &error_chain(&e))
+                    self.record_failure(source, c, e.is_permanent(), e.code(), &error_chain(&e))
                         .await?;
                     return Ok(Prepared::Failed);
                 }
@@ -585,6 +595,7 @@ impl ReplicationWorker {
         source: &CopySource,
         copy: &ClaimedCopy,
         permanent: bool,
+        code: queue::ErrorCode,
         error: &str,
     ) -> Result<(), ReplicationError> {
         let next = (!permanent).then(|| {
@@ -600,6 +611,7 @@ impl ReplicationWorker {
             destination = %copy.bucket_id,
             attempts = copy.attempts,
             permanent,
+            error.code = %code,
             error.message = %error,
             "copy failed"
         );
@@ -619,6 +631,7 @@ impl ReplicationWorker {
             &copy.bucket_id,
             &self.owner,
             next,
+            code,
             error,
         )
         .await?;
