@@ -654,6 +654,90 @@ mod tests {
     const MIB: u64 = 1024 * 1024;
 
     #[test]
+    fn each_copy_error_has_its_reason_code() {
+        let b = || "t".to_owned();
+        let refused = || StorageError::Refused {
+            bucket: b(),
+            status: 403,
+            code: "AccessDenied".to_owned(),
+        };
+        let down = || StorageError::Unavailable {
+            bucket: b(),
+            source: "connection refused".into(),
+        };
+        let changed = || StorageError::Changed {
+            bucket: b(),
+            detail: "etag".to_owned(),
+        };
+        let cases = [
+            (
+                CopyError::NoVerifiedSource { detail: b() },
+                ErrorCode::SourceMissing,
+            ),
+            (
+                CopyError::Source {
+                    bucket: b(),
+                    source: StorageError::NotFound { bucket: b() },
+                },
+                ErrorCode::SourceMissing,
+            ),
+            (
+                CopyError::SourceMismatch {
+                    bucket: b(),
+                    detail: b(),
+                },
+                ErrorCode::SourceChanged,
+            ),
+            (
+                CopyError::Source {
+                    bucket: b(),
+                    source: changed(),
+                },
+                ErrorCode::SourceChanged,
+            ),
+            (
+                CopyError::Target {
+                    bucket: b(),
+                    source: refused(),
+                },
+                ErrorCode::TargetRefused,
+            ),
+            (
+                CopyError::Target {
+                    bucket: b(),
+                    source: down(),
+                },
+                ErrorCode::Unavailable,
+            ),
+            (
+                CopyError::Source {
+                    bucket: b(),
+                    source: down(),
+                },
+                ErrorCode::Unavailable,
+            ),
+            (
+                CopyError::Verify {
+                    bucket: b(),
+                    detail: b(),
+                },
+                ErrorCode::ChecksumMismatch,
+            ),
+            (CopyError::TooLarge { size: 1 }, ErrorCode::Other),
+        ];
+        for (error, code) in cases {
+            assert_eq!(error.code(), code, "{error}");
+        }
+        for code in ErrorCode::ALL {
+            assert_eq!(ErrorCode::from_stored(code.as_str()), code);
+        }
+        assert_eq!(
+            ErrorCode::from_stored("new-in-a-later-build"),
+            ErrorCode::Other
+        );
+    }
+
+    #[test]
     fn only_an_md5_etag_answered_to_the_write_proves_the_copy() {
         let md5 = "9e107d9d372bb6826bd81d3542a419d6";
         let multipart = "c0f8e7d6a5b4c3d2e1f0a9b8c7d6e5f4-3";
