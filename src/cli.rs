@@ -280,7 +280,10 @@ impl Cli {
                     ReplicateAction::Status { object: Some(id) } => {
                         match crate::status::object_status(&db, id).await? {
                             Some((_, status)) => {
-                                println!("{}", serde_json::to_string_pretty(&status)?);
+                                println!(
+                                    "{}",
+                                    serde_json::to_string_pretty(&status.for_operators())?
+                                );
                             }
                             None => {
                                 db.close().await;

@@ -99,11 +99,12 @@ pub async fn status(db: &Db, buckets: &Buckets) -> Result<String, DbError> {
         for e in errors {
             let _ = writeln!(
                 out,
-                "  {} object {} ({}, attempt {}): {}",
+                "  {} object {} ({}, attempt {}): {}: {}",
                 e.bucket_id,
                 e.object_id,
                 e.state,
                 e.attempts,
+                e.error_code.unwrap_or(queue::ErrorCode::Other),
                 e.last_error.unwrap_or_default()
             );
         }

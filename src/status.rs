@@ -6,7 +6,7 @@ use serde::Serialize;
 use sqlx::Row;
 use utoipa::ToSchema;
 
-use crate::db::replication::{self as queue, CopyRow, state};
+use crate::db::replication::{self as queue, CopyRow, ErrorCode, state};
 use crate::db::{Db, DbError};
 
 /// One object's replication status.
@@ -45,9 +45,33 @@ pub struct TierStatus {
     pub verified_at: Option<String>,
     /// Copy attempts so far (0 for a source never restored).
     pub attempts: i64,
-    /// Why the last attempt failed, or why the tier is being restored.
+    /// Why the last attempt failed, or why the tier is being restored, as a stable
+    /// code: `source_missing`, `source_changed`, `target_refused`, `unavailable`,
+    /// `checksum_mismatch`, `interrupted`, `restoring` or `other`. The error itself
+    /// is for operators (`museum replicate status --object`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
+    #[schema(example = "target_refused")]
+    pub reason: Option<ErrorCode>,
+    /// The full error behind `reason`, never sent to the object's owner: only
+    /// [`ObjectStatus::for_operators`] shows it.
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub error: Option<String>,
+}
+
+impl ObjectStatus {
+    /// The status as operators see it: each tier's `error` beside its `reason`.
+    pub fn for_operators(&self) -> serde_json::Value {
+        let mut value = serde_json::to_value(self).unwrap_or_default();
+        if let Some(tiers) = value.get_mut("tiers").and_then(|t| t.as_array_mut()) {
+            for (shown, tier) in tiers.iter_mut().zip(&self.tiers) {
+                if let (Some(shown), Some(error)) = (shown.as_object_mut(), &tier.error) {
+                    shown.insert("error".to_owned(), error.clone().into());
+                }
+            }
+        }
+        value
+    }
 }
 
 /// Milliseconds since the epoch as RFC 3339, when given and in range.
@@ -75,7 +99,12 @@ fn tier_of_copy(c: &CopyRow, role: &'static str) -> TierStatus {
         status: copy_status(c),
         verified_at: rfc3339(c.verified_at.max(c.copied_at).filter(|_| done)),
         attempts: c.attempts,
-        reason: c.last_error.clone().filter(|_| !done),
+        // A row from before codes has an error without one.
+        reason: c
+            .error_code
+            .or(c.last_error.as_ref().map(|_| ErrorCode::Other))
+            .filter(|_| !done),
+        error: c.last_error.clone().filter(|_| !done),
     }
 }
 
@@ -108,6 +137,7 @@ pub async fn object_status(db: &Db, id: i64) -> Result<Option<(i64, ObjectStatus
             verified_at: rfc3339(Some(verified_at.unwrap_or(created_at))),
             attempts: 0,
             reason: None,
+            error: None,
         }),
     }
     tiers.extend(

@@ -17,6 +17,73 @@ pub mod state {
     pub const FAILED: &str = "failed";
 }
 
+/// Why a copy's last attempt failed, or why it was queued again: a stable code from
+/// a small fixed set. The full error is kept for operators only.
+// Stored in `error_code`, beside the full error chain in `last_error`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// No tier holds the recorded bytes to copy from.
+    SourceMissing,
+    /// The tier copied from holds other bytes than the recorded ones.
+    SourceChanged,
+    /// The target refused the copy (credentials, permissions, a missing bucket, a
+    /// storage class it does not take, a bucket no longer configured).
+    TargetRefused,
+    /// A bucket could not be reached, timed out, or failed on its side.
+    Unavailable,
+    /// The target holds other bytes than were sent.
+    ChecksumMismatch,
+    /// The process copying it stopped; the copy is retried.
+    Interrupted,
+    /// The tier was found missing or damaged and is being restored.
+    Restoring,
+    /// Anything else.
+    Other,
+}
+
+impl ErrorCode {
+    /// Every code, in the order above.
+    pub const ALL: [Self; 8] = [
+        Self::SourceMissing,
+        Self::SourceChanged,
+        Self::TargetRefused,
+        Self::Unavailable,
+        Self::ChecksumMismatch,
+        Self::Interrupted,
+        Self::Restoring,
+        Self::Other,
+    ];
+
+    /// The code as stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SourceMissing => "source_missing",
+            Self::SourceChanged => "source_changed",
+            Self::TargetRefused => "target_refused",
+            Self::Unavailable => "unavailable",
+            Self::ChecksumMismatch => "checksum_mismatch",
+            Self::Interrupted => "interrupted",
+            Self::Restoring => "restoring",
+            Self::Other => "other",
+        }
+    }
+
+    /// A stored code; one this build does not know reads as `Other`.
+    pub fn from_stored(s: &str) -> Self {
+        Self::ALL
+            .into_iter()
+            .find(|c| c.as_str() == s)
+            .unwrap_or(Self::Other)
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A claimed copy: which object goes to which bucket, and what the object is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClaimedCopy {
@@ -62,6 +129,8 @@ pub struct CopyRow {
     pub last_error: Option<String>,
     /// When a scrub last found this copy intact (milliseconds).
     pub verified_at: Option<i64>,
+    /// The reason code of `last_error` (absent on rows from before codes).
+    pub error_code: Option<ErrorCode>,
 }
 
 /// Copy priorities, as stored: live copies are claimed before any background one.
@@ -272,7 +341,7 @@ pub async fn mark_done_many(
         let rows = super::values_rows(3, chunk.len(), 4);
         let sql = format!(
             "UPDATE object_copies SET state = 'done', copied_at = $1, verified_at = $1, verified_size = v.column3, \
-             verified_etag = v.column4, last_error = NULL, lease_until = NULL, lease_owner = NULL, upload_id = NULL \
+             verified_etag = v.column4, last_error = NULL, error_code = NULL, lease_until = NULL, lease_owner = NULL, upload_id = NULL \
              FROM (VALUES {rows}) AS v \
              WHERE object_copies.object_id = v.column1 AND object_copies.bucket_id = v.column2 \
              AND object_copies.lease_owner = $2 AND object_copies.state = 'copying' \
@@ -370,14 +439,16 @@ pub async fn record_upload(
     Ok(n == 1)
 }
 
-/// Puts a copy back in the queue for `next_attempt_at`, recording why it failed.
-/// A `next_attempt_at` of `None` marks it `failed`: an error that will not heal.
+/// Puts a copy back in the queue for `next_attempt_at`, recording why it failed:
+/// its reason `code` and the full `error`. A `next_attempt_at` of `None` marks it
+/// `failed`: an error that will not heal.
 pub async fn mark_attempt_failed(
     db: &Db,
     object_id: i64,
     bucket_id: &str,
     owner: &str,
     next_attempt_at: Option<i64>,
+    code: ErrorCode,
     error: &str,
 ) -> Result<bool> {
     let (state, next) = match next_attempt_at {
@@ -386,7 +457,7 @@ pub async fn mark_attempt_failed(
     };
     let n = sqlx::query(
         "UPDATE object_copies SET state = $1, next_attempt_at = CASE WHEN $1 = 'failed' THEN next_attempt_at ELSE $2 END, \
-         last_error = $3, lease_until = NULL, lease_owner = NULL \
+         last_error = $3, error_code = $7, lease_until = NULL, lease_owner = NULL \
          WHERE object_id = $4 AND bucket_id = $5 AND lease_owner = $6 AND state = 'copying'",
     )
     .bind(state)
@@ -395,6 +466,7 @@ pub async fn mark_attempt_failed(
     .bind(object_id)
     .bind(bucket_id)
     .bind(owner)
+    .bind(code.as_str())
     .execute(&db.pool)
     .await?
     .rows_affected();
@@ -435,13 +507,14 @@ pub async fn release_leases(db: &Db, owner_prefix: &str, now: i64) -> Result<u64
 /// process backs off.
 pub async fn reclaim_leases(db: &Db, owner_prefix: &str, now: i64, reason: &str) -> Result<u64> {
     Ok(sqlx::query(
-        "UPDATE object_copies SET state = 'pending', next_attempt_at = $1, last_error = $3, \
+        "UPDATE object_copies SET state = 'pending', next_attempt_at = $1, last_error = $3, error_code = $4, \
          lease_until = NULL, lease_owner = NULL \
          WHERE state = 'copying' AND substr(lease_owner, 1, length($2)) = $2",
     )
     .bind(now)
     .bind(owner_prefix)
     .bind(reason)
+    .bind(ErrorCode::Interrupted.as_str())
     .execute(&db.pool)
     .await?
     .rows_affected())
@@ -473,12 +546,15 @@ fn copy_from_row(r: &AnyRow) -> Result<CopyRow> {
         verified_etag: r.try_get(9)?,
         last_error: r.try_get(10)?,
         verified_at: r.try_get(11)?,
+        error_code: r
+            .try_get::<Option<String>, _>(12)?
+            .map(|c| ErrorCode::from_stored(&c)),
     })
 }
 
 macro_rules! copy_columns {
     () => {
-        "object_id, bucket_id, state, attempts, next_attempt_at, lease_until, lease_owner, copied_at, verified_size, verified_etag, last_error, verified_at"
+        "object_id, bucket_id, state, attempts, next_attempt_at, lease_until, lease_owner, copied_at, verified_size, verified_etag, last_error, verified_at, error_code"
     };
 }
 
@@ -622,7 +698,7 @@ pub async fn requeue_copy(
     now: i64,
 ) -> Result<bool> {
     let n = sqlx::query(
-        "UPDATE object_copies SET state = 'pending', next_attempt_at = $1, last_error = $2 \
+        "UPDATE object_copies SET state = 'pending', next_attempt_at = $1, last_error = $2, error_code = 'restoring' \
          WHERE object_id = $3 AND bucket_id = $4 AND state = 'done' \
          AND EXISTS (SELECT 1 FROM objects WHERE id = $3 AND deleted_at IS NULL)",
     )
@@ -701,11 +777,11 @@ pub fn verified_tiers(
 macro_rules! queue_restore_sql {
     ($lock:literal) => {
         concat!(
-            "INSERT INTO object_copies (object_id, bucket_id, state, attempts, next_attempt_at, last_error, created_at, priority) \
-             SELECT $1, $2, 'pending', 0, $3, $4, $3, $5 \
+            "INSERT INTO object_copies (object_id, bucket_id, state, attempts, next_attempt_at, last_error, error_code, created_at, priority) \
+             SELECT $1, $2, 'pending', 0, $3, $4, 'restoring', $3, $5 \
              WHERE EXISTS (SELECT 1 FROM objects WHERE id = $1 AND deleted_at IS NULL",
             $lock,
-            ") ON CONFLICT (object_id, bucket_id) DO UPDATE SET state = 'pending', next_attempt_at = $3, last_error = $4, priority = $5, \
+            ") ON CONFLICT (object_id, bucket_id) DO UPDATE SET state = 'pending', next_attempt_at = $3, last_error = $4, error_code = 'restoring', priority = $5, \
              created_at = $3, late_at = NULL \
              WHERE object_copies.state IN ('done', 'failed')"
         )

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use md5::{Digest, Md5};
 
+use crate::db::replication::ErrorCode;
 use crate::storage::presign::{looks_like_md5_etag, multipart_etag};
 use crate::storage::watch::Activity;
 use crate::storage::{BucketClient, ByteStream, StorageError};
@@ -79,6 +80,41 @@ impl CopyError {
             }
             StorageError::Config { .. } => true,
             _ => false,
+        }
+    }
+
+    /// The stable reason code an object's owner sees for this failure; the full
+    /// chain goes to the log and to operators.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::NoVerifiedSource { .. }
+            | Self::Source {
+                source: StorageError::NotFound { .. },
+                ..
+            } => ErrorCode::SourceMissing,
+            Self::SourceMismatch { .. }
+            | Self::Source {
+                source: StorageError::Changed { .. },
+                ..
+            } => ErrorCode::SourceChanged,
+            Self::Verify { .. }
+            | Self::Target {
+                source: StorageError::Changed { .. },
+                ..
+            } => ErrorCode::ChecksumMismatch,
+            Self::Target {
+                source: StorageError::Refused { .. } | StorageError::Config { .. },
+                ..
+            } => ErrorCode::TargetRefused,
+            Self::Source {
+                source: StorageError::Unavailable { .. },
+                ..
+            }
+            | Self::Target {
+                source: StorageError::Unavailable { .. },
+                ..
+            } => ErrorCode::Unavailable,
+            Self::Source { .. } | Self::Target { .. } | Self::TooLarge { .. } => ErrorCode::Other,
         }
     }
 
@@ -622,6 +658,90 @@ mod tests {
     use super::*;
 
     const MIB: u64 = 1024 * 1024;
+
+    #[test]
+    fn each_copy_error_has_its_reason_code() {
+        let b = || "t".to_owned();
+        let refused = || StorageError::Refused {
+            bucket: b(),
+            status: 403,
+            code: "AccessDenied".to_owned(),
+        };
+        let down = || StorageError::Unavailable {
+            bucket: b(),
+            source: "connection refused".into(),
+        };
+        let changed = || StorageError::Changed {
+            bucket: b(),
+            detail: "etag".to_owned(),
+        };
+        let cases = [
+            (
+                CopyError::NoVerifiedSource { detail: b() },
+                ErrorCode::SourceMissing,
+            ),
+            (
+                CopyError::Source {
+                    bucket: b(),
+                    source: StorageError::NotFound { bucket: b() },
+                },
+                ErrorCode::SourceMissing,
+            ),
+            (
+                CopyError::SourceMismatch {
+                    bucket: b(),
+                    detail: b(),
+                },
+                ErrorCode::SourceChanged,
+            ),
+            (
+                CopyError::Source {
+                    bucket: b(),
+                    source: changed(),
+                },
+                ErrorCode::SourceChanged,
+            ),
+            (
+                CopyError::Target {
+                    bucket: b(),
+                    source: refused(),
+                },
+                ErrorCode::TargetRefused,
+            ),
+            (
+                CopyError::Target {
+                    bucket: b(),
+                    source: down(),
+                },
+                ErrorCode::Unavailable,
+            ),
+            (
+                CopyError::Source {
+                    bucket: b(),
+                    source: down(),
+                },
+                ErrorCode::Unavailable,
+            ),
+            (
+                CopyError::Verify {
+                    bucket: b(),
+                    detail: b(),
+                },
+                ErrorCode::ChecksumMismatch,
+            ),
+            (CopyError::TooLarge { size: 1 }, ErrorCode::Other),
+        ];
+        for (error, code) in cases {
+            assert_eq!(error.code(), code, "{error}");
+        }
+        for code in ErrorCode::ALL {
+            assert_eq!(ErrorCode::from_stored(code.as_str()), code);
+        }
+        assert_eq!(
+            ErrorCode::from_stored("new-in-a-later-build"),
+            ErrorCode::Other
+        );
+    }
 
     #[test]
     fn only_an_md5_etag_answered_to_the_write_proves_the_copy() {

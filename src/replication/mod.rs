@@ -331,6 +331,7 @@ impl ReplicationWorker {
                     &c.bucket_id,
                     &self.owner,
                     None,
+                    queue::ErrorCode::SourceMissing,
                     "the object is gone",
                 )
                 .await?;
@@ -374,8 +375,14 @@ impl ReplicationWorker {
                         }),
                         Err(e) => {
                             failed += 1;
-                            self.record_failure(source, c, e.is_permanent(), &error_chain(&e))
-                                .await?;
+                            self.record_failure(
+                                source,
+                                c,
+                                e.is_permanent(),
+                                e.code(),
+                                &error_chain(&e),
+                            )
+                            .await?;
                         }
                     }
                 }
@@ -402,7 +409,7 @@ impl ReplicationWorker {
                     .filter(|c| targets.iter().any(|t| t.bucket.id() == c.bucket_id))
                 {
                     failed += 1;
-                    self.record_failure(source, c, e.is_permanent(), &error_chain(&e))
+                    self.record_failure(source, c, e.is_permanent(), e.code(), &error_chain(&e))
                         .await?;
                 }
             }
@@ -428,6 +435,7 @@ impl ReplicationWorker {
                     source,
                     c,
                     true,
+                    queue::ErrorCode::TargetRefused,
                     &format!("bucket {} is not configured any more", c.bucket_id),
                 )
                 .await?;
@@ -470,11 +478,13 @@ impl ReplicationWorker {
                     "the upload an earlier attempt left cannot be aborted"
                 ),
                 Err(e) => {
+                    let e = target_error(e);
                     let why = format!(
                         "aborting the multipart upload an earlier attempt left: {}",
-                        error_chain(&target_error(e))
+                        error_chain(&e)
                     );
-                    self.record_failure(source, c, false, &why).await?;
+                    self.record_failure(source, c, false, e.code(), &why)
+                        .await?;
                     return Ok(Prepared::Failed);
                 }
             }
@@ -485,7 +495,7 @@ impl ReplicationWorker {
                 Ok(id) => Some(id),
                 Err(e) => {
                     let e = target_error(e);
-                    self.record_failure(source, c, e.is_permanent(), &error_chain(&e))
+                    self.record_failure(source, c, e.is_permanent(), e.code(), &error_chain(&e))
                         .await?;
                     return Ok(Prepared::Failed);
                 }
@@ -613,6 +623,7 @@ impl ReplicationWorker {
         source: &CopySource,
         copy: &ClaimedCopy,
         permanent: bool,
+        code: queue::ErrorCode,
         error: &str,
     ) -> Result<(), ReplicationError> {
         let next = (!permanent).then(|| {
@@ -628,6 +639,7 @@ impl ReplicationWorker {
             destination = %copy.bucket_id,
             attempts = copy.attempts,
             permanent,
+            error.code = %code,
             error.message = %error,
             "copy failed"
         );
@@ -647,6 +659,7 @@ impl ReplicationWorker {
             &copy.bucket_id,
             &self.owner,
             next,
+            code,
             error,
         )
         .await?;

@@ -24,6 +24,7 @@ on_both_databases!(
     a_backfill_backlog_does_not_delay_a_fresh_uploads_copies,
     a_fresh_uploads_copies_overtake_a_backfill_of_twelve_thousand_copies,
     a_scrub_batch_read_before_a_delete_and_a_purge_queues_no_restore_for_them_and_completes,
+    a_failed_copys_status_shows_its_reason_code_and_the_chain_only_to_operators,
 );
 
 const LEASE: Duration = Duration::from_secs(1);
@@ -579,4 +580,99 @@ async fn a_scrub_batch_read_before_a_delete_and_a_purge_queues_no_restore_for_th
     // The live object is restored.
     app.drain().await;
     assert!(app.server(COLD).object(&ids[2].1).is_some());
+}
+
+/// Copies that fail (a target whose bucket is gone, refused for good; a target that
+/// is down, retried): the owner's status names each reason by a stable code, never
+/// the internal error chain, which `museum replicate status --object` shows.
+async fn a_failed_copys_status_shows_its_reason_code_and_the_chain_only_to_operators(
+    engine: Engine,
+) {
+    const COLD: &str = "wasabi-eu-central-2-v3";
+    const GLACIER: &str = "scw-eu-fr-v3";
+    let app = spawn_app(engine).await;
+    let token = app.token_for(1).await;
+    std::fs::remove_dir_all(app.server(COLD).root.join(COLD)).unwrap();
+    app.server(GLACIER).stop();
+    let (id, _) = app.upload(&token, &bytes_of(900, 6)).await;
+    app.drain().await;
+    let chains: Vec<String> = app
+        .copies(id)
+        .await
+        .into_iter()
+        .filter_map(|c| c.last_error)
+        .collect();
+    assert_eq!(chains.len(), 2, "{chains:?}");
+
+    let a = app.get(&format!("/files/{id}/status"), Some(&token)).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let tier = |bucket: &str| {
+        a.body["tiers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["bucket"] == bucket)
+            .cloned()
+            .unwrap()
+    };
+    let (cold, glacier) = (tier(COLD), tier(GLACIER));
+    let text = a.body.to_string();
+    let leaked: Vec<&String> = chains
+        .iter()
+        .filter(|c| text.contains(c.as_str()))
+        .collect();
+    crate::helpers::Reliability {
+        fault: &format!(
+            "copies failing (bucket gone, bucket down) with their status asked by the owner ({engine:?})"
+        ),
+        injections: 2,
+        checked: 1,
+        lost: 0,
+        stuck: 0,
+        note: &format!(
+            "{} of 2 error chains in the owner's answer (2 before the fix); reasons {} and {}",
+            leaked.len(),
+            cold["reason"],
+            glacier["reason"]
+        ),
+    }
+    .record();
+    assert_eq!(
+        (cold["status"].as_str(), cold["reason"].as_str()),
+        (Some("FAILED"), Some("target_refused")),
+        "{cold}"
+    );
+    assert_eq!(
+        (glacier["status"].as_str(), glacier["reason"].as_str()),
+        (Some("PENDING"), Some("unavailable")),
+        "{glacier}"
+    );
+    assert!(leaked.is_empty(), "error chains shown to the owner: {text}");
+    for word in ["NoSuchBucket", "HTTP", "writing to", "127.0.0.1"] {
+        assert!(!text.contains(word), "{word} in {text}");
+    }
+
+    // Operators see each chain beside its code.
+    let cwd = tempfile::tempdir().unwrap();
+    let mut cli = cli_on(&app.settings, cwd.path());
+    cli.args(["replicate", "status", "--object", &id.to_string()])
+        .stdin(Stdio::null());
+    let out = tokio::task::spawn_blocking(move || cli.output().unwrap())
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let operator: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    for t in operator["tiers"].as_array().unwrap() {
+        if t["bucket"] == COLD || t["bucket"] == GLACIER {
+            let error = t["error"].as_str().unwrap_or_else(|| panic!("{t}"));
+            assert!(chains.iter().any(|c| c == error), "{t}");
+            assert!(t["reason"].is_string(), "{t}");
+        }
+    }
+    assert!(stdout.contains("NoSuchBucket"), "{stdout}");
 }
