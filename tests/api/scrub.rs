@@ -629,6 +629,7 @@ async fn a_failed_copys_status_shows_its_reason_code_and_the_chain_only_to_opera
         checked: 1,
         lost: 0,
         stuck: 0,
+        across_users: None,
         note: &format!(
             "{} of 2 error chains in the owner's answer (2 before the fix); reasons {} and {}",
             leaked.len(),
