@@ -3,11 +3,10 @@
 //! `museum replicate status --object`; both read it here.
 
 use serde::Serialize;
-use sqlx::Row;
 use utoipa::ToSchema;
 
 use crate::db::replication::{self as queue, CopyRow, ErrorCode, state};
-use crate::db::{Db, DbError};
+use crate::db::{Db, DbError, objects};
 
 /// One object's replication status.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
@@ -111,20 +110,16 @@ fn tier_of_copy(c: &CopyRow, role: &'static str) -> TierStatus {
 /// The status of object `id` if it exists and is not deleted, with the user it
 /// belongs to.
 pub async fn object_status(db: &Db, id: i64) -> Result<Option<(i64, ObjectStatus)>, DbError> {
-    let Some(row) = sqlx::query(
-        "SELECT user_id, bucket_id, created_at, verified_at, lost_at FROM objects WHERE id = $1 AND deleted_at IS NULL",
-    )
-    .bind(id)
-    .fetch_optional(db.pool())
-    .await?
+    let Some(objects::LiveObject {
+        user_id: user,
+        bucket_id: source,
+        created_at,
+        verified_at,
+        lost_at,
+    }) = objects::find_live_object(db, id).await?
     else {
         return Ok(None);
     };
-    let user: i64 = row.try_get(0)?;
-    let source: String = row.try_get(1)?;
-    let created_at: i64 = row.try_get(2)?;
-    let verified_at: Option<i64> = row.try_get(3)?;
-    let lost_at: Option<i64> = row.try_get(4)?;
     let copies = queue::list_copies(db, id).await?;
     let mut tiers = Vec::with_capacity(copies.len() + 1);
     // The source tier: as the report verified it, unless a restore row speaks for it.

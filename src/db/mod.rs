@@ -4,6 +4,7 @@
 pub mod clock;
 pub mod imports;
 pub mod instances;
+pub mod objects;
 pub mod replication;
 pub mod scrub;
 pub mod tokens;
