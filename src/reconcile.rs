@@ -5,14 +5,12 @@
 //! what it keeps besides is one bit per object ID (which records some bucket
 //! listed), so its memory does not grow with the buckets.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use serde::Serialize;
-use sqlx::Row;
 
-use crate::db::{Db, DbError, now_millis};
+use crate::db::{Db, DbError, now_millis, objects, uploads};
 use crate::storage::{BucketClient, Buckets, Listed, StorageError};
 
 /// Listed objects checked against the database in one round.
@@ -147,12 +145,6 @@ pub enum ReconcileError {
     Storage(#[from] StorageError),
 }
 
-impl From<sqlx::Error> for ReconcileError {
-    fn from(e: sqlx::Error) -> Self {
-        Self::Db(DbError::from(e))
-    }
-}
-
 /// One bit per object ID: which records some bucket listed.
 struct Seen(Vec<u64>);
 
@@ -189,10 +181,7 @@ pub async fn reconcile(
     mut progress: impl FnMut(u64),
 ) -> Result<ReconcileReport, ReconcileError> {
     let started = now_millis();
-    let max_id: Option<i64> = sqlx::query("SELECT MAX(id) FROM objects")
-        .fetch_one(db.pool())
-        .await?
-        .try_get(0)?;
+    let max_id = objects::max_object_id(db).await?;
     let database_empty = max_id.is_none();
     let mut seen = Seen::new(max_id.unwrap_or(0));
     let mut report = ReconcileReport::default();
@@ -236,28 +225,20 @@ pub async fn reconcile(
     // Records no listing held, in ID order, a page at a time.
     let mut after = 0i64;
     loop {
-        let rows = sqlx::query(
-            "SELECT id, object_key, size FROM objects WHERE id > $1 AND deleted_at IS NULL AND created_at < $2 \
-             ORDER BY id LIMIT $3",
-        )
-        .bind(after)
-        .bind(started)
-        .bind(i64::try_from(PAGE).unwrap_or(500))
-        .fetch_all(db.pool())
-        .await?;
+        let rows =
+            objects::live_objects_after(db, after, started, i64::try_from(PAGE).unwrap_or(500))
+                .await?;
         let Some(last) = rows.last() else { break };
-        after = last.try_get(0)?;
-        for r in &rows {
-            let id: i64 = r.try_get(0)?;
+        after = last.id;
+        for r in rows {
             report.records += 1;
-            if !seen.get(id) {
-                let size: i64 = r.try_get(2)?;
+            if !seen.get(r.id) {
                 report.missing += 1;
-                report.missing_bytes += u64::try_from(size).unwrap_or(0);
+                report.missing_bytes += u64::try_from(r.size).unwrap_or(0);
                 found(&Finding::Missing {
-                    object_id: id,
-                    key: r.try_get(1)?,
-                    size,
+                    object_id: r.id,
+                    key: r.object_key,
+                    size: r.size,
                 });
             }
         }
@@ -304,8 +285,8 @@ async fn check_page(
 ) -> Result<(), ReconcileError> {
     let (seen, summary) = (&mut *pass.seen, &mut *pass.summary);
     let keys: Vec<&str> = page.iter().map(|l| l.key.as_str()).collect();
-    let uploading = keys_in(db, Table::Issued, &keys).await?;
-    let recorded = keys_in(db, Table::Objects, &keys).await?;
+    let uploading = uploads::issued_keys(db, &keys).await?;
+    let recorded = objects::ids_by_key(db, &keys).await?;
     for listed in page {
         summary.listed += 1;
         summary.listed_bytes += listed.size;
@@ -313,7 +294,7 @@ async fn check_page(
             seen.set(*id);
             continue;
         }
-        if uploading.contains_key(&listed.key) {
+        if uploading.contains(&listed.key) {
             summary.uploading += 1;
             continue;
         }
@@ -337,40 +318,6 @@ async fn check_page(
         });
     }
     Ok(())
-}
-
-/// Each of `keys` that `table` holds in `object_key`, with its `id` column for
-/// `objects` (temp_objects has none: 0); one query per 500 keys.
-async fn keys_in(db: &Db, table: Table, keys: &[&str]) -> Result<HashMap<String, i64>, DbError> {
-    let mut known = HashMap::new();
-    for chunk in keys.chunks(500) {
-        let list = crate::db::placeholders(1, chunk.len());
-        let sql = match table {
-            Table::Objects => {
-                format!("SELECT object_key, id FROM objects WHERE object_key IN ({list})")
-            }
-            Table::Issued => format!(
-                "SELECT object_key, CAST(0 AS BIGINT) FROM temp_objects WHERE object_key IN ({list})"
-            ),
-        };
-        // Only numbered placeholders are spliced in; every key is bound.
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for key in chunk {
-            query = query.bind(*key);
-        }
-        for r in query.fetch_all(db.pool()).await? {
-            known.insert(r.try_get(0)?, r.try_get(1)?);
-        }
-    }
-    Ok(known)
-}
-
-#[derive(Debug, Clone, Copy)]
-enum Table {
-    /// Recorded objects.
-    Objects,
-    /// Issued upload keys not yet reported.
-    Issued,
 }
 
 #[cfg(test)]

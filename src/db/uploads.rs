@@ -1,6 +1,8 @@
 //! `temp_objects` (issued, unreported keys), `objects` (verified, reported ones) and
 //! `files` (a client's record over a file object and its thumbnail).
 
+use std::collections::HashSet;
+
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -537,6 +539,23 @@ pub async fn set_upload_id(db: &Db, object_key: &str, upload_id: Option<&str>) -
     .await?
     .rows_affected();
     Ok(n == 1)
+}
+
+/// Which of `keys` are issued and not yet reported (swept or not); one query per
+/// 500 keys.
+pub async fn issued_keys(db: &Db, keys: &[&str]) -> Result<HashSet<String>> {
+    let mut issued = HashSet::new();
+    for chunk in keys.chunks(500) {
+        let list = super::placeholders(1, chunk.len());
+        // Only numbered placeholders are spliced in; every key is bound.
+        let sql = format!("SELECT object_key FROM temp_objects WHERE object_key IN ({list})");
+        let mut query = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql));
+        for key in chunk {
+            query = query.bind(*key);
+        }
+        issued.extend(query.fetch_all(&db.pool).await?);
+    }
+    Ok(issued)
 }
 
 /// Forgets a swept key once its bucket has confirmed that the bytes are gone.
