@@ -9,11 +9,10 @@
 
 use std::time::Duration;
 
-use sqlx::Row;
 use tokio_util::sync::CancellationToken;
 
 use crate::db::replication::priority;
-use crate::db::{Db, DbError, now_millis};
+use crate::db::{Db, DbError, now_millis, objects, replication, settings, uploads};
 use crate::storage::Buckets;
 
 /// The `museum_settings` row of the primary.
@@ -38,15 +37,9 @@ pub enum MoveError {
     Db(#[from] DbError),
 }
 
-impl From<sqlx::Error> for MoveError {
-    fn from(e: sqlx::Error) -> Self {
-        Self::Db(DbError::from(e))
-    }
-}
-
 /// The primary a move switched to, if one did.
 pub async fn stored_primary(db: &Db) -> Result<Option<String>, DbError> {
-    setting(db, SETTING).await
+    settings::find_setting(db, SETTING).await
 }
 
 /// Makes the stored primary, if any, the primary of `buckets`. Returns it when it
@@ -89,7 +82,7 @@ pub async fn switch(db: &Db, buckets: &Buckets, to: &str) -> Result<String, Move
         return Err(MoveError::Unfit(why));
     }
     let from = buckets.primary().id().to_owned();
-    set_setting(db, SETTING, to).await?;
+    settings::set_setting(db, SETTING, to).await?;
     buckets.set_primary(to);
     Ok(from)
 }
@@ -97,47 +90,20 @@ pub async fn switch(db: &Db, buckets: &Buckets, to: &str) -> Result<String, Move
 /// The `museum_settings` row naming the primary an unfinished move leaves.
 const MOVE_FROM: &str = "move-from";
 
-async fn setting(db: &Db, name: &str) -> Result<Option<String>, DbError> {
-    Ok(
-        sqlx::query("SELECT value FROM museum_settings WHERE name = $1")
-            .bind(name)
-            .fetch_optional(db.pool())
-            .await?
-            .map(|r| r.try_get(0))
-            .transpose()?,
-    )
-}
-
-async fn set_setting(db: &Db, name: &str, value: &str) -> Result<(), DbError> {
-    sqlx::query(
-        "INSERT INTO museum_settings (name, value) VALUES ($1, $2) \
-         ON CONFLICT (name) DO UPDATE SET value = $2",
-    )
-    .bind(name)
-    .bind(value)
-    .execute(db.pool())
-    .await?;
-    Ok(())
-}
-
 /// The primary an unfinished move leaves, if a move is unfinished.
 pub async fn stored_move_source(db: &Db) -> Result<Option<String>, DbError> {
-    setting(db, MOVE_FROM).await
+    settings::find_setting(db, MOVE_FROM).await
 }
 
 /// Records that a move from `from` is under way, so that a run cut short is
 /// resumed from the same bucket.
 pub async fn remember_move_source(db: &Db, from: &str) -> Result<(), DbError> {
-    set_setting(db, MOVE_FROM, from).await
+    settings::set_setting(db, MOVE_FROM, from).await
 }
 
 /// Records that no move is under way.
 pub async fn forget_move_source(db: &Db) -> Result<(), DbError> {
-    sqlx::query("DELETE FROM museum_settings WHERE name = $1")
-        .bind(MOVE_FROM)
-        .execute(db.pool())
-        .await?;
-    Ok(())
+    settings::delete_setting(db, MOVE_FROM).await
 }
 
 /// How far a move stands.
@@ -159,19 +125,7 @@ pub struct MoveProgress {
 /// many it queued. One scan of `from`'s objects: run it now and then, not every step.
 pub async fn queue_copies(db: &Db, from: &str, to: &str) -> Result<u64, MoveError> {
     let now = now_millis();
-    Ok(sqlx::query(
-        "INSERT INTO object_copies (object_id, bucket_id, state, attempts, next_attempt_at, created_at, priority) \
-         SELECT o.id, $2, 'pending', 0, $3, $3, $4 FROM objects o \
-         WHERE o.bucket_id = $1 AND o.deleted_at IS NULL \
-         AND NOT EXISTS (SELECT 1 FROM object_copies c WHERE c.object_id = o.id AND c.bucket_id = $2)",
-    )
-    .bind(from)
-    .bind(to)
-    .bind(now)
-    .bind(priority::BACKGROUND)
-    .execute(db.pool())
-    .await?
-    .rows_affected())
+    Ok(replication::queue_copies_of_bucket(db, from, to, now, priority::BACKGROUND).await?)
 }
 
 /// One step of moving every live object from `from` to `to`: [`queue_copies`], then
@@ -201,22 +155,15 @@ pub async fn advance(
     to: &str,
     old: OldPrimary,
 ) -> Result<MoveProgress, MoveError> {
-    let ready = sqlx::query(
-        "SELECT o.id, o.object_key, c.verified_size, c.verified_etag FROM objects o \
-         JOIN object_copies c ON c.object_id = o.id AND c.bucket_id = $2 \
-         WHERE o.bucket_id = $1 AND o.deleted_at IS NULL AND c.state = 'done' ORDER BY o.id LIMIT $3",
-    )
-    .bind(from)
-    .bind(to)
-    .bind(BATCH)
-    .fetch_all(db.pool())
-    .await?;
+    let ready = objects::copied_objects(db, from, to, BATCH).await?;
     let mut moved = 0;
-    for row in &ready {
-        let id: i64 = row.try_get(0)?;
-        let key: String = row.try_get(1)?;
-        let size: Option<i64> = row.try_get(2)?;
-        let etag: Option<String> = row.try_get(3)?;
+    for object in ready {
+        let objects::CopiedObject {
+            id,
+            object_key: key,
+            verified_size: size,
+            verified_etag: etag,
+        } = object;
         if old == OldPrimary::Empty
             && !still_verified(db, buckets, id, to, &key, size, &etag).await?
         {
@@ -234,21 +181,8 @@ pub async fn advance(
             tracing::warn!(object_id = id, bucket = from, error.message = %e, "could not delete a moved object from the old primary; the end of the move sweeps it");
         }
     }
-    let left: i64 =
-        sqlx::query("SELECT COUNT(*) FROM objects WHERE bucket_id = $1 AND deleted_at IS NULL")
-            .bind(from)
-            .fetch_one(db.pool())
-            .await?
-            .try_get(0)?;
-    let failed: i64 = sqlx::query(
-        "SELECT COUNT(*) FROM objects o JOIN object_copies c ON c.object_id = o.id AND c.bucket_id = $2 \
-         WHERE o.bucket_id = $1 AND o.deleted_at IS NULL AND c.state = 'failed'",
-    )
-    .bind(from)
-    .bind(to)
-    .fetch_one(db.pool())
-    .await?
-    .try_get(0)?;
+    let left = objects::count_live_in_bucket(db.pool(), from).await?;
+    let failed = objects::count_failed_copies(db, from, to).await?;
     Ok(MoveProgress {
         moved,
         left: u64::try_from(left).unwrap_or(0),
@@ -290,15 +224,7 @@ async fn still_verified(
             bucket = to,
             "the new primary's copy is gone or changed since it was verified; copying it again before the object moves"
         );
-        sqlx::query(
-            "UPDATE object_copies SET state = 'pending', next_attempt_at = $3, lease_owner = NULL \
-             WHERE object_id = $1 AND bucket_id = $2 AND state = 'done'",
-        )
-        .bind(id)
-        .bind(to)
-        .bind(now_millis())
-        .execute(db.pool())
-        .await?;
+        replication::reopen_done_copy(db, id, to, now_millis()).await?;
     }
     Ok(fits)
 }
@@ -318,46 +244,15 @@ async fn move_one(
     etag: Option<&str>,
 ) -> Result<bool, MoveError> {
     let mut tx = db.begin_write().await?;
-    let n = sqlx::query(
-        "UPDATE objects SET bucket_id = $2 WHERE id = $1 AND bucket_id = $3 AND deleted_at IS NULL \
-         AND EXISTS (SELECT 1 FROM object_copies c WHERE c.object_id = $1 AND c.bucket_id = $2 \
-         AND c.state = 'done' AND c.verified_size = $4 AND COALESCE(c.verified_etag, '') = COALESCE($5, ''))",
-    )
-    .bind(id)
-    .bind(to)
-    .bind(from)
-    .bind(size)
-    .bind(etag)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    if n != 1 {
-        tx.rollback().await?;
+    if !objects::move_source(&mut tx, id, from, to, size, etag).await? {
+        tx.rollback().await.map_err(DbError::from)?;
         return Ok(false);
     }
     match old {
-        OldPrimary::Replica => {
-            sqlx::query(
-                "INSERT INTO object_copies (object_id, bucket_id, state, attempts, next_attempt_at, created_at, \
-                 copied_at, verified_size, verified_etag, verified_at, priority) \
-                 SELECT id, $2, 'done', 0, created_at, created_at, created_at, size, etag, verified_at, 0 \
-                 FROM objects WHERE id = $1 \
-                 ON CONFLICT (object_id, bucket_id) DO NOTHING",
-            )
-            .bind(id)
-            .bind(from)
-            .execute(&mut *tx)
-            .await?;
-        }
-        OldPrimary::Empty => {
-            sqlx::query("DELETE FROM object_copies WHERE object_id = $1 AND bucket_id = $2")
-                .bind(id)
-                .bind(from)
-                .execute(&mut *tx)
-                .await?;
-        }
+        OldPrimary::Replica => replication::insert_reported_copy(&mut tx, id, from).await?,
+        OldPrimary::Empty => replication::delete_copy(&mut tx, id, from).await?,
     }
-    tx.commit().await?;
+    tx.commit().await.map_err(DbError::from)?;
     Ok(true)
 }
 
@@ -369,21 +264,9 @@ async fn move_one(
 pub async fn close_uploads(db: &Db, from: &str) -> Result<(u64, u64), MoveError> {
     let now = now_millis();
     let mut tx = db.begin_write().await?;
-    let closed = sqlx::query(
-        "UPDATE temp_objects SET swept_at = $2 WHERE bucket_id = $1 AND swept_at IS NULL",
-    )
-    .bind(from)
-    .bind(now)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    let left: i64 =
-        sqlx::query("SELECT COUNT(*) FROM objects WHERE bucket_id = $1 AND deleted_at IS NULL")
-            .bind(from)
-            .fetch_one(&mut *tx)
-            .await?
-            .try_get(0)?;
-    tx.commit().await?;
+    let closed = uploads::mark_bucket_swept(&mut tx, from, now).await?;
+    let left = objects::count_live_in_bucket(&mut *tx, from).await?;
+    tx.commit().await.map_err(DbError::from)?;
     Ok((closed, u64::try_from(left).unwrap_or(0)))
 }
 
@@ -415,31 +298,11 @@ pub async fn sweep_moved(db: &Db, buckets: &Buckets, from: &str) -> Result<Sweep
             .into_iter()
             .map(|l| l.key)
             .collect();
-        let list = crate::db::placeholders(2, keys.len());
-        // Only numbered placeholders are spliced in; every key is bound.
-        let sql = format!(
-            "SELECT o.object_key FROM objects o WHERE o.object_key IN ({list}) AND o.bucket_id <> $1 \
-             AND NOT EXISTS (SELECT 1 FROM object_copies c WHERE c.object_id = o.id AND c.bucket_id = $1)"
-        );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(from);
-        for key in &keys {
-            query = query.bind(key);
-        }
-        let moved: std::collections::HashSet<String> = query
-            .fetch_all(db.pool())
+        let moved: std::collections::HashSet<String> = objects::keys_moved_off(db, from, &keys)
             .await?
-            .iter()
-            .map(|r| r.try_get(0))
-            .collect::<Result<_, _>>()?;
-        let known: i64 = {
-            let list = crate::db::placeholders(1, keys.len());
-            let sql = format!("SELECT COUNT(*) FROM objects WHERE object_key IN ({list})");
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for key in &keys {
-                query = query.bind(key);
-            }
-            query.fetch_one(db.pool()).await?.try_get(0)?
-        };
+            .into_iter()
+            .collect();
+        let known = objects::count_keys(db, &keys).await?;
         sweep.unknown += (keys.len() as u64).saturating_sub(u64::try_from(known).unwrap_or(0));
         for key in moved {
             match bucket.delete(&key).await {

@@ -7,6 +7,7 @@ pub mod instances;
 pub mod objects;
 pub mod replication;
 pub mod scrub;
+pub mod settings;
 pub mod tokens;
 pub mod uploads;
 pub mod users;

@@ -723,6 +723,83 @@ pub async fn requeue_failed(db: &Db, now: i64) -> Result<u64> {
     .rows_affected())
 }
 
+/// Queues a pending copy into `to`, due at `now`, at `priority`, of every live
+/// object whose source is `from` and that has no row for `to` yet. Returns how many
+/// it queued. One scan of `from`'s objects.
+pub async fn queue_copies_of_bucket(
+    db: &Db,
+    from: &str,
+    to: &str,
+    now: i64,
+    priority: i64,
+) -> Result<u64> {
+    Ok(sqlx::query(
+        "INSERT INTO object_copies (object_id, bucket_id, state, attempts, next_attempt_at, created_at, priority) \
+         SELECT o.id, $2, 'pending', 0, $3, $3, $4 FROM objects o \
+         WHERE o.bucket_id = $1 AND o.deleted_at IS NULL \
+         AND NOT EXISTS (SELECT 1 FROM object_copies c WHERE c.object_id = o.id AND c.bucket_id = $2)",
+    )
+    .bind(from)
+    .bind(to)
+    .bind(now)
+    .bind(priority)
+    .execute(&db.pool)
+    .await?
+    .rows_affected())
+}
+
+/// Puts the done copy of `object_id` in `bucket_id` back in the queue, due at
+/// `now`, its lease cleared and its error left as it was; a copy not done is left
+/// as it is.
+pub async fn reopen_done_copy(db: &Db, object_id: i64, bucket_id: &str, now: i64) -> Result<()> {
+    sqlx::query(
+        "UPDATE object_copies SET state = 'pending', next_attempt_at = $3, lease_owner = NULL \
+         WHERE object_id = $1 AND bucket_id = $2 AND state = 'done'",
+    )
+    .bind(object_id)
+    .bind(bucket_id)
+    .bind(now)
+    .execute(&db.pool)
+    .await?;
+    Ok(())
+}
+
+/// Records inside `tx` that `bucket_id` holds object `object_id` as its report
+/// verified it: a done copy row with the object's size, ETag and dates. A row that
+/// exists is left as it is.
+pub async fn insert_reported_copy(
+    tx: &mut sqlx::AnyConnection,
+    object_id: i64,
+    bucket_id: &str,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO object_copies (object_id, bucket_id, state, attempts, next_attempt_at, created_at, \
+         copied_at, verified_size, verified_etag, verified_at, priority) \
+         SELECT id, $2, 'done', 0, created_at, created_at, created_at, size, etag, verified_at, 0 \
+         FROM objects WHERE id = $1 \
+         ON CONFLICT (object_id, bucket_id) DO NOTHING",
+    )
+    .bind(object_id)
+    .bind(bucket_id)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// Deletes inside `tx` the copy row of `object_id` in `bucket_id`, if there is one.
+pub async fn delete_copy(
+    tx: &mut sqlx::AnyConnection,
+    object_id: i64,
+    bucket_id: &str,
+) -> Result<()> {
+    sqlx::query("DELETE FROM object_copies WHERE object_id = $1 AND bucket_id = $2")
+        .bind(object_id)
+        .bind(bucket_id)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
 /// A bucket that holds a verified copy of an object, with the size and ETag it was
 /// verified with: every read of it must find them again.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -541,6 +541,23 @@ pub async fn set_upload_id(db: &Db, object_key: &str, upload_id: Option<&str>) -
     Ok(n == 1)
 }
 
+/// Marks inside `tx` every issued key in `bucket_id` not yet swept as swept at
+/// `now`, so that no report can commit it any more. Returns how many it marked.
+pub async fn mark_bucket_swept(
+    tx: &mut sqlx::AnyConnection,
+    bucket_id: &str,
+    now: i64,
+) -> Result<u64> {
+    Ok(sqlx::query(
+        "UPDATE temp_objects SET swept_at = $2 WHERE bucket_id = $1 AND swept_at IS NULL",
+    )
+    .bind(bucket_id)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected())
+}
+
 /// Which of `keys` are issued and not yet reported (swept or not); one query per
 /// 500 keys.
 pub async fn issued_keys(db: &Db, keys: &[&str]) -> Result<HashSet<String>> {
