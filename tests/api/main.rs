@@ -20,6 +20,7 @@ mod helpers;
 mod hostile;
 mod import;
 mod jwt;
+mod layout;
 mod leases;
 mod lifecycle;
 mod limits;
