@@ -1,5 +1,8 @@
 //! Database access: one pool (SQLite or PostgreSQL), migrations, and every SQL
-//! string in the crate, one submodule per table.
+//! string in the crate (`tests/api/layout.rs` fails on SQL anywhere else in
+//! `src/`). Each submodule holds the statements of the tables its header names and
+//! returns typed rows; features call these functions, and open the transaction
+//! where several must commit together.
 
 pub mod clock;
 pub mod imports;
