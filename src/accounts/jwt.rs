@@ -1,13 +1,10 @@
 //! JWTs from the app's own auth server: the verifier built from `auth.jwt.*`.
 
-use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode};
-use secrecy::ExposeSecret;
+use jsonwebtoken::{DecodingKey, Validation, decode};
 use serde::Deserialize;
 
 use crate::config::JwtConfig;
 
-/// Shortest HS256 secret taken, in bytes (the hash's own length).
-pub const MIN_SECRET_BYTES: usize = 32;
 /// How far the auth server's clock may be from museum's, for `exp` and `nbf`.
 pub const LEEWAY_SECS: u64 = 30;
 
@@ -59,38 +56,10 @@ struct Claims {
 
 impl JwtVerifier {
     /// A verifier for `config`, or why its key cannot be used (naming the fix, never
-    /// showing the key). `None`-like configs (no secret, no public key) are an error too;
-    /// check [`JwtConfig::is_enabled`] first.
+    /// showing the key; see [`JwtConfig::decoding_key`]). `None`-like configs (no
+    /// secret, no public key) are an error too; check [`JwtConfig::is_enabled`] first.
     pub fn from_config(config: &JwtConfig) -> Result<Self, String> {
-        let (key, algorithm) = if let Some(secret) = config
-            .secret
-            .as_ref()
-            .filter(|s| !s.expose_secret().is_empty())
-        {
-            let bytes = secret.expose_secret().as_bytes();
-            if bytes.len() < MIN_SECRET_BYTES {
-                return Err(format!(
-                    "the HS256 secret is {} bytes, under the {MIN_SECRET_BYTES} it needs; set it to a long random value (e.g. `openssl rand -hex 32`)",
-                    bytes.len()
-                ));
-            }
-            (DecodingKey::from_secret(bytes), Algorithm::HS256)
-        } else if let Some(pem) = config.public_key.as_deref().filter(|k| !k.is_empty()) {
-            let pem = pem.trim().as_bytes();
-            if let Ok(key) = DecodingKey::from_ed_pem(pem) {
-                (key, Algorithm::EdDSA)
-            } else if let Ok(key) = DecodingKey::from_ec_pem(pem) {
-                (key, Algorithm::ES256)
-            } else if let Ok(key) = DecodingKey::from_rsa_pem(pem) {
-                (key, Algorithm::RS256)
-            } else {
-                return Err(
-                    "is not a PEM public key (-----BEGIN PUBLIC KEY-----) of Ed25519 (EdDSA), P-256 (ES256) or RSA (RS256)".to_owned(),
-                );
-            }
-        } else {
-            return Err("set auth.jwt.secret or auth.jwt.public-key".to_owned());
-        };
+        let (key, algorithm) = config.decoding_key()?;
         let mut validation = Validation::new(algorithm);
         validation.set_required_spec_claims(&["exp"]);
         // `nbf`, when present, is checked with the same leeway as `exp`.

@@ -50,10 +50,10 @@ async fn owned_object(state: &AppState, user: i64, id: i64) -> Result<StoredObje
     responses(
         (status = 200, description = "The object's tiers.", body = crate::status::ObjectStatus),
         (status = 400, description = "The id is not a positive integer: `INVALID_ID`.", body = crate::api::error::ErrorBody),
-        (status = 401, response = crate::api::openapi::Unauthorized),
+        (status = 401, response = crate::api::doc::Unauthorized),
         (status = 404, description = "The user has no such file, or it was deleted: `NOT_FOUND`.", body = crate::api::error::ErrorBody),
-        (status = 429, response = crate::api::openapi::TooManyRequests),
-        (status = 503, response = crate::api::openapi::Unavailable),
+        (status = 429, response = crate::api::doc::TooManyRequests),
+        (status = 503, response = crate::api::doc::Unavailable),
     )
 )]
 pub async fn status(
@@ -88,14 +88,14 @@ pub async fn status(
     ),
     security(("authToken" = []), ("bearer" = [])),
     responses(
-        (status = 200, description = "The bytes, streamed through museum (`s3.serve_mode: proxy`).", content_type = "application/octet-stream", body = crate::api::openapi::Bytes),
+        (status = 200, description = "The bytes, streamed through museum (`s3.serve_mode: proxy`).", content_type = "application/octet-stream", body = crate::api::doc::Bytes),
         (status = 307, description = "A presigned GET of a readable copy, valid for at most an hour (`s3.serve_mode: redirect`, the default).", headers(("Location" = String, description = "The presigned URL."))),
         (status = 400, description = "The id is not a positive integer: `INVALID_ID`.", body = crate::api::error::ErrorBody),
-        (status = 401, response = crate::api::openapi::Unauthorized),
+        (status = 401, response = crate::api::doc::Unauthorized),
         (status = 404, description = "The user has no such file, it was deleted, or no copy is left: `NOT_FOUND`.", body = crate::api::error::ErrorBody),
         (status = 410, description = "Every tier holds other bytes than the recorded ones, and none is left to restore them from: `OBJECT_TAMPERED`.", body = crate::api::error::ErrorBody),
-        (status = 429, response = crate::api::openapi::TooManyRequests),
-        (status = 503, response = crate::api::openapi::Unavailable),
+        (status = 429, response = crate::api::doc::TooManyRequests),
+        (status = 503, response = crate::api::doc::Unavailable),
     )
 )]
 pub async fn download(
@@ -234,10 +234,10 @@ pub struct Deleted {
     responses(
         (status = 200, description = "Deleted (now or by an earlier request).", body = Deleted),
         (status = 400, description = "The id is not a positive integer: `INVALID_ID`.", body = crate::api::error::ErrorBody),
-        (status = 401, response = crate::api::openapi::Unauthorized),
+        (status = 401, response = crate::api::doc::Unauthorized),
         (status = 404, description = "The user has no such file: `NOT_FOUND`.", body = crate::api::error::ErrorBody),
-        (status = 429, response = crate::api::openapi::TooManyRequests),
-        (status = 503, response = crate::api::openapi::Unavailable),
+        (status = 429, response = crate::api::doc::TooManyRequests),
+        (status = 503, response = crate::api::doc::Unavailable),
     )
 )]
 pub async fn delete(

@@ -16,8 +16,8 @@ use super::state::AppState;
     description = "Answers after one round trip to the database, so a pong means museum can serve requests. Needs no token.",
     tag = "health",
     responses(
-        (status = 200, description = "The database answered.", body = crate::api::openapi::Pong),
-        (status = 503, response = crate::api::openapi::Unavailable),
+        (status = 200, description = "The database answered.", body = crate::api::doc::Pong),
+        (status = 503, response = crate::api::doc::Unavailable),
     )
 )]
 pub async fn ping(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {

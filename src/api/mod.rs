@@ -1,6 +1,7 @@
 //! The HTTP API: routes, middleware, and the JSON error for anything unmatched.
 
 pub mod admin;
+pub mod doc;
 pub mod error;
 pub mod extract;
 pub mod files;

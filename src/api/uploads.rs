@@ -157,11 +157,11 @@ fn temp_object(state: &AppState, user: i64, key: String) -> TempObject {
     responses(
         (status = 200, description = "One URL per key; the URLs sign no length or checksum.", body = UploadUrls),
         (status = 400, description = "`count` is missing or out of range, or asks for more URLs than `rate-limit.upload-urls-per-minute` allows in a minute: `INVALID_COUNT`, `INVALID_QUERY`.", body = crate::api::error::ErrorBody),
-        (status = 401, response = crate::api::openapi::Unauthorized),
-        (status = 402, response = crate::api::openapi::NoSubscription),
-        (status = 426, response = crate::api::openapi::StorageFull),
-        (status = 429, response = crate::api::openapi::TooManyRequests),
-        (status = 503, response = crate::api::openapi::Unavailable),
+        (status = 401, response = crate::api::doc::Unauthorized),
+        (status = 402, response = crate::api::doc::NoSubscription),
+        (status = 426, response = crate::api::doc::StorageFull),
+        (status = 429, response = crate::api::doc::TooManyRequests),
+        (status = 503, response = crate::api::doc::Unavailable),
     )
 )]
 pub async fn upload_urls(
@@ -203,7 +203,7 @@ pub struct UploadUrlRequest {
     content_length: i64,
     /// The object's MD5.
     #[serde(rename = "contentMD5")]
-    #[schema(value_type = crate::api::openapi::Md5)]
+    #[schema(value_type = crate::api::doc::Md5)]
     content_md5: String,
 }
 
@@ -243,12 +243,12 @@ fn check_md5(field: &str, b64: &str) -> Result<[u8; 16], ApiError> {
     responses(
         (status = 200, description = "The URL; PUT the bytes with `Content-MD5` set to the base64 MD5.", body = UploadUrl),
         (status = 400, description = "The body is not this JSON, or a field is wrong: `INVALID_JSON`, `INVALID_BODY`, `INVALID_SIZE`, `INVALID_MD5`.", body = crate::api::error::ErrorBody),
-        (status = 401, response = crate::api::openapi::Unauthorized),
-        (status = 402, response = crate::api::openapi::NoSubscription),
+        (status = 401, response = crate::api::doc::Unauthorized),
+        (status = 402, response = crate::api::doc::NoSubscription),
         (status = 413, description = "`contentLength` is over `max-file-size`: `FILE_TOO_LARGE`; or the body is over 2 MiB: `BODY_TOO_LARGE`.", body = crate::api::error::ErrorBody),
-        (status = 426, response = crate::api::openapi::StorageFull),
-        (status = 429, response = crate::api::openapi::TooManyRequests),
-        (status = 503, response = crate::api::openapi::Unavailable),
+        (status = 426, response = crate::api::doc::StorageFull),
+        (status = 429, response = crate::api::doc::TooManyRequests),
+        (status = 503, response = crate::api::doc::Unavailable),
     )
 )]
 pub async fn upload_url(
@@ -328,11 +328,11 @@ async fn issue_multipart(
     responses(
         (status = 200, description = "The upload's URLs, wrapped in `urls`; the part URLs sign no length or checksum.", body = MultipartUrlsResponse),
         (status = 400, description = "`count` is missing or out of range, or asks for more URLs than `rate-limit.upload-urls-per-minute` allows in a minute: `INVALID_COUNT`, `INVALID_QUERY`.", body = crate::api::error::ErrorBody),
-        (status = 401, response = crate::api::openapi::Unauthorized),
-        (status = 402, response = crate::api::openapi::NoSubscription),
-        (status = 426, response = crate::api::openapi::StorageFull),
-        (status = 429, response = crate::api::openapi::TooManyRequests),
-        (status = 503, response = crate::api::openapi::Unavailable),
+        (status = 401, response = crate::api::doc::Unauthorized),
+        (status = 402, response = crate::api::doc::NoSubscription),
+        (status = 426, response = crate::api::doc::StorageFull),
+        (status = 429, response = crate::api::doc::TooManyRequests),
+        (status = 503, response = crate::api::doc::Unavailable),
     )
 )]
 pub async fn multipart_upload_urls(
@@ -368,7 +368,7 @@ pub struct MultipartUploadUrlRequest {
     #[serde(deserialize_with = "whole_i64")]
     part_length: i64,
     /// Each part's MD5, in part order.
-    #[schema(value_type = Vec<crate::api::openapi::Md5>, min_items = 1, max_items = 10000)]
+    #[schema(value_type = Vec<crate::api::doc::Md5>, min_items = 1, max_items = 10000)]
     part_md5s: Vec<String>,
 }
 
@@ -386,12 +386,12 @@ pub struct MultipartUploadUrlRequest {
     responses(
         (status = 200, description = "The upload's URLs, bare; PUT each part with `Content-MD5` set to its base64 MD5.", body = MultipartUrls),
         (status = 400, description = "The body is not this JSON, or its fields disagree, or it lists more parts than `rate-limit.upload-urls-per-minute` allows URLs in a minute: `INVALID_JSON`, `INVALID_BODY`, `INVALID_SIZE`, `INVALID_PARTS`, `INVALID_MD5`.", body = crate::api::error::ErrorBody),
-        (status = 401, response = crate::api::openapi::Unauthorized),
-        (status = 402, response = crate::api::openapi::NoSubscription),
+        (status = 401, response = crate::api::doc::Unauthorized),
+        (status = 402, response = crate::api::doc::NoSubscription),
         (status = 413, description = "`contentLength` is over `max-file-size`: `FILE_TOO_LARGE`; or the body is over 2 MiB: `BODY_TOO_LARGE`.", body = crate::api::error::ErrorBody),
-        (status = 426, response = crate::api::openapi::StorageFull),
-        (status = 429, response = crate::api::openapi::TooManyRequests),
-        (status = 503, response = crate::api::openapi::Unavailable),
+        (status = 426, response = crate::api::doc::StorageFull),
+        (status = 429, response = crate::api::doc::TooManyRequests),
+        (status = 503, response = crate::api::doc::Unavailable),
     )
 )]
 pub async fn multipart_upload_url(
@@ -546,12 +546,12 @@ async fn check_quota(state: &AppState, user: i64, size: i64) -> Result<(), ApiEr
     tag = "uploads",
     security(("authToken" = []), ("bearer" = [])),
     responses(
-        (status = 200, description = "The user may upload.", body = crate::api::openapi::Eligibility),
-        (status = 401, response = crate::api::openapi::Unauthorized),
-        (status = 402, response = crate::api::openapi::NoSubscription),
-        (status = 426, response = crate::api::openapi::StorageFull),
-        (status = 429, response = crate::api::openapi::TooManyRequests),
-        (status = 503, response = crate::api::openapi::Unavailable),
+        (status = 200, description = "The user may upload.", body = crate::api::doc::Eligibility),
+        (status = 401, response = crate::api::doc::Unauthorized),
+        (status = 402, response = crate::api::doc::NoSubscription),
+        (status = 426, response = crate::api::doc::StorageFull),
+        (status = 429, response = crate::api::doc::TooManyRequests),
+        (status = 503, response = crate::api::doc::Unavailable),
     )
 )]
 pub async fn upload_eligibility(
@@ -688,14 +688,14 @@ enum Checked {
     responses(
         (status = 200, description = "Recorded (or already recorded by an identical report); copies to the other buckets are queued.", body = EnteFile),
         (status = 400, description = "The body is not this JSON, a field is wrong, or the uploaded object is not what was declared: `INVALID_JSON`, `INVALID_BODY`, `INVALID_REPORT`, `INVALID_OBJECT_KEY`, `INVALID_SIZE`, `SIZE_MISMATCH`, `CHECKSUM_MISMATCH`.", body = crate::api::error::ErrorBody),
-        (status = 401, response = crate::api::openapi::Unauthorized),
+        (status = 401, response = crate::api::doc::Unauthorized),
         (status = 404, description = "No upload URL was issued to this user for the key, it expired, or nothing was uploaded at it: `NOT_FOUND`.", body = crate::api::error::ErrorBody),
         (status = 409, description = "An object was already reported in another file, or with other fields: `ALREADY_COMMITTED`; or it was recorded, and its bucket now holds other bytes: `OBJECT_TAMPERED`.", body = crate::api::error::ErrorBody),
-        (status = 402, response = crate::api::openapi::NoSubscription),
+        (status = 402, response = crate::api::doc::NoSubscription),
         (status = 410, description = "An object was recorded, then deleted (`DELETE /files/{id}`): `FILE_DELETED`.", body = crate::api::error::ErrorBody),
         (status = 413, description = "The object is over `max-file-size`: `FILE_TOO_LARGE`; or the body is over 2 MiB: `BODY_TOO_LARGE`.", body = crate::api::error::ErrorBody),
-        (status = 426, response = crate::api::openapi::StorageFull),
-        (status = 429, response = crate::api::openapi::TooManyRequests),
+        (status = 426, response = crate::api::doc::StorageFull),
+        (status = 429, response = crate::api::doc::TooManyRequests),
         (status = 503, description = "The hot bucket did not answer the HEAD that verifies the upload: `OBJECT_SIZE_FETCH_FAILED`; or the database or storage is unavailable: `DB_UNAVAILABLE`, `STORAGE_UNAVAILABLE`, `TIMEOUT`.", body = crate::api::error::ErrorBody),
     )
 )]

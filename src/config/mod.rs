@@ -3,6 +3,7 @@
 
 mod duration;
 mod env;
+mod jwt;
 mod validate;
 mod yaml;
 

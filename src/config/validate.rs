@@ -425,7 +425,7 @@ fn validate_accounts(s: &Settings, problem: &mut impl FnMut(&str, String)) {
             "auth.jwt.secret is set too; set one of them: the secret for HS256, or the public key for EdDSA, ES256 or RS256".to_owned(),
         );
     } else if jwt.is_enabled()
-        && let Err(why) = crate::accounts::jwt::JwtVerifier::from_config(jwt)
+        && let Err(why) = jwt.decoding_key()
     {
         let key = if secret.is_some() {
             "auth.jwt.secret"

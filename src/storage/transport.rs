@@ -10,7 +10,7 @@
 //! that goes silent fails the call after `s3.idle-timeout`, whatever the retries.
 
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -24,7 +24,7 @@ use object_store::client::{
 };
 use tokio::time::Instant;
 
-use super::watch::PeerClock;
+use super::watch::{PeerClock, lock};
 
 /// The largest piece of a body handed to the connection at once, so that the
 /// connection asks for more (and the clock sees progress) at least this often.
@@ -37,11 +37,6 @@ tokio::task_local! {
 /// Runs `call` with every request it makes watched on `clock`.
 pub(crate) async fn watched<F: Future>(clock: Arc<Mutex<PeerClock>>, call: F) -> F::Output {
     CLOCK.scope(clock, call).await
-}
-
-pub(crate) fn lock(clock: &Mutex<PeerClock>) -> MutexGuard<'_, PeerClock> {
-    // The clock holds plain numbers: one left by a panicking holder is still usable.
-    clock.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// The client every bucket's data requests share.

@@ -5,8 +5,8 @@
 //! which tells a copy's lease heartbeat whether the copy's bytes still move.
 
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -105,6 +105,12 @@ impl PeerClock {
             None
         }
     }
+}
+
+/// A shared clock, locked: the transport and the watchdog both go through here.
+pub(crate) fn lock(clock: &Mutex<PeerClock>) -> MutexGuard<'_, PeerClock> {
+    // The clock holds plain numbers: one left by a panicking holder is still usable.
+    clock.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// What a copy's requests are doing, for its lease heartbeat: a count that grows
@@ -234,10 +240,10 @@ impl Stream for WatchedResponse {
 
 /// Resolves with the reason to give a call up once the bucket stalls it, as
 /// `clock` tells (see [`super::transport`]).
-pub(crate) async fn watchdog(clock: Arc<std::sync::Mutex<PeerClock>>, idle: Duration) -> Stall {
+pub(crate) async fn watchdog(clock: Arc<Mutex<PeerClock>>, idle: Duration) -> Stall {
     loop {
         let (stall, deadline) = {
-            let c = super::transport::lock(&clock);
+            let c = lock(&clock);
             (c.check(Instant::now()), c.deadline())
         };
         if let Some(stall) = stall {

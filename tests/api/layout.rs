@@ -1,6 +1,7 @@
 //! The layout's rules, read from the source: every SQL string of the crate lives in
-//! `src/db/`.
+//! `src/db/`, and no module imports another that imports it back.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// Calls that run SQL; outside `src/db/` none may appear.
@@ -78,4 +79,347 @@ fn the_sql_check_sees_calls_and_statements_but_not_http_methods() {
     assert_eq!(sql_in(r#"["GET", "HEAD", "PUT", "DELETE"]"#), None);
     assert_eq!(sql_in(r#"summary = "Delete a recorded object","#), None);
     assert_eq!(sql_in(r#"failed("create a staging file")"#), None);
+}
+
+/// Top-level modules whose submodules are modules of their own in the import graph;
+/// every other top-level module is one.
+const SPLIT: [&str; 3] = ["accounts", "api", "storage"];
+
+/// The module path of a file under `src`: `a/b.rs` and `a/b/mod.rs` are `a::b`;
+/// `lib.rs` and `main.rs` are the crate root (empty).
+fn module_of(src: &Path, file: &Path) -> Vec<String> {
+    let rel = file.strip_prefix(src).unwrap().with_extension("");
+    let mut parts: Vec<String> = rel
+        .iter()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
+    if matches!(
+        parts.last().map(String::as_str),
+        Some("mod" | "lib" | "main")
+    ) {
+        parts.pop();
+    }
+    parts
+}
+
+/// The node of the import graph a module belongs to: its top-level module, or for
+/// the modules in [`SPLIT`] the submodule under it.
+fn node_of(module: &[String]) -> String {
+    let depth = if SPLIT.contains(&module[0].as_str()) {
+        2
+    } else {
+        1
+    };
+    module[..module.len().min(depth)].join("::")
+}
+
+/// The code of a file that builds into the crate: comment lines and the unit tests
+/// at its end left out.
+fn code_of(file: &Path) -> String {
+    let text = std::fs::read_to_string(file).unwrap();
+    text.lines()
+        .take_while(|l| l.trim() != "#[cfg(test)]")
+        .filter(|l| !l.trim_start().starts_with("//"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Every path a `use` tree starting at `text` names, its groups spread out: `a::{b,
+/// c::d}` is `a::b` and `a::c::d`. Stops at the end of the path or the tree.
+fn paths_from(text: &str) -> Vec<Vec<String>> {
+    fn tree(chars: &[char], i: &mut usize, prefix: &[String], out: &mut Vec<Vec<String>>) {
+        let mut path = prefix.to_vec();
+        loop {
+            while *i < chars.len() && chars[*i].is_whitespace() {
+                *i += 1;
+            }
+            if chars.get(*i) == Some(&'{') {
+                *i += 1;
+                loop {
+                    tree(chars, i, &path, out);
+                    while *i < chars.len() && chars[*i].is_whitespace() {
+                        *i += 1;
+                    }
+                    match chars.get(*i) {
+                        Some(',') => *i += 1,
+                        Some('}') => {
+                            *i += 1;
+                            return;
+                        }
+                        _ => return,
+                    }
+                    while *i < chars.len() && chars[*i].is_whitespace() {
+                        *i += 1;
+                    }
+                    if chars.get(*i) == Some(&'}') {
+                        *i += 1;
+                        return;
+                    }
+                }
+            }
+            let start = *i;
+            while *i < chars.len() && (chars[*i].is_alphanumeric() || chars[*i] == '_') {
+                *i += 1;
+            }
+            if *i > start {
+                path.push(chars[start..*i].iter().collect());
+            }
+            if chars[*i..].starts_with(&[':', ':']) {
+                *i += 2;
+            } else {
+                break;
+            }
+        }
+        // `x as y` and the rest of an expression are not part of the path.
+        while *i < chars.len() && !matches!(chars[*i], ',' | '}' | ';') {
+            if chars[*i] == '{' || chars[*i] == '(' || chars[*i] == '\n' {
+                break;
+            }
+            *i += 1;
+        }
+        out.push(path);
+    }
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = Vec::new();
+    tree(&chars, &mut 0, &[], &mut out);
+    out
+}
+
+/// The absolute module paths `code` (the code of `module`) names through `crate::`,
+/// `super::` and `self::`, and through `use` of a submodule by its bare name.
+fn named_paths(code: &str, module: &[String], modules: &BTreeSet<Vec<String>>) -> Vec<Vec<String>> {
+    let mut found = Vec::new();
+    for (at, _) in code.match_indices(|c: char| c.is_alphabetic()) {
+        let before = code[..at].chars().next_back();
+        if before.is_some_and(|c| c.is_alphanumeric() || matches!(c, '_' | ':' | '$')) {
+            continue;
+        }
+        let rest = &code[at..];
+        let rest = &rest[..rest.find(';').unwrap_or(rest.len())];
+        let is_use = ["use ", "pub use ", "pub(crate) use "]
+            .iter()
+            .any(|u| code[..at].ends_with(u));
+        if !(rest.starts_with("crate::")
+            || rest.starts_with("super::")
+            || rest.starts_with("self::")
+            || is_use)
+        {
+            continue;
+        }
+        for path in paths_from(rest) {
+            let mut base = module.to_vec();
+            let mut segments = path.as_slice();
+            match segments.first().map(String::as_str) {
+                Some("crate") => {
+                    base.clear();
+                    segments = &segments[1..];
+                }
+                Some("super" | "self") => {
+                    while let Some(first) = segments.first() {
+                        match first.as_str() {
+                            "super" => {
+                                base.pop();
+                            }
+                            "self" => {}
+                            _ => break,
+                        }
+                        segments = &segments[1..];
+                    }
+                }
+                Some(first) => {
+                    let mut child = module.to_vec();
+                    child.push(first.to_owned());
+                    if !modules.contains(&child) {
+                        continue;
+                    }
+                }
+                None => continue,
+            }
+            base.extend(segments.iter().cloned());
+            found.push(base);
+        }
+    }
+    found
+}
+
+/// The node `path` lands in: that of the deepest module it names, or, where that
+/// module re-exports the name after it from a submodule (`pub use quota::QuotaRule`),
+/// that submodule's.
+fn target_of(
+    path: &[String],
+    modules: &BTreeSet<Vec<String>>,
+    reexports: &BTreeMap<Vec<String>, Vec<String>>,
+) -> Option<String> {
+    let mut depth = (1..=path.len())
+        .rev()
+        .find(|n| modules.contains(&path[..*n]))?;
+    let mut module = path[..depth].to_vec();
+    while depth < path.len() {
+        let mut named = module.clone();
+        named.push(path[depth].clone());
+        match reexports.get(&named) {
+            Some(from) => module = from.clone(),
+            None => break,
+        }
+        depth += 1;
+    }
+    Some(node_of(&module))
+}
+
+/// The import graph of `src`: for each node, the nodes it uses. A split module and
+/// its own submodules are left unlinked: the module declares them and hands their
+/// names on, and they use the types it holds.
+fn import_graph(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
+    let mut files = Vec::new();
+    rust_files(src, &mut files);
+    files.sort();
+    let files: Vec<(Vec<String>, String)> = files
+        .iter()
+        .map(|f| (module_of(src, f), code_of(f)))
+        .filter(|(m, _)| !m.is_empty())
+        .collect();
+    let modules: BTreeSet<Vec<String>> = files.iter().map(|(m, _)| m.clone()).collect();
+    let mut reexports = BTreeMap::new();
+    for (module, code) in &files {
+        for line in code.lines().map(str::trim) {
+            let Some(tree) = line.strip_prefix("pub use ") else {
+                continue;
+            };
+            let text = format!("self::{tree}");
+            for path in named_paths(&text, module, &modules) {
+                let from = (1..=path.len())
+                    .rev()
+                    .map(|n| &path[..n])
+                    .find(|p| modules.contains(*p));
+                if let (Some(from), Some(name)) = (from, path.last())
+                    && from.len() > module.len()
+                    && from.starts_with(module)
+                {
+                    let mut named = module.clone();
+                    named.push(name.clone());
+                    reexports.insert(named, from.to_vec());
+                }
+            }
+        }
+    }
+    let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (module, code) in &files {
+        let from = node_of(module);
+        let edges = graph.entry(from.clone()).or_default();
+        for path in named_paths(code, module, &modules) {
+            let Some(to) = target_of(&path, &modules, &reexports) else {
+                continue;
+            };
+            let nested =
+                to.starts_with(&format!("{from}::")) || from.starts_with(&format!("{to}::"));
+            if to != from && !nested {
+                edges.insert(to);
+            }
+        }
+    }
+    graph
+}
+
+/// Every circle of `graph`, each once, as its nodes from the smallest one round.
+fn circles(graph: &BTreeMap<String, BTreeSet<String>>) -> Vec<Vec<String>> {
+    fn walk(
+        graph: &BTreeMap<String, BTreeSet<String>>,
+        start: &str,
+        path: &mut Vec<String>,
+        out: &mut Vec<Vec<String>>,
+    ) {
+        let here = path.last().unwrap().clone();
+        for next in graph.get(&here).into_iter().flatten() {
+            if next == start {
+                out.push(path.clone());
+            } else if next.as_str() > start && !path.contains(next) {
+                path.push(next.clone());
+                walk(graph, start, path, out);
+                path.pop();
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for start in graph.keys() {
+        walk(graph, start, &mut vec![start.clone()], &mut out);
+    }
+    out
+}
+
+#[test]
+fn no_module_imports_in_a_circle() {
+    // Arrange
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    // Act
+    let graph = import_graph(&src);
+    let found = circles(&graph);
+    // Assert
+    let shown: Vec<String> = found
+        .iter()
+        .map(|c| format!("{} -> {}", c.join(" -> "), c[0]))
+        .collect();
+    assert!(
+        found.is_empty(),
+        "modules that import each other ({} circles); move what they share to one side:\n{}",
+        found.len(),
+        shown.join("\n")
+    );
+}
+
+#[test]
+fn the_import_reader_follows_groups_super_and_reexports() {
+    let module = vec!["storage".to_owned(), "watch".to_owned()];
+    let modules: BTreeSet<Vec<String>> = [
+        vec!["storage"],
+        vec!["storage", "watch"],
+        vec!["storage", "transport"],
+        vec!["accounts"],
+        vec!["accounts", "quota"],
+        vec!["db"],
+    ]
+    .into_iter()
+    .map(|m| m.into_iter().map(str::to_owned).collect())
+    .collect();
+    let code = "use crate::{db::{self, Db}, accounts::QuotaRule};\n\
+                let c = super::transport::lock(&clock);\n\
+                use std::sync::Arc;";
+    let paths: Vec<String> = named_paths(code, &module, &modules)
+        .iter()
+        .map(|p| p.join("::"))
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            "db::self",
+            "db::Db",
+            "accounts::QuotaRule",
+            "storage::transport::lock"
+        ]
+    );
+    let reexports = BTreeMap::from([(
+        vec!["accounts".to_owned(), "QuotaRule".to_owned()],
+        vec!["accounts".to_owned(), "quota".to_owned()],
+    )]);
+    let to = |p: &str| {
+        let path: Vec<String> = p.split("::").map(str::to_owned).collect();
+        target_of(&path, &modules, &reexports)
+    };
+    assert_eq!(
+        to("accounts::QuotaRule").as_deref(),
+        Some("accounts::quota")
+    );
+    assert_eq!(
+        to("storage::transport::lock").as_deref(),
+        Some("storage::transport")
+    );
+    assert_eq!(to("db::Db").as_deref(), Some("db"));
+    let graph = BTreeMap::from([
+        ("a".to_owned(), BTreeSet::from(["b".to_owned()])),
+        (
+            "b".to_owned(),
+            BTreeSet::from(["a".to_owned(), "c".to_owned()]),
+        ),
+        ("c".to_owned(), BTreeSet::new()),
+    ]);
+    assert_eq!(circles(&graph), [vec!["a".to_owned(), "b".to_owned()]]);
 }
