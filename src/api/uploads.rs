@@ -20,12 +20,10 @@ use crate::storage::presign::{
     content_md5, decode_md5, is_key_of_user, looks_like_md5_etag, multipart_etag, new_object_key,
     single_part_etag,
 };
-use crate::storage::{ObjectMeta, StorageError};
+use crate::storage::{ObjectMeta, StorageError, limits::MAX_PARTS};
 
 /// Most single-part URLs one request may ask for.
 pub const MAX_UPLOAD_URLS: u32 = 50;
-/// Most parts in one multipart upload (S3's limit).
-pub const MAX_PARTS: u32 = 10_000;
 /// Smallest part S3 accepts, except for the last one.
 pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
 /// Longest object key accepted in a report (S3's limit).
@@ -58,14 +56,14 @@ fn parse_count(raw: Option<&str>, max: u32) -> Result<u32, ApiError> {
 /// `max_file_size` makes in parts of [`MIN_PART_SIZE`] (the least a sized upload may
 /// use), and never more than S3's [`MAX_PARTS`].
 fn max_unsized_parts(max_file_size: u64) -> u32 {
-    let parts = max_file_size.div_ceil(MIN_PART_SIZE).max(1);
-    u32::try_from(parts).map_or(MAX_PARTS, |p| p.min(MAX_PARTS))
+    let parts = max_file_size.div_ceil(MIN_PART_SIZE).clamp(1, MAX_PARTS);
+    u32::try_from(parts).unwrap_or(u32::MAX)
 }
 
 /// `count` of `GET /files/multipart-upload-urls`, within [`max_unsized_parts`].
 fn parse_multipart_count(raw: Option<&str>, max_file_size: u64) -> Result<u32, ApiError> {
     let max = max_unsized_parts(max_file_size);
-    let count = parse_count(raw, MAX_PARTS)?;
+    let count = parse_count(raw, u32::try_from(MAX_PARTS).unwrap_or(u32::MAX))?;
     if count > max {
         return Err(ApiError::bad_request(
             "INVALID_COUNT",
@@ -367,7 +365,8 @@ pub struct MultipartUploadUrlRequest {
     #[schema(minimum = 1)]
     #[serde(deserialize_with = "whole_i64")]
     part_length: i64,
-    /// Each part's MD5, in part order.
+    /// Each part's MD5, in part order; at most [`MAX_PARTS`] (the attribute takes only
+    /// a literal, and a test holds it to the constant).
     #[schema(value_type = Vec<crate::api::doc::Md5>, min_items = 1, max_items = 10000)]
     part_md5s: Vec<String>,
 }
@@ -988,6 +987,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_documented_most_parts_are_max_parts() {
+        let schema =
+            serde_json::to_value(<MultipartUploadUrlRequest as utoipa::PartialSchema>::schema())
+                .unwrap();
+        assert_eq!(schema["properties"]["partMd5s"]["maxItems"], MAX_PARTS);
+    }
+
+    #[test]
     fn counts_must_be_within_bounds() {
         assert_eq!(parse_count(Some("1"), 50).ok(), Some(1));
         assert_eq!(parse_count(Some("50"), 50).ok(), Some(50));
@@ -1004,7 +1011,7 @@ mod tests {
         assert_eq!(max_unsized_parts(50 * MIB), 10);
         assert_eq!(max_unsized_parts(50 * MIB + 1), 11);
         assert_eq!(max_unsized_parts(0), 1);
-        assert_eq!(max_unsized_parts(u64::MAX), MAX_PARTS);
+        assert_eq!(u64::from(max_unsized_parts(u64::MAX)), MAX_PARTS);
         assert!(parse_multipart_count(Some("10"), 50 * MIB).is_ok());
         assert!(parse_multipart_count(Some("11"), 50 * MIB).is_err());
     }

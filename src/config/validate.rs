@@ -11,6 +11,7 @@ use figment::value::Value;
 use secrecy::ExposeSecret;
 
 use super::{BUCKET_IDS, BucketConfig, HOT_BUCKET_IDS, Settings, env_name_for, known_keys};
+use crate::storage::limits::MAX_PARTS;
 
 /// Where the value of `key` came from: a file, an environment variable or the default.
 pub fn origin(figment: &Figment, key: &str) -> String {
@@ -469,9 +470,6 @@ fn validate_accounts(s: &Settings, problem: &mut impl FnMut(&str, String)) {
 
 /// Most proxies `internal.trusted-proxy-hops` may count.
 const MAX_PROXY_HOPS: u32 = 16;
-
-/// S3's most parts in one multipart upload.
-pub const MAX_PARTS: u64 = 10_000;
 
 /// Why `key` is not an SSE-C key: the base64 of exactly 32 bytes. The key itself is
 /// never part of the answer.

@@ -14,11 +14,9 @@ use md5::{Digest, Md5};
 use crate::db::replication::ErrorCode;
 use crate::storage::presign::{looks_like_md5_etag, multipart_etag};
 use crate::storage::watch::Activity;
-use crate::storage::{BucketClient, ByteStream, StorageError};
+use crate::storage::{BucketClient, ByteStream, StorageError, limits::MAX_PARTS};
 use crate::throttle::Throttle;
 
-/// S3's most parts in one multipart upload.
-const MAX_PARTS: u64 = 10_000;
 /// S3's largest part.
 const MAX_PART_SIZE: u64 = 5 * 1024 * 1024 * 1024;
 

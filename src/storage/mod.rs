@@ -6,6 +6,7 @@
 
 pub mod control;
 pub mod embedded;
+pub mod limits;
 pub mod presign;
 mod transport;
 pub mod watch;

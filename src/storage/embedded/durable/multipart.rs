@@ -18,6 +18,7 @@ use super::super::disk::{StagedFile, remove_file, sync_dir};
 use super::super::layout::{Attributes, FileIdentity, Internal, PartDigest, UploadKey};
 use super::body::Claims;
 use super::{Conditions, DurableFs, failed, read_if_exists};
+use crate::storage::limits::MAX_PARTS;
 
 /// S3's smallest part, except the last.
 const MIN_PART: u64 = 5 * 1024 * 1024;
@@ -352,12 +353,12 @@ impl DurableFs {
 
 /// A part number S3 allows.
 fn check_part_number(number: i32) -> S3Result<()> {
-    if (1..=10_000).contains(&number) {
+    if u64::try_from(number).is_ok_and(|n| (1..=MAX_PARTS).contains(&n)) {
         Ok(())
     } else {
         Err(s3_error!(
             InvalidArgument,
-            "Part number must be an integer between 1 and 10000, inclusive"
+            "Part number must be an integer between 1 and {MAX_PARTS}, inclusive"
         ))
     }
 }
