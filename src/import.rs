@@ -24,6 +24,7 @@ use crate::db::uploads::{
 use crate::db::{Db, DbError, imports, now_millis};
 use crate::storage::presign::{multipart_etag, new_object_key};
 use crate::storage::{BucketClient, Buckets, StorageError};
+use crate::time::millis;
 
 /// Files sent at once.
 const CONCURRENCY: usize = 8;
@@ -258,7 +259,7 @@ async fn import_one(
         .modified()
         .ok()
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        .map_or(0, millis);
     let size_i64 = i64::try_from(size).unwrap_or(i64::MAX);
     let now = now_millis();
     let mut resumed_key = None;
@@ -359,10 +360,6 @@ async fn resumable(
     Ok(find_temp_object(db, key)
         .await?
         .filter(|t| t.bucket_id == primary && t.expires_at > now + millis(KEY_MARGIN)))
-}
-
-fn millis(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// Sends the file at `path` to `key`, one PUT or a multipart upload, and checks the

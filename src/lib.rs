@@ -21,3 +21,4 @@ pub mod status;
 pub mod storage;
 pub mod telemetry;
 pub mod throttle;
+pub mod time;

@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use crate::db::{Db, DbError, now_millis, objects, uploads};
 use crate::storage::{BucketClient, Buckets, Listed, StorageError};
+use crate::time::millis;
 
 /// Listed objects checked against the database in one round.
 const PAGE: usize = 500;
@@ -185,7 +186,7 @@ pub async fn reconcile(
     let database_empty = max_id.is_none();
     let mut seen = Seen::new(max_id.unwrap_or(0));
     let mut report = ReconcileReport::default();
-    let cutoff = started - i64::try_from(options.grace.as_millis()).unwrap_or(i64::MAX);
+    let cutoff = started - millis(options.grace);
     for bucket in buckets.all() {
         // A first listing only counts; with --apply, a second one deletes what is
         // still unknown, and only where the fence lets it.

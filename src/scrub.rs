@@ -26,6 +26,7 @@ use crate::metrics::Metrics;
 use crate::storage::presign::looks_like_md5_etag;
 use crate::storage::{BucketClient, Buckets, StorageError};
 use crate::throttle::Throttle;
+use crate::time::millis;
 
 /// The `jobs` row of the scrub.
 pub const JOB: &str = "scrub";
@@ -608,10 +609,6 @@ impl Scrubber {
         }
         Ok(Duration::ZERO)
     }
-}
-
-fn millis(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// Whether pass `pass` reads tier `bucket` of `object_id` in full: a hash of the

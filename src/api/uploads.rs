@@ -21,6 +21,7 @@ use crate::storage::presign::{
     single_part_etag,
 };
 use crate::storage::{ObjectMeta, StorageError, limits::MAX_PARTS};
+use crate::time::millis;
 
 /// Most single-part URLs one request may ask for.
 pub const MAX_UPLOAD_URLS: u32 = 50;
@@ -136,7 +137,7 @@ fn temp_object(state: &AppState, user: i64, key: String) -> TempObject {
         expected_etag: None,
         upload_id: None,
         created_at: now,
-        expires_at: now.saturating_add(i64::try_from(lifetime.as_millis()).unwrap_or(i64::MAX)),
+        expires_at: now.saturating_add(millis(lifetime)),
     }
 }
 

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::{Db, Engine, Result};
+use crate::time::millis;
 
 /// The database's clock minus this host's, in milliseconds.
 static OFFSET_MS: AtomicI64 = AtomicI64::new(0);
@@ -20,7 +21,7 @@ const WARN_MS: i64 = 1000;
 pub(super) fn host_millis() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .map(millis)
         .unwrap_or(0)
 }
 

@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::db::replication::{reclaim_leases, release_leases};
 use crate::db::{Db, DbError, instances, now_millis};
+use crate::time::millis;
 
 /// Slots tried before giving up on a name that survives restarts.
 const SLOTS: usize = 256;
@@ -153,7 +154,7 @@ pub async fn take_over_dead(
     now: i64,
     timeout: Duration,
 ) -> Result<u64, DbError> {
-    let cutoff = now - i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX);
+    let cutoff = now - millis(timeout);
     let mut total = 0;
     for dead in instances::silent_since(db, cutoff).await? {
         if dead == me {

@@ -11,6 +11,7 @@ use crate::db::replication::flag_late;
 use crate::db::{Db, DbError, now_millis};
 use crate::events;
 use crate::metrics::Metrics;
+use crate::time::millis;
 
 /// Copies reported per round; more wait for the next round.
 const ROUND: i64 = 100;
@@ -28,7 +29,7 @@ pub async fn report_late(
     late_after: Duration,
     now: i64,
 ) -> Result<usize, DbError> {
-    let cutoff = now.saturating_sub(i64::try_from(late_after.as_millis()).unwrap_or(i64::MAX));
+    let cutoff = now.saturating_sub(millis(late_after));
     let late = flag_late(db, cutoff, now, ROUND).await?;
     for copy in &late {
         let waited = (now - copy.queued_at).max(0) as f64 / 1000.0;

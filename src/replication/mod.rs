@@ -25,6 +25,7 @@ use crate::storage::presign::looks_like_md5_etag;
 use crate::storage::watch::Activity;
 use crate::storage::{BucketClient, Buckets, StorageError, error_chain};
 use crate::throttle::Throttle;
+use crate::time::millis;
 
 /// Errors that stop a worker's pass (copy failures are recorded, not returned).
 #[derive(Debug, thiserror::Error)]
@@ -85,10 +86,6 @@ pub fn backoff(initial: Duration, max: Duration, attempts: i64) -> Duration {
     initial
         .saturating_mul(2u32.saturating_pow(exponent))
         .min(max)
-}
-
-fn millis(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// What reading an object's verified tiers gave: the copy's report, or why no tier

@@ -9,6 +9,7 @@ use crate::db::replication::list_copies;
 use crate::db::uploads::{delete_object_rows, list_purgeable};
 use crate::db::{Db, DbError, now_millis};
 use crate::storage::Buckets;
+use crate::time::millis;
 
 /// Objects handled per database round trip.
 const BATCH: i64 = 100;
@@ -38,7 +39,7 @@ impl Purger {
     /// One pass at time `now` (milliseconds). An object whose copy is being written
     /// is left for a later pass, so no copy lands after its purge.
     pub async fn run_once(&self, now: i64) -> Result<PurgeReport, DbError> {
-        let before = now.saturating_sub(i64::try_from(self.delay.as_millis()).unwrap_or(i64::MAX));
+        let before = now.saturating_sub(millis(self.delay));
         let mut report = PurgeReport::default();
         let mut seen = std::collections::HashSet::new();
         loop {
