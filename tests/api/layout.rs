@@ -423,3 +423,64 @@ fn the_import_reader_follows_groups_super_and_reexports() {
     ]);
     assert_eq!(circles(&graph), [vec!["a".to_owned(), "b".to_owned()]]);
 }
+
+/// Where `text` names the number 10,000 as a literal (`10_000` or `10000`, not part of
+/// a longer number or a name such as `fits_in_10000_parts`).
+fn has_ten_thousand(text: &str) -> bool {
+    let name_char = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    ["10_000", "10000"].iter().any(|literal| {
+        text.match_indices(literal).any(|(i, _)| {
+            let before = text[..i].chars().next_back();
+            let after = text[i + literal.len()..].chars().next();
+            !before.is_some_and(name_char) && !after.is_some_and(name_char)
+        })
+    })
+}
+
+#[test]
+fn shared_limits_are_defined_once() {
+    // Arrange: S3's part limit lives in storage/limits.rs, and the one conversion of
+    // a duration into the milliseconds of the timestamp columns in time.rs.
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let parts_home = src.join("storage").join("limits.rs");
+    let millis_home = src.join("time.rs");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    files.sort();
+    // Act
+    let mut found = Vec::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        let shown = file.strip_prefix(&src).unwrap().display();
+        for (n, line) in lines.iter().enumerate() {
+            // A part limit: 10,000 within two lines of the word "part". utoipa's
+            // `max_items` takes only a literal; a unit test of api::uploads holds it to
+            // MAX_PARTS.
+            let near = &lines[n.saturating_sub(2)..(n + 3).min(lines.len())];
+            let about_parts = near.iter().any(|l| l.to_lowercase().contains("part"))
+                && !line.trim_start().starts_with("#[schema(");
+            let what = if *file != parts_home && line.contains("const MAX_PARTS") {
+                "a second MAX_PARTS; use storage::limits::MAX_PARTS"
+            } else if *file != parts_home && has_ten_thousand(line) && about_parts {
+                "S3's part limit written out; use storage::limits::MAX_PARTS"
+            } else if *file != millis_home && line.contains("fn millis(") {
+                "a second millis; use time::millis"
+            } else if *file != millis_home && line.contains("as_millis()") && line.contains("i64") {
+                "a duration turned into i64 milliseconds by hand; use time::millis"
+            } else {
+                continue;
+            };
+            found.push(format!("src/{shown}:{}: {what}: {}", n + 1, line.trim()));
+        }
+    }
+    // Assert
+    assert!(
+        found.is_empty(),
+        "shared limits defined outside their home ({} lines):\n{}",
+        found.len(),
+        found.join("\n")
+    );
+    assert!(has_ten_thousand("(1..=10_000)") && has_ten_thousand("max_items = 10000)"));
+    assert!(!has_ten_thousand("fits_in_10000_parts") && !has_ten_thousand("100_000"));
+}
