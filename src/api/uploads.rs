@@ -366,8 +366,9 @@ pub struct MultipartUploadUrlRequest {
     #[schema(minimum = 1)]
     #[serde(deserialize_with = "whole_i64")]
     part_length: i64,
-    /// Each part's MD5, in part order; at most [`MAX_PARTS`] (the attribute takes only
-    /// a literal, and a test holds it to the constant).
+    /// Each part's MD5, in part order.
+    // At most MAX_PARTS: the attribute takes only a literal, and a test holds it to
+    // the constant. A doc comment here would land in the OpenAPI document.
     #[schema(value_type = Vec<crate::api::doc::Md5>, min_items = 1, max_items = 10000)]
     part_md5s: Vec<String>,
 }
