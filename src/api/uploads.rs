@@ -796,7 +796,11 @@ async fn commit(
     fresh: &[NewObject],
     file: &NewFile,
 ) -> Result<(Vec<StoredObject>, FileRecord), ApiError> {
-    let (committed, record) = match repo::commit_file(&state.db, fresh, file, &state.quota).await? {
+    let (committed, record) = match repo::commit_file(&state.db, fresh, file, |usage, own, size| {
+        state.quota.check(usage, own, size)
+    })
+    .await?
+    {
         FileCommit::Recorded { objects, record } => (objects, record),
         FileCommit::OverQuota(refusal) => return Err(refused(state, refusal)),
     };

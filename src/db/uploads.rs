@@ -7,7 +7,6 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::{Db, Result, users};
-use crate::accounts::{QuotaRefusal, QuotaRule};
 
 /// A key handed out for upload, awaiting its report.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,9 +88,9 @@ pub enum Committed {
     Gone(String),
 }
 
-/// Outcome of committing one report.
+/// Outcome of committing one report; `R` is the quota rule's refusal.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FileCommit {
+pub enum FileCommit<R> {
     /// Each object's outcome, and the file record (none when a key is gone, and then
     /// nothing was recorded).
     Recorded {
@@ -99,7 +98,7 @@ pub enum FileCommit {
         record: Option<FileRecord>,
     },
     /// The user's quota refused the new bytes; nothing was recorded.
-    OverQuota(QuotaRefusal),
+    OverQuota(R),
 }
 
 /// The bytes `out` records anew, per user.
@@ -353,14 +352,15 @@ pub async fn commit_objects(db: &Db, objects: &[NewObject]) -> Result<Vec<Commit
 /// transaction. When the file was already recorded, the record returned is the one
 /// recorded first; when a key is gone, nothing is recorded and there is no record.
 /// The new bytes are added to the user's usage in the same transaction, after
-/// `quota` has allowed them against the usage read under the user's row lock; when
-/// it refuses, nothing is recorded.
-pub async fn commit_file(
+/// `allow(usage, own quota, new bytes)` has allowed them against the usage read
+/// under the user's row lock; when it refuses, nothing is recorded. The rule is the
+/// caller's: the database layer knows no quota.
+pub async fn commit_file<R>(
     db: &Db,
     objects: &[NewObject],
     file: &NewFile,
-    quota: &QuotaRule,
-) -> Result<FileCommit> {
+    allow: impl Fn(i64, Option<i64>, i64) -> std::result::Result<(), R>,
+) -> Result<FileCommit<R>> {
     let mut tx = db.begin_write().await?;
     // The user's row is locked first, so that one user's reports check and raise
     // the usage one at a time and cannot together pass the quota.
@@ -378,7 +378,7 @@ pub async fn commit_file(
     }
     for (user, bytes) in new_bytes(&out) {
         if let Some(row) = locked.filter(|r| r.user_id == user)
-            && let Err(refusal) = quota.check(row.usage_bytes, row.quota_bytes, bytes)
+            && let Err(refusal) = allow(row.usage_bytes, row.quota_bytes, bytes)
         {
             tx.rollback().await?;
             return Ok(FileCommit::OverQuota(refusal));
