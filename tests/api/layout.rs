@@ -1,5 +1,6 @@
 //! The layout's rules, read from the source: every SQL string of the crate lives in
-//! `src/db/`, and no module imports another that imports it back.
+//! `src/db/`, no module imports another that imports it back, and none imports one in
+//! a group of `lib.rs` above its own (front ends, then features, then infrastructure).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -422,6 +423,116 @@ fn the_import_reader_follows_groups_super_and_reexports() {
         ("c".to_owned(), BTreeSet::new()),
     ]);
     assert_eq!(circles(&graph), [vec!["a".to_owned(), "b".to_owned()]]);
+}
+
+/// The layer of each top-level module, read from `lib.rs`: its modules stand in
+/// groups, each opened by a comment line, front ends first and infrastructure last;
+/// the first group is layer 0. A module outside every group is a failure of its own.
+fn layers_of(lib: &str) -> BTreeMap<String, usize> {
+    let mut layers = BTreeMap::new();
+    let mut layer: Option<usize> = None;
+    let mut in_comment = false;
+    for line in lib.lines().map(str::trim) {
+        if line.starts_with("//!") {
+            continue;
+        }
+        if line.starts_with("//") {
+            if !in_comment {
+                layer = Some(layer.map_or(0, |l| l + 1));
+            }
+            in_comment = true;
+            continue;
+        }
+        in_comment = false;
+        if let Some(name) = line
+            .strip_prefix("pub mod ")
+            .or_else(|| line.strip_prefix("mod "))
+            .and_then(|rest| rest.strip_suffix(';'))
+        {
+            let layer =
+                layer.unwrap_or_else(|| panic!("lib.rs: `{name}` stands before every group"));
+            layers.insert(name.to_owned(), layer);
+        }
+    }
+    layers
+}
+
+/// Every edge of `graph` from a module to one in a group above its own, as
+/// `from -> to`.
+fn upward(
+    graph: &BTreeMap<String, BTreeSet<String>>,
+    layers: &BTreeMap<String, usize>,
+) -> Vec<String> {
+    let layer = |node: &str| {
+        let top = node.split("::").next().unwrap_or(node);
+        *layers
+            .get(top)
+            .unwrap_or_else(|| panic!("`{top}` is in no group of lib.rs"))
+    };
+    let mut out = Vec::new();
+    for (from, tos) in graph {
+        for to in tos {
+            if layer(to) < layer(from) {
+                out.push(format!("{from} -> {to}"));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn no_module_imports_one_in_a_group_above_its_own() {
+    // Arrange
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let lib = std::fs::read_to_string(root.join("src/lib.rs")).unwrap();
+    let layers = layers_of(&lib);
+    // Act
+    let graph = import_graph(&root.join("src"));
+    let found = upward(&graph, &layers);
+    // Assert
+    let groups = layers.values().max().map_or(0, |l| l + 1);
+    assert_eq!(
+        groups, 3,
+        "lib.rs holds front ends, features and infrastructure: {layers:?}"
+    );
+    assert!(
+        found.is_empty(),
+        "modules that import one in a group above their own in lib.rs ({}); move what \
+         they use down, or the module up:\n{}",
+        found.len(),
+        found.join("\n")
+    );
+}
+
+#[test]
+fn the_layer_reader_sees_groups_and_upward_edges() {
+    let lib = "//! The crate.\n\n// Front ends.\npub mod api;\n\n// Features: they own\n\
+               // their rules.\npub mod scrub;\n\n// Infrastructure.\npub mod db;\nmod time;\n";
+    let layers = layers_of(lib);
+    assert_eq!(
+        layers,
+        BTreeMap::from([
+            ("api".to_owned(), 0),
+            ("scrub".to_owned(), 1),
+            ("db".to_owned(), 2),
+            ("time".to_owned(), 2),
+        ])
+    );
+    let graph = BTreeMap::from([
+        (
+            "api::files".to_owned(),
+            BTreeSet::from(["scrub".to_owned(), "db".to_owned()]),
+        ),
+        (
+            "db".to_owned(),
+            BTreeSet::from(["scrub".to_owned(), "time".to_owned()]),
+        ),
+        ("time".to_owned(), BTreeSet::from(["api::files".to_owned()])),
+    ]);
+    assert_eq!(
+        upward(&graph, &layers),
+        ["db -> scrub", "time -> api::files"]
+    );
 }
 
 /// Where `text` names the number 10,000 as a literal (`10_000` or `10000`, not part of
