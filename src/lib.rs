@@ -21,12 +21,13 @@ pub mod replication;
 pub mod scrub;
 pub mod status;
 
-// Infrastructure: the database, the S3 client and server, configuration, metrics,
-// logs and time. It imports no feature.
+// Infrastructure: the one job runner, the database, the S3 client and server,
+// configuration, metrics, logs and time. It imports no feature.
 pub mod config;
 pub mod cors;
 pub mod db;
 pub mod events;
+pub mod jobs;
 pub mod metrics;
 pub mod storage;
 pub mod telemetry;

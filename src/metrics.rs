@@ -36,6 +36,7 @@ pub const SCRUB_TIERS_TOTAL: &str = "museum_scrub_tiers_total";
 pub const SCRUB_BYTES_READ_TOTAL: &str = "museum_scrub_bytes_read_total";
 pub const OBJECTS_LOST: &str = "museum_objects_lost";
 pub const EVENT_WEBHOOK_DROPPED_TOTAL: &str = "museum_event_webhook_dropped_total";
+pub const JOB_ERRORS_TOTAL: &str = "museum_job_errors_total";
 
 /// The app's metrics and the registry that holds them. Cheap to clone.
 #[derive(Clone)]
@@ -70,6 +71,7 @@ struct OpsMetrics {
     scrub_bytes: IntCounter,
     lost: IntGauge,
     webhook_dropped: IntCounter,
+    job_errors: IntCounterVec,
 }
 
 impl OpsMetrics {
@@ -104,13 +106,22 @@ impl OpsMetrics {
         registry.register(Box::new(scrub_tiers.clone()))?;
         registry.register(Box::new(scrub_bytes.clone()))?;
         registry.register(Box::new(lost.clone()))?;
+        let job_errors = IntCounterVec::new(
+            Opts::new(
+                JOB_ERRORS_TOTAL,
+                "Steps of a background job that failed and were retried after a backoff, by job (cleanup, purge, primary_follow, late_watch, heartbeat).",
+            ),
+            &["job"],
+        )?;
         registry.register(Box::new(webhook_dropped.clone()))?;
+        registry.register(Box::new(job_errors.clone()))?;
         Ok(Self {
             events,
             scrub_tiers,
             scrub_bytes,
             lost,
             webhook_dropped,
+            job_errors,
         })
     }
 }
@@ -423,6 +434,11 @@ impl Metrics {
     /// Counts bytes the scrub read in full.
     pub fn scrub_bytes_read(&self, n: u64) {
         self.inner.ops.scrub_bytes.inc_by(n);
+    }
+
+    /// Counts a failed step of background job `job`.
+    pub fn job_error(&self, job: &str) {
+        self.inner.ops.job_errors.with_label_values(&[job]).inc();
     }
 
     /// Sets the gauge of live objects known lost.
