@@ -5,12 +5,11 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use tokio_util::sync::CancellationToken;
-
 use crate::db::uploads::{
     TempObject, forget_swept_temp_object, list_expired_temp_objects, mark_swept,
 };
 use crate::db::{Db, DbError, now_millis};
+use crate::jobs::{Job, Step};
 use crate::storage::{BucketClient, Buckets, StorageError};
 
 /// Keys handled per database round trip.
@@ -86,27 +85,37 @@ impl CleanupJob {
         }
     }
 
-    /// Runs a pass every `interval` until `cancel` fires.
-    pub async fn run(self, interval: Duration, cancel: CancellationToken) {
-        loop {
-            match self.run_once(now_millis()).await {
-                Ok(r) if r.removed + r.failed > 0 => {
-                    tracing::info!(
-                        removed = r.removed,
-                        failed = r.failed,
-                        "cleanup: expired upload keys swept"
-                    );
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::warn!(error.message = %e, error.cause_chain = ?e, "cleanup pass failed")
-                }
-            }
-            tokio::select! {
-                () = cancel.cancelled() => return,
-                () = tokio::time::sleep(interval) => {}
-            }
+    /// This cleanup as a background job: a pass every `interval`.
+    pub fn every(self, interval: Duration) -> CleanupPasses {
+        CleanupPasses {
+            job: self,
+            interval,
         }
+    }
+}
+
+/// The cleanup on the job runner: one pass a step, then `interval` idle.
+#[derive(Debug)]
+pub struct CleanupPasses {
+    job: CleanupJob,
+    interval: Duration,
+}
+
+impl Job for CleanupPasses {
+    fn name(&self) -> &'static str {
+        "cleanup"
+    }
+
+    async fn step(&mut self) -> anyhow::Result<Step> {
+        let r = self.job.run_once(now_millis()).await?;
+        if r.removed + r.failed > 0 {
+            tracing::info!(
+                removed = r.removed,
+                failed = r.failed,
+                "cleanup: expired upload keys swept"
+            );
+        }
+        Ok(Step::Idle(self.interval))
     }
 }
 

@@ -9,10 +9,11 @@
 
 use std::time::Duration;
 
-use tokio_util::sync::CancellationToken;
+use anyhow::Context as _;
 
 use crate::db::replication::priority;
 use crate::db::{Db, DbError, now_millis, objects, replication, settings, uploads};
+use crate::jobs::{Job, Step};
 use crate::storage::Buckets;
 
 /// The `museum_settings` row of the primary.
@@ -61,17 +62,31 @@ pub async fn follow(db: &Db, buckets: &Buckets) -> Result<Option<String>, DbErro
     }
 }
 
-/// Follows the stored primary every `every` until `cancel` fires: how every
+/// Following the stored primary on the job runner, a read every `every`: how every
 /// instance learns of a move.
-pub async fn follow_until(db: Db, buckets: Buckets, every: Duration, cancel: CancellationToken) {
-    loop {
-        tokio::select! {
-            () = cancel.cancelled() => break,
-            () = tokio::time::sleep(every) => {}
-        }
-        if let Err(e) = follow(&db, &buckets).await {
-            tracing::debug!(error.message = %e, "could not read the stored primary");
-        }
+#[derive(Debug)]
+pub struct FollowPrimary {
+    db: Db,
+    buckets: Buckets,
+    every: Duration,
+}
+
+impl FollowPrimary {
+    pub fn new(db: Db, buckets: Buckets, every: Duration) -> Self {
+        Self { db, buckets, every }
+    }
+}
+
+impl Job for FollowPrimary {
+    fn name(&self) -> &'static str {
+        "primary_follow"
+    }
+
+    async fn step(&mut self) -> anyhow::Result<Step> {
+        follow(&self.db, &self.buckets)
+            .await
+            .context("reading the stored primary")?;
+        Ok(Step::Idle(self.every))
     }
 }
 

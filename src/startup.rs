@@ -26,9 +26,12 @@ use crate::db::replication::pending_counts;
 use crate::db::uploads::TempObjectWriter;
 use crate::db::{Db, Open, PoolConfig};
 use crate::events::FoundBy;
+use crate::jobs::{self, Backoff};
 use crate::metrics::Metrics;
+use crate::primary::FollowPrimary;
 use crate::replication::copy::Memory;
-use crate::replication::instance::{self, Instance};
+use crate::replication::instance::{Heartbeat, Instance};
+use crate::replication::late::LateWatch;
 use crate::replication::purge::Purger;
 use crate::replication::{ReplicationWorker, WorkerConfig};
 use crate::scrub::{ScrubLimits, Scrubber};
@@ -258,22 +261,37 @@ impl Application {
     pub async fn run(self, cancel: CancellationToken) -> anyhow::Result<()> {
         let tracker = TaskTracker::new();
         let instance = self.start_instance(&tracker, &cancel).await;
-        let cleanup = CleanupJob::new(self.state.db.clone(), self.state.buckets.clone());
-        tracker.spawn(cleanup.run(self.settings.jobs.cleanup_interval.get(), cancel.clone()));
+        let metrics = Some(self.state.metrics.clone());
+        let cleanup = CleanupJob::new(self.state.db.clone(), self.state.buckets.clone())
+            .every(self.settings.jobs.cleanup_interval.get());
+        tracker.spawn(jobs::run(
+            cleanup,
+            Backoff::DEFAULT,
+            metrics.clone(),
+            cancel.clone(),
+        ));
         let r = &self.settings.replication;
-        let purger = Purger::new(
+        let purge = Purger::new(
             self.state.db.clone(),
             self.state.buckets.clone(),
             r.delete_delay.get(),
-        );
-        tracker.spawn(purger.run(
-            PURGE_INTERVAL.min(r.delete_delay.get().max(r.poll_interval.get())),
+        )
+        .every(PURGE_INTERVAL.min(r.delete_delay.get().max(r.poll_interval.get())));
+        tracker.spawn(jobs::run(
+            purge,
+            Backoff::DEFAULT,
+            metrics.clone(),
             cancel.clone(),
         ));
-        tracker.spawn(crate::primary::follow_until(
+        let follow = FollowPrimary::new(
             self.state.db.clone(),
             self.state.buckets.clone(),
             PRIMARY_POLL,
+        );
+        tracker.spawn(jobs::run(
+            follow,
+            Backoff::DEFAULT,
+            metrics.clone(),
             cancel.clone(),
         ));
         let scrub = &self.settings.scrub;
@@ -296,10 +314,15 @@ impl Application {
             ));
         }
         if r.enabled {
-            tracker.spawn(crate::replication::late::watch(
+            let late = LateWatch::new(
                 self.state.db.clone(),
                 self.state.metrics.clone(),
                 r.late_after.get(),
+            );
+            tracker.spawn(jobs::run(
+                late,
+                Backoff::DEFAULT,
+                metrics.clone(),
                 cancel.clone(),
             ));
             for worker in self.replication_workers(&instance.owner_prefix()) {
@@ -427,11 +450,20 @@ impl Application {
             ),
         }
         tracing::info!(instance = instance.name(), "replication instance started");
-        tracker.spawn(instance::keep_alive(
+        let heartbeat = Heartbeat::new(
             self.state.db.clone(),
             instance.name().to_owned(),
             self.settings.replication.instance_timeout.get(),
             Arc::clone(&self.state.replication_wakeup),
+        );
+        let backoff = Backoff {
+            initial: Backoff::DEFAULT.initial.min(heartbeat.period()),
+            max: heartbeat.period(),
+        };
+        tracker.spawn(jobs::run(
+            heartbeat,
+            backoff,
+            Some(self.state.metrics.clone()),
             cancel.clone(),
         ));
         instance

@@ -14,11 +14,13 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context as _;
+
 use tokio::sync::Notify;
-use tokio_util::sync::CancellationToken;
 
 use crate::db::replication::{reclaim_leases, release_leases};
 use crate::db::{Db, DbError, instances, now_millis};
+use crate::jobs::{Job, Step};
 use crate::time::millis;
 
 /// Slots tried before giving up on a name that survives restarts.
@@ -100,49 +102,66 @@ fn owner_prefix(name: &str) -> String {
     format!("{name}/")
 }
 
-/// Beats for `name` every quarter of `timeout` until `cancel` fires, and each time
-/// returns the copies of instances silent for longer than `timeout` to the queue,
-/// waking the workers on `wakeup` when it did.
-pub async fn keep_alive(
+/// The heartbeat on the job runner: a step beats for `name` and returns to the
+/// queue the copies of instances silent for longer than `timeout`, waking the
+/// workers on `wakeup` when it did; then it is idle for a quarter of `timeout`.
+#[derive(Debug)]
+pub struct Heartbeat {
     db: Db,
     name: String,
     timeout: Duration,
     wakeup: Arc<Notify>,
-    cancel: CancellationToken,
-) {
-    let every = timeout / 4;
-    loop {
-        // Every instance's beats and cutoffs by one clock, the database's.
-        if let Err(e) = crate::db::clock::sync(&db).await {
+}
+
+impl Heartbeat {
+    pub fn new(db: Db, name: String, timeout: Duration, wakeup: Arc<Notify>) -> Self {
+        Self {
+            db,
+            name,
+            timeout,
+            wakeup,
+        }
+    }
+
+    /// The time between beats. The runner's backoff after a failed beat must not
+    /// exceed it, or the other instances would count this one dead while the
+    /// database is back.
+    pub fn period(&self) -> Duration {
+        self.timeout / 4
+    }
+}
+
+impl Job for Heartbeat {
+    fn name(&self) -> &'static str {
+        "heartbeat"
+    }
+
+    async fn step(&mut self) -> anyhow::Result<Step> {
+        // Every instance's beats and cutoffs by one clock, the database's. The beat
+        // goes on by the clock it had when this read fails.
+        if let Err(e) = crate::db::clock::sync(&self.db).await {
             tracing::warn!(error.message = %e, "could not read the database's clock");
         }
         let now = now_millis();
-        match instances::beat(&db, &name, now).await {
-            Ok(true) => {}
-            Ok(false) => {
-                tracing::warn!(
-                    instance = %name,
-                    "this instance was counted dead (its heartbeat stopped for longer than replication.instance-timeout) and its copies were returned to the queue; registering again"
-                );
-                if let Err(e) = instances::register(&db, &name, now).await {
-                    tracing::warn!(error.message = %e, "could not register this instance again");
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error.message = %e, error.cause_chain = ?e, "instance heartbeat failed");
-            }
+        if !instances::beat(&self.db, &self.name, now)
+            .await
+            .context("beating for this instance")?
+        {
+            tracing::warn!(
+                instance = %self.name,
+                "this instance was counted dead (its heartbeat stopped for longer than replication.instance-timeout) and its copies were returned to the queue; registering again"
+            );
+            instances::register(&self.db, &self.name, now)
+                .await
+                .context("registering this instance again")?;
         }
-        match take_over_dead(&db, &name, now, timeout).await {
-            Ok(0) => {}
-            Ok(_) => wakeup.notify_waiters(),
-            Err(e) => {
-                tracing::warn!(error.message = %e, "could not check for dead instances");
-            }
+        let taken = take_over_dead(&self.db, &self.name, now, self.timeout)
+            .await
+            .context("checking for dead instances")?;
+        if taken > 0 {
+            self.wakeup.notify_waiters();
         }
-        tokio::select! {
-            () = cancel.cancelled() => break,
-            () = tokio::time::sleep(every) => {},
-        }
+        Ok(Step::Idle(self.period()))
     }
 }
 

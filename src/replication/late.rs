@@ -5,11 +5,10 @@
 
 use std::time::Duration;
 
-use tokio_util::sync::CancellationToken;
-
 use crate::db::replication::flag_late;
 use crate::db::{Db, DbError, now_millis};
 use crate::events;
+use crate::jobs::{Job, Step};
 use crate::metrics::Metrics;
 use crate::time::millis;
 
@@ -38,16 +37,32 @@ pub async fn report_late(
     Ok(late.len())
 }
 
-/// Runs [`report_late`] every [`period`] until `cancel` fires.
-pub async fn watch(db: Db, metrics: Metrics, late_after: Duration, cancel: CancellationToken) {
-    let every = period(late_after);
-    loop {
-        tokio::select! {
-            () = cancel.cancelled() => break,
-            () = tokio::time::sleep(every) => {}
+/// The late watch on the job runner: a round of [`report_late`] a step, then
+/// [`period`] idle.
+#[derive(Debug)]
+pub struct LateWatch {
+    db: Db,
+    metrics: Metrics,
+    late_after: Duration,
+}
+
+impl LateWatch {
+    pub fn new(db: Db, metrics: Metrics, late_after: Duration) -> Self {
+        Self {
+            db,
+            metrics,
+            late_after,
         }
-        if let Err(e) = report_late(&db, Some(&metrics), late_after, now_millis()).await {
-            tracing::warn!(error.message = %e, "could not look for late copies");
-        }
+    }
+}
+
+impl Job for LateWatch {
+    fn name(&self) -> &'static str {
+        "late_watch"
+    }
+
+    async fn step(&mut self) -> anyhow::Result<Step> {
+        report_late(&self.db, Some(&self.metrics), self.late_after, now_millis()).await?;
+        Ok(Step::Idle(period(self.late_after)))
     }
 }

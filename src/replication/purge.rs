@@ -3,11 +3,10 @@
 
 use std::time::Duration;
 
-use tokio_util::sync::CancellationToken;
-
 use crate::db::replication::list_copies;
 use crate::db::uploads::{delete_object_rows, list_purgeable};
 use crate::db::{Db, DbError, now_millis};
+use crate::jobs::{Job, Step};
 use crate::storage::Buckets;
 use crate::time::millis;
 
@@ -73,26 +72,36 @@ impl Purger {
         }
     }
 
-    /// Runs a pass every `interval` until `cancel` fires.
-    pub async fn run(self, interval: Duration, cancel: CancellationToken) {
-        loop {
-            match self.run_once(now_millis()).await {
-                Ok(r) if r.purged + r.deferred > 0 => {
-                    tracing::info!(
-                        purged = r.purged,
-                        deferred = r.deferred,
-                        "purge: deleted objects removed"
-                    );
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::warn!(error.message = %e, error.cause_chain = ?e, "purge pass failed")
-                }
-            }
-            tokio::select! {
-                () = cancel.cancelled() => return,
-                () = tokio::time::sleep(interval) => {}
-            }
+    /// This purger as a background job: a pass every `interval`.
+    pub fn every(self, interval: Duration) -> PurgePasses {
+        PurgePasses {
+            purger: self,
+            interval,
         }
+    }
+}
+
+/// The purge on the job runner: one pass a step, then `interval` idle.
+#[derive(Debug)]
+pub struct PurgePasses {
+    purger: Purger,
+    interval: Duration,
+}
+
+impl Job for PurgePasses {
+    fn name(&self) -> &'static str {
+        "purge"
+    }
+
+    async fn step(&mut self) -> anyhow::Result<Step> {
+        let r = self.purger.run_once(now_millis()).await?;
+        if r.purged + r.deferred > 0 {
+            tracing::info!(
+                purged = r.purged,
+                deferred = r.deferred,
+                "purge: deleted objects removed"
+            );
+        }
+        Ok(Step::Idle(self.interval))
     }
 }
