@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::db::replication as queue;
+use crate::db::copies;
 use crate::db::{Db, DbError, now_millis};
 use tokio_util::sync::CancellationToken;
 
@@ -41,12 +41,12 @@ fn age(millis: i64) -> String {
 /// `museum replicate status`: copies per bucket and state, the oldest waiting copy,
 /// the latest errors, the scrub's progress, and objects known lost.
 pub async fn status(db: &Db, buckets: &Buckets) -> Result<String, DbError> {
-    let counts = queue::state_counts(db).await?;
+    let counts = copies::state_counts(db).await?;
     let states = [
-        queue::state::PENDING,
-        queue::state::COPYING,
-        queue::state::DONE,
-        queue::state::FAILED,
+        copies::state::PENDING,
+        copies::state::COPYING,
+        copies::state::DONE,
+        copies::state::FAILED,
     ];
     let mut out = String::new();
     let _ = writeln!(
@@ -76,7 +76,7 @@ pub async fn status(db: &Db, buckets: &Buckets) -> Result<String, DbError> {
             n(states[3])
         );
     }
-    match queue::oldest_waiting(db).await? {
+    match copies::oldest_waiting(db).await? {
         Some(at) => {
             let _ = writeln!(
                 out,
@@ -91,7 +91,7 @@ pub async fn status(db: &Db, buckets: &Buckets) -> Result<String, DbError> {
             );
         }
     }
-    let errors = queue::recent_errors(db, 5).await?;
+    let errors = copies::recent_errors(db, 5).await?;
     if errors.is_empty() {
         let _ = writeln!(out, "last errors: none");
     } else {
@@ -104,7 +104,7 @@ pub async fn status(db: &Db, buckets: &Buckets) -> Result<String, DbError> {
                 e.object_id,
                 e.state,
                 e.attempts,
-                e.error_code.unwrap_or(queue::ErrorCode::Other),
+                e.error_code.unwrap_or(copies::ErrorCode::Other),
                 e.last_error.unwrap_or_default()
             );
         }
@@ -168,13 +168,13 @@ pub struct BackfillReport {
 /// in a present bucket (after a tier is added). Safe to stop and run again.
 pub async fn backfill(db: &Db, buckets: &Buckets) -> Result<BackfillReport, DbError> {
     let targets: Vec<String> = buckets.all().map(|b| b.id().to_owned()).collect();
-    let total = queue::count_live_objects(db).await?;
+    let total = copies::count_live_objects(db).await?;
     let bar = progress(u64::try_from(total).unwrap_or(0), "objects");
     let mut report = BackfillReport::default();
     let mut after = 0;
     loop {
         let (last, queued, seen) =
-            queue::backfill_batch(db, after, BATCH, &targets, now_millis()).await?;
+            copies::backfill_batch(db, after, BATCH, &targets, now_millis()).await?;
         report.objects += seen as u64;
         report.queued += queued;
         bar.inc(seen as u64);
@@ -200,8 +200,8 @@ pub async fn verify(
     sample: Option<i64>,
 ) -> Result<ScrubReport, DbError> {
     let total = match sample {
-        Some(n) => n.min(queue::count_live_objects(db).await?),
-        None => queue::count_live_objects(db).await?,
+        Some(n) => n.min(copies::count_live_objects(db).await?),
+        None => copies::count_live_objects(db).await?,
     };
     let bar = progress(u64::try_from(total).unwrap_or(0), "objects");
     let scrubber = Scrubber::new(
@@ -265,7 +265,7 @@ pub async fn scrub(
         job.pass_started_at = None;
     }
     let resumed_from = if job.in_pass() { job.cursor } else { 0 };
-    let total = queue::count_live_objects(db).await?;
+    let total = copies::count_live_objects(db).await?;
     let bar = progress(u64::try_from(total).unwrap_or(0), "objects");
     bar.set_position(
         u64::try_from(scrub_db::count_objects_upto(db, resumed_from).await?).unwrap_or(0),
@@ -284,7 +284,7 @@ pub async fn scrub(
 /// `museum replicate retry`: re-queues every `failed` copy, e.g. after fixing the
 /// bucket configuration that made them fail.
 pub async fn retry_failed(db: &Db) -> Result<u64, DbError> {
-    queue::requeue_failed(db, now_millis()).await
+    copies::requeue_failed(db, now_millis()).await
 }
 
 #[cfg(test)]

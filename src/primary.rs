@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
-use crate::db::replication::priority;
-use crate::db::{Db, DbError, now_millis, objects, replication, settings, uploads};
+use crate::db::copies::priority;
+use crate::db::{Db, DbError, copies, now_millis, objects, settings, uploads};
 use crate::jobs::{Job, Step};
 use crate::storage::Buckets;
 
@@ -140,7 +140,7 @@ pub struct MoveProgress {
 /// many it queued. One scan of `from`'s objects: run it now and then, not every step.
 pub async fn queue_copies(db: &Db, from: &str, to: &str) -> Result<u64, MoveError> {
     let now = now_millis();
-    Ok(replication::queue_copies_of_bucket(db, from, to, now, priority::BACKGROUND).await?)
+    Ok(copies::queue_copies_of_bucket(db, from, to, now, priority::BACKGROUND).await?)
 }
 
 /// One step of moving every live object from `from` to `to`: [`queue_copies`], then
@@ -239,7 +239,7 @@ async fn still_verified(
             bucket = to,
             "the new primary's copy is gone or changed since it was verified; copying it again before the object moves"
         );
-        replication::reopen_done_copy(db, id, to, now_millis()).await?;
+        copies::reopen_done_copy(db, id, to, now_millis()).await?;
     }
     Ok(fits)
 }
@@ -264,8 +264,8 @@ async fn move_one(
         return Ok(false);
     }
     match old {
-        OldPrimary::Replica => replication::insert_reported_copy(&mut tx, id, from).await?,
-        OldPrimary::Empty => replication::delete_copy(&mut tx, id, from).await?,
+        OldPrimary::Replica => copies::insert_reported_copy(&mut tx, id, from).await?,
+        OldPrimary::Empty => copies::delete_copy(&mut tx, id, from).await?,
     }
     tx.commit().await.map_err(DbError::from)?;
     Ok(true)

@@ -18,7 +18,7 @@ use md5::{Digest, Md5};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ScrubConfig;
-use crate::db::replication::{self as queue, priority, state};
+use crate::db::copies::{self, priority, state};
 use crate::db::scrub::{self as record, Intact, Job, ObjectToScrub, Progress};
 use crate::db::{Db, DbError, now_millis};
 use crate::events::{self, FoundBy};
@@ -210,7 +210,7 @@ impl Scrubber {
         intact: &mut Vec<Intact>,
     ) -> Result<(), DbError> {
         report.objects += 1;
-        let tiers = queue::verified_tiers(
+        let tiers = copies::verified_tiers(
             &object.bucket_id,
             object.size,
             object.etag.as_deref(),
@@ -277,7 +277,7 @@ impl Scrubber {
         }
         if good > 0 {
             for (bucket_id, reason) in &broken {
-                if queue::queue_restore(
+                if copies::queue_restore(
                     &self.db,
                     object.id,
                     bucket_id,
@@ -335,7 +335,7 @@ impl Scrubber {
     async fn check_tier(
         &self,
         object: &ObjectToScrub,
-        tier: &queue::VerifiedTier,
+        tier: &copies::VerifiedTier,
         read: bool,
     ) -> TierState {
         let Some(bucket) = self.buckets.get(&tier.bucket_id) else {

@@ -22,7 +22,7 @@ use crate::api::state::{AppState, IssueLocks, Shared, TokenCache, UploadPolicy};
 use crate::cleanup::CleanupJob;
 use crate::config::{BUCKET_IDS, Settings};
 use crate::cors::CorsPolicy;
-use crate::db::replication::pending_counts;
+use crate::db::copies::pending_counts;
 use crate::db::uploads::TempObjectWriter;
 use crate::db::{Db, Open, PoolConfig};
 use crate::events::FoundBy;

@@ -5,7 +5,7 @@
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::db::replication::{self as queue, CopyRow, ErrorCode, state};
+use crate::db::copies::{self, CopyRow, ErrorCode, state};
 use crate::db::{Db, DbError, objects};
 
 /// One object's replication status.
@@ -120,7 +120,7 @@ pub async fn object_status(db: &Db, id: i64) -> Result<Option<(i64, ObjectStatus
     else {
         return Ok(None);
     };
-    let copies = queue::list_copies(db, id).await?;
+    let copies = copies::list_copies(db, id).await?;
     let mut tiers = Vec::with_capacity(copies.len() + 1);
     // The source tier: as the report verified it, unless a restore row speaks for it.
     match copies.iter().find(|c| c.bucket_id == source) {

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use super::error::ApiError;
 use super::state::AppState;
+use crate::db::copies::{VerifiedTier, list_copies, priority, queue_restore, verified_tiers};
 use crate::db::now_millis;
-use crate::db::replication::{VerifiedTier, list_copies, priority, queue_restore, verified_tiers};
 use crate::db::uploads::StoredObject;
 use crate::events::{self, FoundBy};
 use crate::storage::{BucketClient, StorageError};

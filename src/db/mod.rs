@@ -5,10 +5,10 @@
 //! where several must commit together.
 
 pub mod clock;
+pub mod copies;
 pub mod imports;
 pub mod instances;
 pub mod objects;
-pub mod replication;
 pub mod scrub;
 pub mod settings;
 pub mod tokens;

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::replication::{CopyRow, list_copies_of};
+use super::copies::{CopyRow, list_copies_of};
 use super::{Db, Result};
 
 /// One long background job: its pass, its holder, and what the pass found so far.

@@ -438,12 +438,12 @@ async fn insert_objects(
         let committed = match inserted {
             Some(row) => {
                 let object = object_from_row(&row)?;
-                super::replication::insert_copies(
+                super::copies::insert_copies(
                     &mut *tx,
                     object.id,
                     &o.copy_targets,
                     o.created_at,
-                    super::replication::priority::LIVE,
+                    super::copies::priority::LIVE,
                 )
                 .await?;
                 Committed::New(object)

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use md5::{Digest, Md5};
 
-use crate::db::replication::ErrorCode;
+use crate::db::copies::ErrorCode;
 use crate::storage::presign::{looks_like_md5_etag, multipart_etag};
 use crate::storage::watch::Activity;
 use crate::storage::{BucketClient, ByteStream, StorageError, limits::MAX_PARTS};

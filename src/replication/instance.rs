@@ -18,7 +18,7 @@ use anyhow::Context as _;
 
 use tokio::sync::Notify;
 
-use crate::db::replication::{reclaim_leases, release_leases};
+use crate::db::copies::{reclaim_leases, release_leases};
 use crate::db::{Db, DbError, instances, now_millis};
 use crate::jobs::{Job, Step};
 use crate::time::millis;

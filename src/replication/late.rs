@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::db::replication::flag_late;
+use crate::db::copies::flag_late;
 use crate::db::{Db, DbError, now_millis};
 use crate::events;
 use crate::jobs::{Job, Step};

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tokio::task::{JoinError, JoinSet};
 
 use self::copy::{CopyError, CopyJob, Memory, Target, copy_object};
-use crate::db::replication::{self as queue, ClaimedCopy, CopyRow, CopySource, DoneMark, priority};
+use crate::db::copies::{self, ClaimedCopy, CopyRow, CopySource, DoneMark, priority};
 use crate::db::{Db, DbError, now_millis};
 use crate::events::{self, FoundBy};
 use crate::metrics::Metrics;
@@ -187,14 +187,14 @@ impl ReplicationWorker {
     async fn claim(&self, objects: u32) -> Result<Vec<ClaimedObject>, ReplicationError> {
         let now = now_millis();
         let lease_until = now + millis(self.config.lease);
-        let claimed = queue::claim_batch(&self.db, &self.owner, now, lease_until, objects).await?;
+        let claimed = copies::claim_batch(&self.db, &self.owner, now, lease_until, objects).await?;
         if claimed.is_empty() {
             return Ok(Vec::new());
         }
         let mut ids: Vec<i64> = claimed.iter().map(|c| c.object_id).collect();
         ids.dedup();
-        let mut sources = queue::find_sources(&self.db, &ids).await?;
-        let mut copies = queue::list_copies_of(&self.db, &ids).await?;
+        let mut sources = copies::find_sources(&self.db, &ids).await?;
+        let mut copies = copies::list_copies_of(&self.db, &ids).await?;
         let mut batch: Vec<ClaimedObject> = Vec::with_capacity(ids.len());
         for c in claimed {
             match batch.last_mut() {
@@ -239,7 +239,7 @@ impl ReplicationWorker {
             .flat_map(|c| c.verified.iter().cloned())
             .collect();
         let now = now_millis();
-        let held = queue::mark_done_many(&self.db, &self.owner, now, &marks).await?;
+        let held = copies::mark_done_many(&self.db, &self.owner, now, &marks).await?;
         let mut done = 0;
         let mut held = held.into_iter();
         for mark in batch.iter().flat_map(|c| &c.verified) {
@@ -298,7 +298,7 @@ impl ReplicationWorker {
                 }
                 seen = progress;
                 let until = now_millis() + millis(lease);
-                match queue::renew_leases(&db, object_id, &owner, until).await {
+                match copies::renew_leases(&db, object_id, &owner, until).await {
                     Ok(0) => {
                         tracing::warn!(
                             object_id,
@@ -322,13 +322,13 @@ impl ReplicationWorker {
         let (object_id, claimed) = (object.object_id, object.claimed.as_slice());
         let Some(source) = &object.source else {
             for c in claimed {
-                queue::mark_attempt_failed(
+                copies::mark_attempt_failed(
                     &self.db,
                     object_id,
                     &c.bucket_id,
                     &self.owner,
                     None,
-                    queue::ErrorCode::SourceMissing,
+                    copies::ErrorCode::SourceMissing,
                     "the object is gone",
                 )
                 .await?;
@@ -355,7 +355,7 @@ impl ReplicationWorker {
         match read.result {
             Ok(report) => {
                 if source.md5.is_none()
-                    && queue::record_md5(&self.db, object_id, &report.md5).await?
+                    && copies::record_md5(&self.db, object_id, &report.md5).await?
                 {
                     tracing::debug!(object_id, "recorded the MD5 computed while copying");
                 }
@@ -386,13 +386,13 @@ impl ReplicationWorker {
                 // A verified tier was read: the damaged or missing ones are
                 // restored from it by copies of their own.
                 for (bucket_id, reason) in &read.broken {
-                    if queue::queue_restore(
+                    if copies::queue_restore(
                         &self.db,
                         object_id,
                         bucket_id,
                         reason,
                         now_millis(),
-                        queue::priority::LIVE,
+                        copies::priority::LIVE,
                     )
                     .await?
                     {
@@ -432,7 +432,7 @@ impl ReplicationWorker {
                     source,
                     c,
                     true,
-                    queue::ErrorCode::TargetRefused,
+                    copies::ErrorCode::TargetRefused,
                     &format!("bucket {} is not configured any more", c.bucket_id),
                 )
                 .await?;
@@ -501,7 +501,7 @@ impl ReplicationWorker {
             None
         };
         if (upload_id.is_some() || c.upload_id.is_some())
-            && !queue::record_upload(
+            && !copies::record_upload(
                 &self.db,
                 source.object_id,
                 &c.bucket_id,
@@ -535,7 +535,7 @@ impl ReplicationWorker {
         targets: &[Target],
         activity: &Activity,
     ) -> Result<SourceRead, ReplicationError> {
-        let mut tiers = queue::verified_tiers(
+        let mut tiers = copies::verified_tiers(
             &source.bucket_id,
             source.size,
             source.etag.as_deref(),
@@ -620,7 +620,7 @@ impl ReplicationWorker {
         source: &CopySource,
         copy: &ClaimedCopy,
         permanent: bool,
-        code: queue::ErrorCode,
+        code: copies::ErrorCode,
         error: &str,
     ) -> Result<(), ReplicationError> {
         let next = (!permanent).then(|| {
@@ -650,7 +650,7 @@ impl ReplicationWorker {
                 error,
             );
         }
-        queue::mark_attempt_failed(
+        copies::mark_attempt_failed(
             &self.db,
             source.object_id,
             &copy.bucket_id,

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::db::replication::list_copies;
+use crate::db::copies::list_copies;
 use crate::db::uploads::{delete_object_rows, list_purgeable};
 use crate::db::{Db, DbError, now_millis};
 use crate::jobs::{Job, Step};

@@ -455,8 +455,8 @@ impl TestApp {
     }
 
     /// The copy rows of object `id`.
-    pub async fn copies(&self, id: i64) -> Vec<museum::db::replication::CopyRow> {
-        museum::db::replication::list_copies(&self.state.db, id)
+    pub async fn copies(&self, id: i64) -> Vec<museum::db::copies::CopyRow> {
+        museum::db::copies::list_copies(&self.state.db, id)
             .await
             .unwrap()
     }

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use museum::config::{HumanDuration, Settings};
-use museum::db::replication::{list_copies, state};
+use museum::db::copies::{list_copies, state};
 use museum::replication::Outcome;
 
 use crate::faults::{FaultProxy, Mode};

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use museum::config::{BucketConfig, EnteEnv, Sources, load_with_env};
-use museum::db::replication::state;
+use museum::db::copies::state;
 
 use crate::helpers::{Engine, bytes_of, spawn_app, spawn_app_with};
 use crate::on_both_databases;

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use museum::config::HumanDuration;
-use museum::db::replication::state;
+use museum::db::copies::state;
 use museum::replication::Outcome;
 
 use crate::faults::{FaultProxy, Mode, TcpCut};

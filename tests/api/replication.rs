@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use museum::config::{BucketConfig, HumanDuration, ServeMode};
-use museum::db::replication::state;
+use museum::db::copies::state;
 use museum::replication::Outcome;
 
 use crate::faults::{FaultProxy, Mode, Moto};

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use museum::config::BucketConfig;
-use museum::db::replication::state;
+use museum::db::copies::state;
 use museum::db::scrub::find_job;
 use museum::ops::ScrubRun;
 use museum::scrub::{JOB, PassEnd, ScrubLimits, ScrubReport};
@@ -482,7 +482,7 @@ async fn a_fresh_uploads_copies_overtake_a_backfill_of_twelve_thousand_copies(en
 async fn a_scrub_batch_read_before_a_delete_and_a_purge_queues_no_restore_for_them_and_completes(
     engine: Engine,
 ) {
-    use museum::db::replication::{priority, queue_restore};
+    use museum::db::copies::{priority, queue_restore};
     use museum::scrub::Scrubber;
     const COLD: &str = "wasabi-eu-central-2-v3";
     let app = spawn_app(engine).await;

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use museum::config::{BucketConfig, ServeMode};
-use museum::db::replication::state;
+use museum::db::copies::state;
 
 use crate::faults::Moto;
 use crate::helpers::{Engine, TestApp, bytes_of, put, spawn_app, spawn_app_with};
