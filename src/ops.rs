@@ -6,11 +6,9 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::db::copies;
-use crate::db::{Db, DbError, now_millis};
 use tokio_util::sync::CancellationToken;
 
-use crate::db::scrub as scrub_db;
+use crate::db::{self, Db, DbError, copies, now_millis};
 use crate::events::FoundBy;
 use crate::scrub::{PassEnd, ScrubLimits, ScrubReport, Scrubber};
 use crate::storage::Buckets;
@@ -109,7 +107,7 @@ pub async fn status(db: &Db, buckets: &Buckets) -> Result<String, DbError> {
             );
         }
     }
-    match scrub_db::find_job(db, crate::scrub::JOB).await? {
+    match db::scrub::find_job(db, crate::scrub::JOB).await? {
         Some(job) if job.in_pass() => {
             let _ = writeln!(
                 out,
@@ -139,7 +137,7 @@ pub async fn status(db: &Db, buckets: &Buckets) -> Result<String, DbError> {
             let _ = writeln!(out, "scrub: no pass yet");
         }
     }
-    let (lost, ids) = scrub_db::lost_objects(db, 20).await?;
+    let (lost, ids) = db::scrub::lost_objects(db, 20).await?;
     if lost == 0 {
         let _ = writeln!(out, "lost objects: none");
     } else {
@@ -268,7 +266,7 @@ pub async fn scrub(
     let total = copies::count_live_objects(db).await?;
     let bar = progress(u64::try_from(total).unwrap_or(0), "objects");
     bar.set_position(
-        u64::try_from(scrub_db::count_objects_upto(db, resumed_from).await?).unwrap_or(0),
+        u64::try_from(db::scrub::count_objects_upto(db, resumed_from).await?).unwrap_or(0),
     );
     let (end, report) = scrubber
         .run_pass(&owner, lease, &job, cancel, Some(&bar))

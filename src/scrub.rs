@@ -19,8 +19,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::ScrubConfig;
 use crate::db::copies::{self, priority, state};
-use crate::db::scrub::{self as record, Intact, Job, ObjectToScrub, Progress};
-use crate::db::{Db, DbError, now_millis};
+use crate::db::scrub::{Intact, Job, ObjectToScrub, Progress};
+use crate::db::{self, Db, DbError, now_millis};
 use crate::events::{self, FoundBy};
 use crate::metrics::Metrics;
 use crate::storage::presign::looks_like_md5_etag;
@@ -197,7 +197,7 @@ impl Scrubber {
                 .await?;
         }
         if !intact.is_empty() {
-            record::mark_verified(&self.db, &intact, now_millis()).await?;
+            db::scrub::mark_verified(&self.db, &intact, now_millis()).await?;
         }
         Ok(report)
     }
@@ -292,7 +292,7 @@ impl Scrubber {
             }
         } else if unreachable == 0 && !broken.is_empty() {
             report.lost += 1;
-            if record::mark_lost(&self.db, object.id, now_millis()).await? {
+            if db::scrub::mark_lost(&self.db, object.id, now_millis()).await? {
                 let detail = broken
                     .iter()
                     .map(|(_, reason)| reason.as_str())
@@ -435,14 +435,14 @@ impl Scrubber {
         let mut report = ScrubReport::default();
         let pass = now_millis();
         if let Some(n) = sample {
-            let objects = record::sample_objects(&self.db, n).await?;
+            let objects = db::scrub::sample_objects(&self.db, n).await?;
             report = self.scrub_objects(&objects, pass).await?;
             bar.inc(report.objects);
             return Ok(report);
         }
         let mut after = 0;
         loop {
-            let objects = record::objects_after(&self.db, after, BATCH).await?;
+            let objects = db::scrub::objects_after(&self.db, after, BATCH).await?;
             let Some(last) = objects.last() else { break };
             after = last.id;
             let part = self.scrub_objects(&objects, pass).await?;
@@ -460,9 +460,9 @@ impl Scrubber {
         lease: Duration,
     ) -> Result<Result<Job, Option<Job>>, DbError> {
         let now = now_millis();
-        match record::take_job(&self.db, JOB, owner, now, now + millis(lease)).await? {
+        match db::scrub::take_job(&self.db, JOB, owner, now, now + millis(lease)).await? {
             Some(job) => Ok(Ok(job)),
-            None => Ok(Err(record::find_job(&self.db, JOB).await?)),
+            None => Ok(Err(db::scrub::find_job(&self.db, JOB).await?)),
         }
     }
 
@@ -482,7 +482,7 @@ impl Scrubber {
             (true, Some(started)) => (job.cursor, started),
             _ => {
                 let now = now_millis();
-                if !record::start_pass(&self.db, JOB, owner, now).await? {
+                if !db::scrub::start_pass(&self.db, JOB, owner, now).await? {
                     return Ok((PassEnd::Lost, report));
                 }
                 (0, now)
@@ -493,7 +493,7 @@ impl Scrubber {
             if cancel.is_cancelled() {
                 break PassEnd::Stopped;
             }
-            let objects = record::objects_after(&self.db, cursor, BATCH).await?;
+            let objects = db::scrub::objects_after(&self.db, cursor, BATCH).await?;
             let finished = objects.is_empty().then(now_millis);
             let part = if objects.is_empty() {
                 ScrubReport::default()
@@ -513,7 +513,7 @@ impl Scrubber {
                 lost: i64::try_from(part.lost).unwrap_or(i64::MAX),
             };
             let until = now_millis() + millis(lease);
-            if !record::save_progress(&self.db, JOB, owner, progress, until, finished).await? {
+            if !db::scrub::save_progress(&self.db, JOB, owner, progress, until, finished).await? {
                 break PassEnd::Lost;
             }
             report.add(&part);
@@ -521,13 +521,13 @@ impl Scrubber {
                 bar.inc(part.objects);
             }
             if let Some(m) = &self.metrics {
-                m.set_lost(record::count_lost(&self.db).await?);
+                m.set_lost(db::scrub::count_lost(&self.db).await?);
             }
             if finished.is_some() {
                 break PassEnd::Finished;
             }
         };
-        record::release_job(&self.db, JOB, owner).await?;
+        db::scrub::release_job(&self.db, JOB, owner).await?;
         Ok((end, report))
     }
 
@@ -538,7 +538,7 @@ impl Scrubber {
             loop {
                 tokio::time::sleep(lease / 3).await;
                 let until = now_millis() + millis(lease);
-                if let Err(e) = record::renew_job(&db, JOB, &owner, until).await {
+                if let Err(e) = db::scrub::renew_job(&db, JOB, &owner, until).await {
                     tracing::warn!(error.message = %e, "could not renew the scrub's lease");
                 }
             }
@@ -568,7 +568,7 @@ impl Scrubber {
                 () = tokio::time::sleep(wait.min(IDLE)) => {}
             }
         }
-        let _ = record::release_job(&self.db, JOB, &owner).await;
+        let _ = db::scrub::release_job(&self.db, JOB, &owner).await;
     }
 
     /// Runs a due or unfinished pass if this instance can take the job; returns how
@@ -590,7 +590,7 @@ impl Scrubber {
                 .map_or(0, |at| at.saturating_add(millis(interval)));
             let now = now_millis();
             if due > now {
-                record::release_job(&self.db, JOB, owner).await?;
+                db::scrub::release_job(&self.db, JOB, owner).await?;
                 return Ok(Duration::from_millis(u64::try_from(due - now).unwrap_or(0)));
             }
         }

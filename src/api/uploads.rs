@@ -12,10 +12,10 @@ use super::error::ApiError;
 use super::extract::{AppJson, AppQuery, AuthUser, optional_whole_i64, whole_i64};
 use super::state::AppState;
 use crate::accounts::{self, QuotaRefusal};
-use crate::db::now_millis;
 use crate::db::uploads::{
-    self as repo, Committed, FileCommit, FileRecord, NewFile, NewObject, StoredObject, TempObject,
+    Committed, FileCommit, FileRecord, NewFile, NewObject, StoredObject, TempObject,
 };
+use crate::db::{self, now_millis};
 use crate::storage::presign::{
     content_md5, decode_md5, is_key_of_user, looks_like_md5_etag, multipart_etag, new_object_key,
     single_part_etag,
@@ -504,7 +504,7 @@ async fn check_unreported(
         return Ok(guard);
     }
     let now = now_millis();
-    let (held, soonest) = repo::count_unreported(&state.db, user, now).await?;
+    let (held, soonest) = db::uploads::count_unreported(&state.db, user, now).await?;
     let after = u64::try_from(held)
         .unwrap_or(0)
         .saturating_add(u64::from(asked));
@@ -770,7 +770,8 @@ async fn report_inner(
     let (objects, record) = match (already.first(), fresh.is_empty()) {
         (Some(file), true) => {
             let thumbnail = already.get(1).map(|t| t.id);
-            let record = repo::ensure_file(&state.db, file.id, user, thumbnail, &new_file).await?;
+            let record =
+                db::uploads::ensure_file(&state.db, file.id, user, thumbnail, &new_file).await?;
             (already, record)
         }
         (None, false) => commit(state, user, &fresh, &new_file).await?,
@@ -796,14 +797,15 @@ async fn commit(
     fresh: &[NewObject],
     file: &NewFile,
 ) -> Result<(Vec<StoredObject>, FileRecord), ApiError> {
-    let (committed, record) = match repo::commit_file(&state.db, fresh, file, |usage, own, size| {
-        state.quota.check(usage, own, size)
-    })
-    .await?
-    {
-        FileCommit::Recorded { objects, record } => (objects, record),
-        FileCommit::OverQuota(refusal) => return Err(refused(state, refusal)),
-    };
+    let (committed, record) =
+        match db::uploads::commit_file(&state.db, fresh, file, |usage, own, size| {
+            state.quota.check(usage, own, size)
+        })
+        .await?
+        {
+            FileCommit::Recorded { objects, record } => (objects, record),
+            FileCommit::OverQuota(refusal) => return Err(refused(state, refusal)),
+        };
     if committed.iter().any(|c| matches!(c, Committed::New(_))) {
         // Copies are queued; let an idle replication worker start now.
         state.replication_wakeup.notify_one();
@@ -886,8 +888,8 @@ async fn check_reported(
     if !is_key_of_user(key, user) {
         return Err(not_issued());
     }
-    let Some(temp) = repo::find_temp_object(&state.db, key).await? else {
-        return match repo::find_object_by_key(&state.db, key).await? {
+    let Some(temp) = db::uploads::find_temp_object(&state.db, key).await? else {
+        return match db::uploads::find_object_by_key(&state.db, key).await? {
             Some(o) if o.user_id == user && o.deleted_at.is_some() => Err(ApiError::FileDeleted),
             Some(o) if o.user_id == user => {
                 if object.size.is_none_or(|s| s == o.size) {
