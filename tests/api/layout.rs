@@ -535,6 +535,76 @@ fn the_layer_reader_sees_groups_and_upward_edges() {
     );
 }
 
+/// The modules `code` renames on import with `as` (`use a::b as c`, `{self as c}`):
+/// a path whose last name is lower case or `self`. Types and constants renamed to
+/// avoid a clash (`Error as E`) and `as _`, which brings a trait's methods in without
+/// a name, are left out.
+fn renamed_imports(code: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = code;
+    while let Some(at) = rest.find("use ") {
+        let before = rest[..at].chars().last();
+        rest = &rest[at + 4..];
+        if before.is_some_and(|c| !c.is_whitespace() && c != '{' && c != ';') {
+            continue;
+        }
+        let end = rest.find(';').unwrap_or(rest.len());
+        let statement = &rest[..end];
+        let words: Vec<&str> = statement
+            .split(|c: char| c.is_whitespace() || matches!(c, ',' | '{' | '}'))
+            .filter(|w| !w.is_empty())
+            .collect();
+        for pair in words.windows(3) {
+            let renamed = pair[0].rsplit("::").next().unwrap_or(pair[0]);
+            let module = renamed.starts_with(|c: char| c.is_ascii_lowercase());
+            if pair[1] == "as" && pair[2] != "_" && module {
+                out.push(format!("{} as {}", pair[0], pair[2]));
+            }
+        }
+        rest = &rest[end..];
+    }
+    out
+}
+
+#[test]
+fn no_module_is_renamed_on_import() {
+    // Arrange
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    files.sort();
+    // Act
+    let mut found = Vec::new();
+    for file in &files {
+        let rel = file.strip_prefix(&src).unwrap().display().to_string();
+        for renamed in renamed_imports(&code_of(file)) {
+            found.push(format!("src/{rel}: {renamed}"));
+        }
+    }
+    // Assert
+    assert!(
+        found.is_empty(),
+        "imports renamed with `as` ({}); name the module by its own path, so every \
+         caller calls it the same:\n{}",
+        found.len(),
+        found.join("\n")
+    );
+}
+
+#[test]
+fn the_rename_reader_sees_modules_in_groups_and_skips_types_and_traits() {
+    let code = "use crate::db::copies as queue;\n\
+                use crate::db::scrub::{self as record, Intact};\n\
+                use std::fmt::Write as _;\n\
+                let focus = 1 as i64; // not an import\n\
+                use object_store::Error as E;\n\
+                pub use super::{quota as q, QuotaRule as Rule};";
+    assert_eq!(
+        renamed_imports(code),
+        ["crate::db::copies as queue", "self as record", "quota as q"]
+    );
+}
+
 /// Where `text` names the number 10,000 as a literal (`10_000` or `10000`, not part of
 /// a longer number or a name such as `fits_in_10000_parts`).
 fn has_ten_thousand(text: &str) -> bool {
