@@ -8,7 +8,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::db::{self, Db, DbError, copies, now_millis};
+use crate::db::copies::{self, CopyState};
+use crate::db::{self, Db, DbError, now_millis};
 use crate::events::FoundBy;
 use crate::scrub::{PassEnd, ScrubLimits, ScrubReport, Scrubber};
 use crate::storage::Buckets;
@@ -40,12 +41,6 @@ fn age(millis: i64) -> String {
 /// the latest errors, the scrub's progress, and objects known lost.
 pub async fn status(db: &Db, buckets: &Buckets) -> Result<String, DbError> {
     let counts = copies::state_counts(db).await?;
-    let states = [
-        copies::state::PENDING,
-        copies::state::COPYING,
-        copies::state::DONE,
-        copies::state::FAILED,
-    ];
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -59,19 +54,19 @@ pub async fn status(db: &Db, buckets: &Buckets) -> Result<String, DbError> {
         }
     }
     for id in ids {
-        let n = |state: &str| {
+        let n = |state: CopyState| {
             counts
                 .iter()
-                .find(|(b, s, _)| *b == id && s == state)
+                .find(|(b, s, _)| *b == id && *s == state)
                 .map_or(0, |(_, _, n)| *n)
         };
         let _ = writeln!(
             out,
             "{id:<24} {:>9} {:>9} {:>9} {:>9}",
-            n(states[0]),
-            n(states[1]),
-            n(states[2]),
-            n(states[3])
+            n(CopyState::Pending),
+            n(CopyState::Copying),
+            n(CopyState::Done),
+            n(CopyState::Failed)
         );
     }
     match copies::oldest_waiting(db).await? {

@@ -18,7 +18,7 @@ use md5::{Digest, Md5};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ScrubConfig;
-use crate::db::copies::{self, priority, state};
+use crate::db::copies::{self, CopyState, priority};
 use crate::db::scrub::{Intact, Job, ObjectToScrub, Progress};
 use crate::db::{self, Db, DbError, now_millis};
 use crate::events::{self, FoundBy};
@@ -238,7 +238,7 @@ impl Scrubber {
                         copy: object
                             .copies
                             .iter()
-                            .any(|c| c.bucket_id == tier.bucket_id && c.state == state::DONE),
+                            .any(|c| c.bucket_id == tier.bucket_id && c.state == CopyState::Done),
                     });
                     "intact"
                 }

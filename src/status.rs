@@ -5,7 +5,7 @@
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::db::copies::{self, CopyRow, ErrorCode, state};
+use crate::db::copies::{self, CopyRow, CopyState, ErrorCode};
 use crate::db::{Db, DbError, objects};
 
 /// One object's replication status.
@@ -81,17 +81,17 @@ pub(crate) fn rfc3339(millis: Option<i64>) -> Option<String> {
 }
 
 fn copy_status(c: &CopyRow) -> &'static str {
-    match c.state.as_str() {
-        state::DONE => "COMPLETED",
-        state::COPYING => "COPYING",
-        state::FAILED => "FAILED",
-        _ => "PENDING",
+    match c.state {
+        CopyState::Done => "COMPLETED",
+        CopyState::Copying => "COPYING",
+        CopyState::Failed => "FAILED",
+        CopyState::Pending => "PENDING",
     }
 }
 
 /// A tier that has a copy row, as `role`.
 fn tier_of_copy(c: &CopyRow, role: &'static str) -> TierStatus {
-    let done = c.state == state::DONE;
+    let done = c.state == CopyState::Done;
     TierStatus {
         bucket: c.bucket_id.clone(),
         role,

@@ -7,14 +7,53 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{Db, Engine, Result};
+use super::{Db, DbError, Engine, Result};
 
-/// Copy states, as stored.
-pub mod state {
-    pub const PENDING: &str = "pending";
-    pub const COPYING: &str = "copying";
-    pub const DONE: &str = "done";
-    pub const FAILED: &str = "failed";
+/// Where a copy stands, as stored in `object_copies.state`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CopyState {
+    /// Waiting for its next attempt.
+    Pending,
+    /// Leased to a worker, which is writing it.
+    Copying,
+    /// Written and verified against the recorded size and ETag.
+    Done,
+    /// Given up on; `museum replicate retry` queues it again.
+    Failed,
+}
+
+impl CopyState {
+    /// Every state, in the order above.
+    pub const ALL: [Self; 4] = [Self::Pending, Self::Copying, Self::Done, Self::Failed];
+
+    /// The state as stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Copying => "copying",
+            Self::Done => "done",
+            Self::Failed => "failed",
+        }
+    }
+
+    /// A stored state. One this build does not know (written by a newer museum, or
+    /// by hand) is an error, never read as some other state: a copy must not count
+    /// as done, or as given up on, by a guess.
+    pub fn from_stored(s: &str) -> Result<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|c| c.as_str() == s)
+            .ok_or_else(|| DbError::UnknownValue {
+                column: "object_copies.state",
+                value: s.to_owned(),
+            })
+    }
+}
+
+impl std::fmt::Display for CopyState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Why a copy's last attempt failed, or why it was queued again: a stable code from
@@ -118,7 +157,7 @@ pub struct CopySource {
 pub struct CopyRow {
     pub object_id: i64,
     pub bucket_id: String,
-    pub state: String,
+    pub state: CopyState,
     pub attempts: i64,
     pub next_attempt_at: i64,
     pub lease_until: Option<i64>,
@@ -452,15 +491,15 @@ pub async fn mark_attempt_failed(
     error: &str,
 ) -> Result<bool> {
     let (state, next) = match next_attempt_at {
-        Some(at) => (state::PENDING, at),
-        None => (state::FAILED, 0),
+        Some(at) => (CopyState::Pending, at),
+        None => (CopyState::Failed, 0),
     };
     let n = sqlx::query(
         "UPDATE object_copies SET state = $1, next_attempt_at = CASE WHEN $1 = 'failed' THEN next_attempt_at ELSE $2 END, \
          last_error = $3, error_code = $7, lease_until = NULL, lease_owner = NULL \
          WHERE object_id = $4 AND bucket_id = $5 AND lease_owner = $6 AND state = 'copying'",
     )
-    .bind(state)
+    .bind(state.as_str())
     .bind(next)
     .bind(truncate_error(error))
     .bind(object_id)
@@ -536,7 +575,7 @@ fn copy_from_row(r: &AnyRow) -> Result<CopyRow> {
     Ok(CopyRow {
         object_id: r.try_get(0)?,
         bucket_id: r.try_get(1)?,
-        state: r.try_get(2)?,
+        state: CopyState::from_stored(&r.try_get::<String, _>(2)?)?,
         attempts: r.try_get(3)?,
         next_attempt_at: r.try_get(4)?,
         lease_until: r.try_get(5)?,
@@ -612,12 +651,15 @@ pub async fn pending_counts(db: &Db) -> Result<Vec<(String, i64)>> {
 }
 
 /// Copy counts per (target bucket, state).
-pub async fn state_counts(db: &Db) -> Result<Vec<(String, String, i64)>> {
+pub async fn state_counts(db: &Db) -> Result<Vec<(String, CopyState, i64)>> {
     sqlx::query("SELECT bucket_id, state, COUNT(*) FROM object_copies GROUP BY bucket_id, state ORDER BY bucket_id, state")
         .fetch_all(&db.pool)
         .await?
         .iter()
-        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+        .map(|r| {
+            let state = CopyState::from_stored(&r.try_get::<String, _>(1)?)?;
+            Ok((r.try_get(0)?, state, r.try_get(2)?))
+        })
         .collect()
 }
 
@@ -819,7 +861,7 @@ pub fn verified_tiers(
     etag: Option<&str>,
     copies: &[CopyRow],
 ) -> Vec<VerifiedTier> {
-    let done = |c: &&CopyRow| c.state == state::DONE;
+    let done = |c: &&CopyRow| c.state == CopyState::Done;
     let restored = copies
         .iter()
         .filter(done)

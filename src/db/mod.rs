@@ -48,6 +48,12 @@ pub enum DbError {
         "the database at {url} {state}: run `museum migrate` (or `museum serve`) against it first, or check ENTE_DB_* / db.* settings and ENVIRONMENT"
     )]
     NotMigrated { url: String, state: String },
+    /// A column holds a value this build does not know: a newer museum wrote it,
+    /// or the row was edited by hand.
+    #[error(
+        "{column} holds {value:?}, which this museum does not know: run the museum that wrote it, or correct the row"
+    )]
+    UnknownValue { column: &'static str, value: String },
     /// Any other database failure.
     #[error("database error")]
     Other {
@@ -98,6 +104,10 @@ impl DbError {
             Self::NotMigrated { url, state } => Self::NotMigrated {
                 url: url.clone(),
                 state: state.clone(),
+            },
+            Self::UnknownValue { column, value } => Self::UnknownValue {
+                column,
+                value: value.clone(),
             },
         }
     }

@@ -12,6 +12,7 @@ use axum::routing::post;
 use serde_json::Value;
 
 use museum::config::HumanDuration;
+use museum::db::copies::CopyState;
 
 use crate::binary::{
     Killed, checkout_copy, cli_on, create_token, free_port, museum, upload, wait_for_ping,
@@ -313,7 +314,7 @@ async fn a_stuck_copy_is_late_once_and_background_copies_never_are(engine: Engin
     assert!(
         copies
             .iter()
-            .any(|c| c.bucket_id == GLACIER && c.state != "done"),
+            .any(|c| c.bucket_id == GLACIER && c.state != CopyState::Done),
         "the event came while the copy was still stuck: {copies:?}"
     );
     // Once: not again while it stays stuck, nor when it is verified at last.
@@ -321,7 +322,12 @@ async fn a_stuck_copy_is_late_once_and_background_copies_never_are(engine: Engin
     assert_eq!(late_and_lags(&app, GLACIER).await.0, 1);
     app.server(GLACIER).restart().await;
     let deadline = Instant::now() + Duration::from_secs(30);
-    while app.copies(id).await.iter().any(|c| c.state != "done") {
+    while app
+        .copies(id)
+        .await
+        .iter()
+        .any(|c| c.state != CopyState::Done)
+    {
         assert!(Instant::now() < deadline, "the copy never finished");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

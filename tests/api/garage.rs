@@ -576,7 +576,10 @@ async fn museum_uploads_and_replicates_through_garage() {
             assert!(body == bytes, "{bucket}/{key}: the bytes differ");
         }
         assert!(
-            app.copies(id).await.iter().all(|c| c.state == "done"),
+            app.copies(id)
+                .await
+                .iter()
+                .all(|c| c.state == museum::db::copies::CopyState::Done),
             "{:?}",
             app.copies(id).await
         );

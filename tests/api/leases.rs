@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use museum::config::{HumanDuration, Settings};
-use museum::db::copies::{list_copies, state};
+use museum::db::copies::{CopyState, list_copies};
 use museum::replication::Outcome;
 
 use crate::faults::{FaultProxy, Mode};
@@ -33,7 +33,12 @@ fn uuid_of(key: &str) -> &str {
 /// Whether every copy of every object in `ids` is done.
 async fn all_done(app: &TestApp, ids: &[i64]) -> bool {
     for id in ids {
-        if !app.copies(*id).await.iter().all(|c| c.state == state::DONE) {
+        if !app
+            .copies(*id)
+            .await
+            .iter()
+            .all(|c| c.state == CopyState::Done)
+        {
             return false;
         }
     }
@@ -100,7 +105,7 @@ async fn a_stalled_bucket_holds_no_worker_past_its_idle_timeout() {
             let mut claimed = None;
             while Instant::now() < deadline {
                 let copies = list_copies(&db, id).await.unwrap();
-                if claimed.is_none() && copies.iter().any(|c| c.state == state::COPYING) {
+                if claimed.is_none() && copies.iter().any(|c| c.state == CopyState::Copying) {
                     claimed = Some(Instant::now());
                 }
                 if let Some(at) = claimed
@@ -132,7 +137,7 @@ async fn a_stalled_bucket_holds_no_worker_past_its_idle_timeout() {
             .copies(*id)
             .await
             .iter()
-            .filter(|c| c.state == state::DONE)
+            .filter(|c| c.state == CopyState::Done)
             .count();
     }
     let mut retried_after = Vec::new();
@@ -195,7 +200,7 @@ async fn a_copy_whose_bytes_stop_moving_loses_its_lease() {
         .copies(id)
         .await
         .iter()
-        .all(|c| c.state == state::COPYING)
+        .all(|c| c.state == CopyState::Copying)
     {
         assert!(Instant::now() < deadline, "the copy never started");
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -274,7 +279,7 @@ async fn a_dead_instance_s_copies_are_taken_over_within_ten_seconds(engine: Engi
                 .copies(*id)
                 .await
                 .iter()
-                .any(|c| c.state == state::COPYING)
+                .any(|c| c.state == CopyState::Copying)
             {
                 held.push(*id);
             }
@@ -298,7 +303,7 @@ async fn a_dead_instance_s_copies_are_taken_over_within_ten_seconds(engine: Engi
             .copies(id)
             .await
             .iter()
-            .all(|c| c.state == state::COPYING && c.attempts == 1)
+            .all(|c| c.state == CopyState::Copying && c.attempts == 1)
         {
             in_flight.push(id);
         }
@@ -354,7 +359,7 @@ async fn a_slow_but_live_copy_is_never_taken_over(engine: Engine) {
         .copies(id)
         .await
         .iter()
-        .all(|c| c.state == state::COPYING)
+        .all(|c| c.state == CopyState::Copying)
     {
         assert!(Instant::now() < deadline, "the slow instance never claimed");
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -368,7 +373,7 @@ async fn a_slow_but_live_copy_is_never_taken_over(engine: Engine) {
     assert!(
         copies
             .iter()
-            .all(|c| c.state == state::DONE && c.attempts == 1),
+            .all(|c| c.state == CopyState::Done && c.attempts == 1),
         "the slow copy was taken over (or never finished): {copies:?}"
     );
     assert!(
@@ -497,7 +502,7 @@ async fn wait_copying(app: &TestApp, id: i64) {
         .copies(id)
         .await
         .iter()
-        .all(|c| c.state == state::COPYING)
+        .all(|c| c.state == CopyState::Copying)
     {
         assert!(Instant::now() < deadline, "the copy never started");
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -556,7 +561,7 @@ async fn a_copy_whose_lease_was_taken_stops_writing() {
     }
     let copies = app.copies(id).await;
     assert!(
-        copies.iter().all(|c| c.state == state::COPYING),
+        copies.iter().all(|c| c.state == CopyState::Copying),
         "{copies:?}"
     );
     crate::helpers::Reliability {
@@ -634,7 +639,7 @@ async fn a_copy_waiting_for_memory_keeps_its_lease() {
     assert!(
         copies
             .iter()
-            .all(|c| c.state == state::DONE && c.attempts == 1),
+            .all(|c| c.state == CopyState::Done && c.attempts == 1),
         "{copies:?}"
     );
     let mut checked = 0;

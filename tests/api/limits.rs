@@ -47,7 +47,7 @@ async fn an_object_of_more_than_10000_configured_parts_is_copied_in_10000_or_few
         lost: usize::from(stored != Some(bytes.len() as u64)),
         stuck: copies
             .iter()
-            .filter(|c| c.state != museum::db::copies::state::DONE)
+            .filter(|c| c.state != museum::db::copies::CopyState::Done)
             .count(),
         across_users: None,
         note: "copied with the part size doubled; moto enforces the 10,000-part limit",

@@ -327,7 +327,7 @@ async fn an_emptying_move_looks_at_the_new_copy_afresh_before_it_deletes_the_old
         .into_iter()
         .find(|c| c.bucket_id == NEW)
         .unwrap();
-    assert_eq!(copy.state, museum::db::copies::state::PENDING);
+    assert_eq!(copy.state, museum::db::copies::CopyState::Pending);
 
     app.drain().await;
     let step = primary::step(

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use museum::config::HumanDuration;
-use museum::db::copies::state;
+use museum::db::copies::CopyState;
 use museum::replication::Outcome;
 
 use crate::faults::{FaultProxy, Mode, TcpCut};
@@ -37,7 +37,7 @@ pub(crate) async fn count_losses(app: &TestApp, objects: &[(i64, String, Vec<u8>
             .copies(*id)
             .await
             .iter()
-            .filter(|c| c.state != state::DONE || c.verified_size != Some(bytes.len() as i64))
+            .filter(|c| c.state != CopyState::Done || c.verified_size != Some(bytes.len() as i64))
             .count();
     }
     after
@@ -71,7 +71,11 @@ pub(crate) async fn drain_until_done(app: &TestApp, ids: &[i64], limit: Duration
             Outcome::Idle => {
                 let mut all = true;
                 for id in ids {
-                    all &= app.copies(*id).await.iter().all(|c| c.state == state::DONE);
+                    all &= app
+                        .copies(*id)
+                        .await
+                        .iter()
+                        .all(|c| c.state == CopyState::Done);
                 }
                 if all {
                     return failed_attempts;
@@ -89,7 +93,7 @@ async fn all_done_in(app: &TestApp, objects: &[(i64, String, Vec<u8>)], bucket: 
         let copies = app.copies(*id).await;
         if !copies
             .iter()
-            .any(|c| c.bucket_id == bucket && c.state == state::DONE)
+            .any(|c| c.bucket_id == bucket && c.state == CopyState::Done)
         {
             return false;
         }
@@ -146,7 +150,7 @@ async fn a_target_down_for_a_minute_catches_up_when_it_returns() {
         assert!(
             copies
                 .iter()
-                .any(|c| c.bucket_id == "scw-eu-fr-v3" && c.state == state::PENDING),
+                .any(|c| c.bucket_id == "scw-eu-fr-v3" && c.state == CopyState::Pending),
             "object {id}'s copy to the bucket that is down is still pending: {copies:?}"
         );
     }
@@ -181,7 +185,7 @@ async fn the_primary_going_down_mid_copy_is_retried() {
             .copies(id)
             .await
             .iter()
-            .any(|c| c.state == state::COPYING)
+            .any(|c| c.state == CopyState::Copying)
         {
             break;
         }
@@ -199,7 +203,7 @@ async fn the_primary_going_down_mid_copy_is_retried() {
         "the cut read fails both targets"
     );
     for c in app.copies(id).await {
-        assert_eq!(c.state, state::PENDING, "{c:?}");
+        assert_eq!(c.state, CopyState::Pending, "{c:?}");
         assert!(
             c.last_error
                 .as_deref()
@@ -246,7 +250,7 @@ async fn a_full_target_disk_is_retried_until_it_has_room() {
             .unwrap();
         assert_eq!(
             cold.state,
-            state::PENDING,
+            CopyState::Pending,
             "a full disk heals: retried, not failed"
         );
         assert!(cold.last_error.unwrap().contains("unavailable"));
@@ -323,7 +327,12 @@ async fn losing_the_database_gives_503_and_replication_resumes() {
     let second_id = report.body["file"]["id"].as_i64().unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     for id in [first_id, second_id] {
-        while !app.copies(id).await.iter().all(|c| c.state == state::DONE) {
+        while !app
+            .copies(id)
+            .await
+            .iter()
+            .all(|c| c.state == CopyState::Done)
+        {
             assert!(Instant::now() < deadline, "the workers did not resume");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use museum::config::{BucketConfig, HumanDuration, ServeMode};
-use museum::db::copies::state;
+use museum::db::copies::CopyState;
 use museum::replication::Outcome;
 
 use crate::faults::{FaultProxy, Mode, Moto};
@@ -65,7 +65,7 @@ async fn objects_of_every_size_reach_every_bucket_byte_identical(engine: Engine)
         let copies = app.copies(*id).await;
         assert_eq!(copies.len(), 2);
         for c in copies {
-            assert_eq!(c.state, state::DONE, "{c:?}");
+            assert_eq!(c.state, CopyState::Done, "{c:?}");
             assert_eq!(c.attempts, 1);
             assert_eq!(c.verified_size, Some(bytes.len() as i64));
             assert!(c.copied_at.is_some() && c.lease_owner.is_none() && c.last_error.is_none());
@@ -98,7 +98,7 @@ async fn a_target_that_is_down_is_retried_with_backoff_then_done(engine: Engine)
         .iter()
         .find(|c| c.bucket_id == "wasabi-eu-central-2-v3")
         .unwrap();
-    assert_eq!(cold.state, state::PENDING);
+    assert_eq!(cold.state, CopyState::Pending);
     assert_eq!(cold.attempts, 1);
     assert!(
         cold.last_error
@@ -121,7 +121,7 @@ async fn a_target_that_is_down_is_retried_with_backoff_then_done(engine: Engine)
         .unwrap();
     assert_eq!(
         glacier.state,
-        state::DONE,
+        CopyState::Done,
         "the healthy target is not held back"
     );
 
@@ -160,7 +160,7 @@ async fn a_target_that_is_down_is_retried_with_backoff_then_done(engine: Engine)
         .into_iter()
         .find(|c| c.bucket_id == "wasabi-eu-central-2-v3")
         .unwrap();
-    assert_eq!((cold.state.as_str(), cold.attempts), (state::DONE, 3));
+    assert_eq!((cold.state, cold.attempts), (CopyState::Done, 3));
 }
 
 async fn corrupted_or_short_copies_are_never_marked_done(engine: Engine) {
@@ -212,7 +212,7 @@ async fn corrupted_or_short_copies_are_never_marked_done(engine: Engine) {
             .into_iter()
             .find(|c| c.bucket_id == "wasabi-eu-central-2-v3")
             .unwrap();
-        assert_eq!(cold.state, state::PENDING, "{mode:?}: {cold:?}");
+        assert_eq!(cold.state, CopyState::Pending, "{mode:?}: {cold:?}");
         let error = cold.last_error.unwrap_or_default();
         assert!(
             error.contains(step) && error.contains(expect),
@@ -230,7 +230,11 @@ async fn corrupted_or_short_copies_are_never_marked_done(engine: Engine) {
             .into_iter()
             .find(|c| c.bucket_id == "wasabi-eu-central-2-v3")
             .unwrap();
-        assert_eq!(cold.state, state::DONE, "re-copied once the target behaves");
+        assert_eq!(
+            cold.state,
+            CopyState::Done,
+            "re-copied once the target behaves"
+        );
     }
 }
 
@@ -246,7 +250,7 @@ async fn a_copy_abandoned_mid_way_is_taken_over_when_its_lease_lapses(engine: En
     let started = Instant::now();
     loop {
         let copies = app.copies(id).await;
-        if copies.iter().all(|c| c.state == state::COPYING) {
+        if copies.iter().all(|c| c.state == CopyState::Copying) {
             break;
         }
         assert!(
@@ -292,7 +296,7 @@ async fn a_copy_abandoned_mid_way_is_taken_over_when_its_lease_lapses(engine: En
         app.copies(id)
             .await
             .iter()
-            .all(|c| c.attempts == 2 && c.state == state::DONE)
+            .all(|c| c.attempts == 2 && c.state == CopyState::Done)
     );
 }
 
@@ -305,8 +309,8 @@ async fn a_two_bucket_topology_replicates_to_the_one_other_bucket(engine: Engine
     let copies = app.copies(id).await;
     assert_eq!(copies.len(), 1, "{copies:?}");
     assert_eq!(
-        (copies[0].bucket_id.as_str(), copies[0].state.as_str()),
-        ("wasabi-eu-central-2-v3", state::DONE)
+        (copies[0].bucket_id.as_str(), copies[0].state),
+        ("wasabi-eu-central-2-v3", CopyState::Done)
     );
     assert_same(&app, "wasabi-eu-central-2-v3", &key, &bytes);
     assert!(app.server("scw-eu-fr-v3").object(&key).is_none());
@@ -560,7 +564,7 @@ async fn a_source_that_changed_after_its_report_is_not_copied(engine: Engine) {
     );
     // Nothing verified is left to copy from: failed for good, not retried forever.
     for c in app.copies(id).await {
-        assert_eq!(c.state, state::FAILED);
+        assert_eq!(c.state, CopyState::Failed);
         assert!(
             c.last_error
                 .as_deref()
@@ -584,7 +588,12 @@ async fn a_report_wakes_the_workers_at_once(engine: Engine) {
     let (id, key) = app.upload(&token, &bytes).await;
     let reported = Instant::now();
     loop {
-        if app.copies(id).await.iter().all(|c| c.state == state::DONE) {
+        if app
+            .copies(id)
+            .await
+            .iter()
+            .all(|c| c.state == CopyState::Done)
+        {
             break;
         }
         assert!(
@@ -647,7 +656,7 @@ async fn objects_up_to_the_threshold_are_one_put_and_larger_ones_multipart() {
         let copies = app.copies(id).await;
         assert_eq!(copies.len(), 2);
         for c in &copies {
-            assert_eq!(c.state, state::DONE, "{c:?}");
+            assert_eq!(c.state, CopyState::Done, "{c:?}");
             let etag = c.verified_etag.as_deref().unwrap();
             match suffix {
                 None => assert!(!etag.contains('-'), "{size}: {etag}"),

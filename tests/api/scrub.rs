@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use museum::config::BucketConfig;
-use museum::db::copies::state;
+use museum::db::copies::CopyState;
 use museum::db::scrub::find_job;
 use museum::ops::ScrubRun;
 use museum::scrub::{JOB, PassEnd, ScrubLimits, ScrubReport};
@@ -115,7 +115,7 @@ async fn scrub_restores_a_deleted_primary_and_bit_rot_only_a_full_read_finds(eng
     assert_eq!((after.intact, after.read, after.requeued), (9, 9, 0));
     for (id, _, _) in &objects {
         for c in app.copies(*id).await {
-            assert_eq!(c.state, state::DONE);
+            assert_eq!(c.state, CopyState::Done);
             assert!(c.verified_at.is_some(), "{c:?}");
         }
     }
@@ -411,7 +411,12 @@ async fn a_fresh_uploads_copies_overtake_a_backfill_of_twelve_thousand_copies(en
         async move {
             let (id, _) = app.upload(token, &bytes_of(1000, seed)).await;
             let reported = Instant::now();
-            while app.copies(id).await.iter().any(|c| c.state != "done") {
+            while app
+                .copies(id)
+                .await
+                .iter()
+                .any(|c| c.state != CopyState::Done)
+            {
                 assert!(reported.elapsed() < Duration::from_secs(30), "never copied");
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
@@ -533,7 +538,7 @@ async fn a_scrub_batch_read_before_a_delete_and_a_purge_queues_no_restore_for_th
             app.copies(id)
                 .await
                 .into_iter()
-                .filter(|c| c.state != state::DONE)
+                .filter(|c| c.state != CopyState::Done)
                 .count()
         }
     };

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use museum::config::{BucketConfig, ServeMode};
-use museum::db::copies::state;
+use museum::db::copies::CopyState;
 
 use crate::faults::Moto;
 use crate::helpers::{Engine, TestApp, bytes_of, put, spawn_app, spawn_app_with};
@@ -136,7 +136,10 @@ async fn an_overwrite_after_the_first_copy_is_never_proxied_and_the_primary_is_r
         assert_eq!(holds(&app, bucket, &key), Some(good.clone()), "{bucket}");
     }
     assert!(
-        app.copies(id).await.iter().all(|c| c.state == state::DONE),
+        app.copies(id)
+            .await
+            .iter()
+            .all(|c| c.state == CopyState::Done),
         "{:?}",
         app.copies(id).await
     );
@@ -156,7 +159,7 @@ async fn an_overwrite_before_the_first_copy_fails_its_copies_for_good_and_is_nev
 
     app.drain().await;
     for c in app.copies(id).await {
-        assert_eq!(c.state, state::FAILED, "{c:?}");
+        assert_eq!(c.state, CopyState::Failed, "{c:?}");
         let error = c.last_error.unwrap_or_default();
         assert!(error.contains("no verified copy"), "{error}");
     }
@@ -270,7 +273,12 @@ async fn verify_checks_every_tier_by_size_and_etag_and_restores_what_is_wrong(en
     for bucket in [PRIMARY].into_iter().chain(REPLICAS) {
         assert_eq!(holds(&app, bucket, &key), Some(good.clone()), "{bucket}");
     }
-    assert!(app.copies(id).await.iter().all(|c| c.state == state::DONE));
+    assert!(
+        app.copies(id)
+            .await
+            .iter()
+            .all(|c| c.state == CopyState::Done)
+    );
     let after = museum::ops::verify(&app.state.db, &app.state.buckets, None)
         .await
         .unwrap();
@@ -307,7 +315,7 @@ async fn a_primary_on_moto_refuses_the_stale_read_and_nothing_wrong_is_copied() 
     assert_eq!(put(&url, bytes_of(3000, 14), None).await, 200);
     app.drain().await;
     for c in app.copies(id).await {
-        assert_eq!(c.state, state::FAILED, "{c:?}");
+        assert_eq!(c.state, CopyState::Failed, "{c:?}");
         let error = c.last_error.unwrap_or_default();
         assert!(
             error.contains("412") && error.contains("no verified copy"),
