@@ -4,32 +4,33 @@
 //! imports only its own group and those below it, never one above, and nothing
 //! imports in a circle.
 
-// Front ends: the HTTP API, the commands and their start-up. Nothing imports them.
+// Front ends: the HTTP API, and the process (start-up, the command line and its
+// commands). Nothing imports them.
 pub mod api;
-pub mod cli;
-pub mod doctor;
-pub mod ops;
-pub mod startup;
+pub mod app;
 
 // Features: they own their rules and their background work, and call down.
 pub mod accounts;
-pub mod cleanup;
-pub mod import;
-pub mod primary;
-pub mod reconcile;
+pub mod doctor;
+pub mod maintenance;
 pub mod replication;
-pub mod scrub;
-pub mod status;
+pub mod uploads;
 
 // Infrastructure: the one job runner, the database, the S3 client and server,
-// configuration, metrics, logs and time. It imports no feature.
+// configuration, what operators see (metrics, events, logs), CORS, pacing and time.
+// It imports no feature.
 pub mod config;
 pub mod cors;
 pub mod db;
-pub mod events;
 pub mod jobs;
-pub mod metrics;
+pub mod observe;
 pub mod storage;
-pub mod telemetry;
 pub mod throttle;
 pub mod time;
+
+// The modules' paths before they moved into folders, until their callers are
+// updated.
+pub use app::{cli, ops, startup};
+pub use maintenance::{primary, reconcile, scrub, status};
+pub use observe::{events, metrics, telemetry};
+pub use uploads::{cleanup, import};
