@@ -27,10 +27,3 @@ pub mod observe;
 pub mod storage;
 pub mod throttle;
 pub mod time;
-
-// The modules' paths before they moved into folders, until their callers are
-// updated.
-pub use app::{cli, ops, startup};
-pub use maintenance::{primary, reconcile, scrub, status};
-pub use observe::{events, metrics, telemetry};
-pub use uploads::{cleanup, import};

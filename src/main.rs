@@ -9,9 +9,9 @@ const WEBHOOK_FLUSH: Duration = Duration::from_secs(10);
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let cli = museum::cli::Cli::parse();
+    let cli = museum::app::cli::Cli::parse();
     let result = cli.run().await;
-    let undelivered = museum::telemetry::flush_webhook(WEBHOOK_FLUSH).await;
+    let undelivered = museum::observe::telemetry::flush_webhook(WEBHOOK_FLUSH).await;
     if undelivered > 0 {
         tracing::warn!(
             undelivered,
@@ -20,7 +20,7 @@ async fn main() -> std::process::ExitCode {
     }
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) if e.is::<museum::cli::Failed>() => std::process::ExitCode::from(1),
+        Err(e) if e.is::<museum::app::cli::Failed>() => std::process::ExitCode::from(1),
         Err(e) => {
             eprintln!("museum: {e:#}");
             std::process::ExitCode::from(2)

@@ -104,7 +104,7 @@ async fn backlog_run(env: &Env, name: &str, backlog: i64, real: &[(String, usize
         .execute(db.pool())
         .await
         .unwrap();
-    let metrics = museum::metrics::Metrics::new().unwrap();
+    let metrics = museum::observe::metrics::Metrics::new().unwrap();
     // The defaults, polling as often as the bench's museum process does.
     let config = museum::replication::WorkerConfig {
         poll_interval: Duration::from_millis(50),

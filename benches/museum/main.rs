@@ -36,7 +36,7 @@ fn main() {
 
 async fn run() {
     if std::env::var_os("RUST_LOG").is_some() {
-        museum::telemetry::init(Some(museum::config::LogFormat::Pretty), None);
+        museum::observe::telemetry::init(Some(museum::config::LogFormat::Pretty), None);
     }
     let started = Instant::now();
     let dir = work_dir();

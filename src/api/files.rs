@@ -15,8 +15,8 @@ use super::state::AppState;
 use crate::config::ServeMode;
 use crate::db::now_millis;
 use crate::db::uploads::{StoredObject, find_object, mark_deleted};
-use crate::events::FoundBy;
-use crate::status::ObjectStatus;
+use crate::maintenance::status::ObjectStatus;
+use crate::observe::events::FoundBy;
 use crate::storage::StorageError;
 
 /// Longest lifetime of a download redirect.
@@ -48,7 +48,7 @@ async fn owned_object(state: &AppState, user: i64, id: i64) -> Result<StoredObje
     ),
     security(("authToken" = []), ("bearer" = [])),
     responses(
-        (status = 200, description = "The object's tiers.", body = crate::status::ObjectStatus),
+        (status = 200, description = "The object's tiers.", body = crate::maintenance::status::ObjectStatus),
         (status = 400, description = "The id is not a positive integer: `INVALID_ID`.", body = crate::api::error::ErrorBody),
         (status = 401, response = crate::api::doc::Unauthorized),
         (status = 404, description = "The user has no such file, or it was deleted: `NOT_FOUND`.", body = crate::api::error::ErrorBody),
@@ -62,7 +62,7 @@ pub async fn status(
     Path(raw_id): Path<String>,
 ) -> Result<Json<ObjectStatus>, ApiError> {
     let id = parse_id(&raw_id)?;
-    match crate::status::object_status(&state.db, id).await? {
+    match crate::maintenance::status::object_status(&state.db, id).await? {
         Some((owner, status)) if owner == user => Ok(Json(status)),
         _ => Err(ApiError::NotFound("no such file".to_owned())),
     }

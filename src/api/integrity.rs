@@ -10,7 +10,7 @@ use super::state::AppState;
 use crate::db::copies::{VerifiedTier, list_copies, priority, queue_restore, verified_tiers};
 use crate::db::now_millis;
 use crate::db::uploads::StoredObject;
-use crate::events::{self, FoundBy};
+use crate::observe::events::{self, FoundBy};
 use crate::storage::{BucketClient, StorageError};
 
 /// Storage classes whose objects must be restored before they can be read.

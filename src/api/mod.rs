@@ -28,7 +28,7 @@ use tower_http::trace::TraceLayer;
 use self::error::ApiError;
 use self::state::AppState;
 use crate::cors::CorsPolicy;
-use crate::metrics::track_requests;
+use crate::observe::metrics::track_requests;
 
 /// Largest request body accepted (a 10,000-part MD5 list fits easily).
 pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;

@@ -11,7 +11,7 @@ use crate::accounts::jwt::JwtVerifier;
 use crate::config::ServeMode;
 use crate::db::Db;
 use crate::db::uploads::TempObjectWriter;
-use crate::metrics::Metrics;
+use crate::observe::metrics::Metrics;
 use crate::storage::Buckets;
 
 /// Limits and lifetimes applied to uploads.

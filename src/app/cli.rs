@@ -8,15 +8,15 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 use crate::accounts::{self, QuotaRule};
+use crate::app::ops;
+use crate::app::startup::{Application, create_db, open_db, open_db_for_scan};
 use crate::config::{self, Settings, Sources};
 use crate::db::Db;
-use crate::import::{self, ImportOptions};
-use crate::ops;
-use crate::primary::{self, OldPrimary};
-use crate::reconcile::{self, Finding, ReconcileOptions};
-use crate::scrub::{PassEnd, ScrubLimits};
-use crate::startup::{Application, create_db, open_db, open_db_for_scan};
+use crate::maintenance::primary::{self, OldPrimary};
+use crate::maintenance::reconcile::{self, Finding, ReconcileOptions};
+use crate::maintenance::scrub::{PassEnd, ScrubLimits};
 use crate::storage::Buckets;
+use crate::uploads::import::{self, ImportOptions};
 
 /// museum keeps every uploaded object safe in hot, cold and glacier S3 buckets.
 #[derive(Debug, Parser)]
@@ -216,7 +216,7 @@ fn load_settings() -> anyhow::Result<Settings> {
     // Every command talks to the embedded server with the keys it made (only
     // `serve` makes them, on its first start).
     crate::storage::embedded::keys::adopt(&mut loaded.settings.s3, false)?;
-    crate::telemetry::init(
+    crate::observe::telemetry::init(
         loaded.settings.log.format,
         loaded.settings.events.webhook_url.as_ref(),
     );
@@ -278,7 +278,7 @@ impl Cli {
                         print!("{}", ops::status(&db, &buckets).await?);
                     }
                     ReplicateAction::Status { object: Some(id) } => {
-                        match crate::status::object_status(&db, id).await? {
+                        match crate::maintenance::status::object_status(&db, id).await? {
                             Some((_, status)) => {
                                 println!(
                                     "{}",
@@ -460,7 +460,7 @@ async fn run_primary_move(
     let worker = crate::replication::ReplicationWorker::new(
         db.clone(),
         buckets.clone(),
-        crate::metrics::Metrics::new()?,
+        crate::observe::metrics::Metrics::new()?,
         crate::replication::WorkerConfig::from(&settings.replication),
         format!("primary-move:{}/0", std::process::id()),
     );

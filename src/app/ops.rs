@@ -10,8 +10,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::db::copies::{self, CopyState};
 use crate::db::{self, Db, DbError, now_millis};
-use crate::events::FoundBy;
-use crate::scrub::{PassEnd, ScrubLimits, ScrubReport, Scrubber};
+use crate::maintenance::scrub::{PassEnd, ScrubLimits, ScrubReport, Scrubber};
+use crate::observe::events::FoundBy;
 use crate::storage::Buckets;
 
 /// Rows handled per database round trip.
@@ -102,7 +102,7 @@ pub async fn status(db: &Db, buckets: &Buckets) -> Result<String, DbError> {
             );
         }
     }
-    match db::scrub::find_job(db, crate::scrub::JOB).await? {
+    match db::scrub::find_job(db, crate::maintenance::scrub::JOB).await? {
         Some(job) if job.in_pass() => {
             let _ = writeln!(
                 out,

@@ -19,24 +19,24 @@ use crate::accounts::jwt::JwtVerifier;
 use crate::api::admin::AdminKey;
 use crate::api::ratelimit::RateLimits;
 use crate::api::state::{AppState, IssueLocks, Shared, TokenCache, UploadPolicy};
-use crate::cleanup::CleanupJob;
 use crate::config::{BUCKET_IDS, Settings};
 use crate::cors::CorsPolicy;
 use crate::db::copies::pending_counts;
 use crate::db::uploads::TempObjectWriter;
 use crate::db::{Db, Open, PoolConfig};
-use crate::events::FoundBy;
 use crate::jobs::{self, Backoff};
-use crate::metrics::Metrics;
-use crate::primary::FollowPrimary;
+use crate::maintenance::primary::FollowPrimary;
+use crate::maintenance::scrub::{ScrubLimits, Scrubber};
+use crate::observe::events::FoundBy;
+use crate::observe::metrics::Metrics;
 use crate::replication::copy::Memory;
 use crate::replication::instance::{Heartbeat, Instance};
 use crate::replication::late::LateWatch;
 use crate::replication::purge::Purger;
 use crate::replication::{ReplicationWorker, WorkerConfig};
-use crate::scrub::{ScrubLimits, Scrubber};
 use crate::storage::{Buckets, embedded};
 use crate::throttle::Throttle;
+use crate::uploads::cleanup::CleanupJob;
 
 /// How long shutdown waits, from the signal, for requests in flight and background
 /// work before it cuts what is left: what the README promises ("exits within about
@@ -129,7 +129,7 @@ impl Application {
             None
         };
         let buckets = Buckets::from_config(&settings.s3).context("building bucket clients")?;
-        if let Some(moved) = crate::primary::follow(&db, &buckets).await? {
+        if let Some(moved) = crate::maintenance::primary::follow(&db, &buckets).await? {
             tracing::warn!(
                 primary = %moved,
                 configured = %settings.s3.hot_storage.primary,

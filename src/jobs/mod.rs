@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::metrics::Metrics;
+use crate::observe::metrics::Metrics;
 
 /// What a job does after a step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

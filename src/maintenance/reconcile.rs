@@ -313,7 +313,7 @@ async fn check_page(
             bucket: bucket.id().to_owned(),
             key: listed.key.clone(),
             size: listed.size,
-            last_modified: crate::status::rfc3339(Some(listed.last_modified_ms))
+            last_modified: crate::maintenance::status::rfc3339(Some(listed.last_modified_ms))
                 .unwrap_or_else(|| listed.last_modified_ms.to_string()),
             deleted,
         });

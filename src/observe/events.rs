@@ -1,9 +1,9 @@
 //! Operator events: one log line each, with a stable `event` field to alert on, and
 //! a count in `museum_events_total{event}`. They name buckets and object IDs, never
 //! keys, users or URLs. When `events.webhook-url` is set, the same lines are posted
-//! there as JSON (see [`crate::telemetry`]).
+//! there as JSON (see [`crate::observe::telemetry`]).
 
-use crate::metrics::Metrics;
+use crate::observe::metrics::Metrics;
 
 /// The stable names, as they appear in the `event` field and the counter's label.
 pub mod name {

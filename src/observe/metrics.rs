@@ -417,7 +417,7 @@ impl Metrics {
             .inc();
     }
 
-    /// Counts an operator event (see [`crate::events`]).
+    /// Counts an operator event (see [`crate::observe::events`]).
     pub fn event(&self, name: &str) {
         self.inner.ops.events.with_label_values(&[name]).inc();
     }
@@ -448,7 +448,7 @@ impl Metrics {
 
     /// The text exposition of every metric.
     pub fn render(&self) -> String {
-        let dropped = crate::telemetry::webhook_dropped();
+        let dropped = crate::observe::telemetry::webhook_dropped();
         let counted = self.inner.ops.webhook_dropped.get();
         if dropped > counted {
             self.inner.ops.webhook_dropped.inc_by(dropped - counted);

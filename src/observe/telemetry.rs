@@ -1,6 +1,6 @@
 //! Log output: one subscriber for the process, pretty on a terminal, JSON otherwise;
 //! and, when `events.webhook-url` is set, every operator event (a line with an
-//! `event` field, see [`crate::events`]) posted there as JSON.
+//! `event` field, see [`crate::observe::events`]) posted there as JSON.
 
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU64, Ordering};

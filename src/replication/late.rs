@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use crate::db::copies::flag_late;
 use crate::db::{Db, DbError, now_millis};
-use crate::events;
 use crate::jobs::{Job, Step};
-use crate::metrics::Metrics;
+use crate::observe::events;
+use crate::observe::metrics::Metrics;
 use crate::time::millis;
 
 /// Copies reported per round; more wait for the next round.

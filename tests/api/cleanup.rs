@@ -2,8 +2,8 @@
 //! upload goes, even a multipart upload the client completed, and a bucket that is
 //! down during the sweep only delays it to the first sweep after it returns.
 
-use museum::cleanup::{CleanupJob, CleanupReport};
 use museum::db::uploads::find_temp_object;
+use museum::uploads::cleanup::{CleanupJob, CleanupReport};
 
 use crate::helpers::{Engine, TestApp, bytes_of, put, spawn_app, upload_parts};
 use crate::on_both_databases;

@@ -343,7 +343,7 @@ async fn a_stuck_copy_is_late_once_and_background_copies_never_are(engine: Engin
     let (_, cold_lags) = late_and_lags(&app, COLD).await;
     assert_eq!(cold_lags, 1);
     std::fs::remove_file(app.server(COLD).root.join(COLD).join(&key)).unwrap();
-    let report = museum::ops::verify(&app.state.db, &app.state.buckets, None)
+    let report = museum::app::ops::verify(&app.state.db, &app.state.buckets, None)
         .await
         .unwrap();
     assert_eq!(report.requeued, 1, "{report:?}");

@@ -660,7 +660,7 @@ async fn sse_c_replicas_are_encrypted_proved_verified_and_served_with_their_keys
     }
 
     // verify reads every tier, the encrypted ones with their keys.
-    let report = museum::ops::verify(&app.state.db, &app.state.buckets, None)
+    let report = museum::app::ops::verify(&app.state.db, &app.state.buckets, None)
         .await
         .unwrap();
     assert_eq!(

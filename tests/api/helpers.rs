@@ -8,9 +8,9 @@ use std::sync::Once;
 use md5::{Digest, Md5};
 use museum::api::extract::hash_token;
 use museum::api::state::AppState;
+use museum::app::startup::Application;
 use museum::config::{BUCKET_IDS, BucketConfig, HumanDuration, Settings};
 use museum::replication::{Outcome, ReplicationWorker, WorkerConfig};
-use museum::startup::Application;
 use museum::storage::embedded;
 use secrecy::SecretString;
 use serde_json::Value;
@@ -52,7 +52,7 @@ static TRACING: Once = Once::new();
 fn init_tracing() {
     TRACING.call_once(|| {
         if std::env::var_os("TEST_LOG").is_some() {
-            museum::telemetry::init(Some(museum::config::LogFormat::Pretty), None);
+            museum::observe::telemetry::init(Some(museum::config::LogFormat::Pretty), None);
         }
     });
 }

@@ -4,7 +4,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use museum::import::{ImportOptions, ImportReport, import};
+use museum::uploads::import::{ImportOptions, ImportReport, import};
 
 use crate::binary::{Killed, cli_on};
 use crate::helpers::{Engine, PART_SIZE, TestApp, bytes_of, spawn_app};

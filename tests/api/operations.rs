@@ -158,7 +158,7 @@ async fn replicate_status_matches_the_database(engine: Engine) {
     app.server("scw-eu-fr-v3").stop();
     app.upload(&token, &bytes_of(100, 9)).await;
     app.drain().await;
-    let text = museum::ops::status(&app.state.db, &app.state.buckets)
+    let text = museum::app::ops::status(&app.state.db, &app.state.buckets)
         .await
         .unwrap();
     let row = |id: &str| {
@@ -216,7 +216,7 @@ async fn a_copy_state_this_build_does_not_know_is_an_error_naming_it(engine: Eng
     .await
     .unwrap();
     // Act
-    let status = museum::ops::status(&app.state.db, &app.state.buckets).await;
+    let status = museum::app::ops::status(&app.state.db, &app.state.buckets).await;
     let copies = museum::db::copies::list_copies(&app.state.db, id).await;
     // Assert: never read as another state (a guess could count it done).
     for (what, err) in [
@@ -244,11 +244,11 @@ async fn backfill_after_adding_a_tier_copies_the_old_objects(engine: Engine) {
     app.drain().await;
 
     app.restart_with(|s| s.s3.scw_eu_fr_v3 = scw).await;
-    let report = museum::ops::backfill(&app.state.db, &app.state.buckets)
+    let report = museum::app::ops::backfill(&app.state.db, &app.state.buckets)
         .await
         .unwrap();
     assert_eq!((report.objects, report.queued), (3, 3));
-    let again = museum::ops::backfill(&app.state.db, &app.state.buckets)
+    let again = museum::app::ops::backfill(&app.state.db, &app.state.buckets)
         .await
         .unwrap();
     assert_eq!(again.queued, 0, "a second backfill queues nothing");
@@ -265,7 +265,7 @@ async fn verify_requeues_missing_copies(engine: Engine) {
     let (id, key) = app.upload(&token, &bytes).await;
     app.upload(&token, &bytes_of(10, 4)).await;
     app.drain().await;
-    let report = museum::ops::verify(&app.state.db, &app.state.buckets, None)
+    let report = museum::app::ops::verify(&app.state.db, &app.state.buckets, None)
         .await
         .unwrap();
     assert_eq!(
@@ -281,7 +281,7 @@ async fn verify_requeues_missing_copies(engine: Engine) {
             .join(&key),
     )
     .unwrap();
-    let sample = museum::ops::verify(&app.state.db, &app.state.buckets, Some(1))
+    let sample = museum::app::ops::verify(&app.state.db, &app.state.buckets, Some(1))
         .await
         .unwrap();
     assert_eq!(
@@ -289,7 +289,7 @@ async fn verify_requeues_missing_copies(engine: Engine) {
         (1, 3),
         "one object, each of its tiers"
     );
-    let report = museum::ops::verify(&app.state.db, &app.state.buckets, None)
+    let report = museum::app::ops::verify(&app.state.db, &app.state.buckets, None)
         .await
         .unwrap();
     assert_eq!(report.checked + sample.requeued, 6);
@@ -338,7 +338,10 @@ async fn failed_copies_are_retried_after_the_fix(engine: Engine) {
         app.drain().await.is_empty(),
         "failed copies wait for an operator"
     );
-    assert_eq!(museum::ops::retry_failed(&app.state.db).await.unwrap(), 1);
+    assert_eq!(
+        museum::app::ops::retry_failed(&app.state.db).await.unwrap(),
+        1
+    );
     app.drain().await;
     assert!(app.server("scw-eu-fr-v3").object(&key).as_deref() == Some(bytes.as_slice()));
 }

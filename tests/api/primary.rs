@@ -3,7 +3,7 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use museum::primary::{self, OldPrimary};
+use museum::maintenance::primary::{self, OldPrimary};
 
 use crate::binary::{Killed, cli_on};
 use crate::helpers::{Engine, TestApp, bytes_of, spawn_app};
@@ -27,7 +27,7 @@ async fn sources(app: &TestApp) -> Vec<String> {
 }
 
 async fn heads_find_every_tier_intact(app: &TestApp) {
-    let report = museum::ops::verify(&app.state.db, &app.state.buckets, None)
+    let report = museum::app::ops::verify(&app.state.db, &app.state.buckets, None)
         .await
         .unwrap();
     assert_eq!(
@@ -134,7 +134,7 @@ async fn a_primary_move_switches_uploads_at_once_and_moves_every_object(engine: 
     assert!(app.server(NEW).object(&late_key).as_deref() == Some(late.as_slice()));
     // The copy deleted from the old primary, now a replica tier, is found and
     // restored like any replica's.
-    let found = museum::ops::verify(&app.state.db, &app.state.buckets, None)
+    let found = museum::app::ops::verify(&app.state.db, &app.state.buckets, None)
         .await
         .unwrap();
     assert_eq!((found.missing, found.requeued), (1, 1), "{found:?}");

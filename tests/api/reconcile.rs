@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use museum::reconcile::{Fence, Finding, ReconcileOptions, ReconcileReport, Refusal, reconcile};
+use museum::maintenance::reconcile::{
+    Fence, Finding, ReconcileOptions, ReconcileReport, Refusal, reconcile,
+};
 
 use crate::helpers::{Engine, TestApp, bytes_of, put, spawn_app};
 use crate::on_both_databases;

@@ -5,11 +5,11 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
+use museum::app::ops::ScrubRun;
 use museum::config::BucketConfig;
 use museum::db::copies::CopyState;
 use museum::db::scrub::find_job;
-use museum::ops::ScrubRun;
-use museum::scrub::{JOB, PassEnd, ScrubLimits, ScrubReport};
+use museum::maintenance::scrub::{JOB, PassEnd, ScrubLimits, ScrubReport};
 use tokio_util::sync::CancellationToken;
 
 use crate::binary::{Killed, cli_on};
@@ -38,7 +38,7 @@ fn unlimited(read_sample: f64) -> ScrubLimits {
 
 /// Runs `museum scrub` to the end of a pass; returns what it found.
 async fn scrub(app: &TestApp, limits: ScrubLimits) -> ScrubReport {
-    let run = museum::ops::scrub(
+    let run = museum::app::ops::scrub(
         &app.state.db,
         &app.state.buckets,
         limits,
@@ -134,7 +134,7 @@ async fn an_object_with_no_intact_tier_left_is_reported_lost(engine: Engine) {
     }
     let report = scrub(&app, unlimited(0.0)).await;
     assert_eq!((report.lost, report.missing, report.requeued), (1, 3, 0));
-    let status = museum::ops::status(&app.state.db, &app.state.buckets)
+    let status = museum::app::ops::status(&app.state.db, &app.state.buckets)
         .await
         .unwrap();
     assert!(
@@ -158,7 +158,7 @@ async fn an_object_with_no_intact_tier_left_is_reported_lost(engine: Engine) {
     for b in buckets {
         assert!(app.server(b).object(&key).as_deref() == Some(bytes.as_slice()));
     }
-    let status = museum::ops::status(&app.state.db, &app.state.buckets)
+    let status = museum::app::ops::status(&app.state.db, &app.state.buckets)
         .await
         .unwrap();
     assert!(status.contains("lost objects: none"), "{status}");
@@ -306,7 +306,7 @@ async fn status_shows_each_tier_to_its_owner_only(engine: Engine) {
         assert_eq!(t["status"], "COMPLETED", "{t}");
         assert!(t["verifiedAt"].as_str().unwrap().ends_with('Z'), "{t}");
     }
-    let cli = museum::status::object_status(&app.state.db, id)
+    let cli = museum::maintenance::status::object_status(&app.state.db, id)
         .await
         .unwrap()
         .unwrap();
@@ -338,7 +338,7 @@ async fn a_backfill_backlog_does_not_delay_a_fresh_uploads_copies(engine: Engine
     }
     app.drain().await;
     app.restart_with(|s| s.s3.scw_eu_fr_v3 = scw).await;
-    let backfill = museum::ops::backfill(&app.state.db, &app.state.buckets)
+    let backfill = museum::app::ops::backfill(&app.state.db, &app.state.buckets)
         .await
         .unwrap();
     assert_eq!(backfill.queued, 40);
@@ -445,7 +445,7 @@ async fn a_fresh_uploads_copies_overtake_a_backfill_of_twelve_thousand_copies(en
     .collect::<Vec<_>>()
     .await;
     app.record_objects(1, &objects, &[]).await;
-    let backfill = museum::ops::backfill(&app.state.db, &app.state.buckets)
+    let backfill = museum::app::ops::backfill(&app.state.db, &app.state.buckets)
         .await
         .unwrap();
     assert_eq!(backfill.queued, 2 * BACKLOG as u64);
@@ -488,7 +488,7 @@ async fn a_scrub_batch_read_before_a_delete_and_a_purge_queues_no_restore_for_th
     engine: Engine,
 ) {
     use museum::db::copies::{priority, queue_restore};
-    use museum::scrub::Scrubber;
+    use museum::maintenance::scrub::Scrubber;
     const COLD: &str = "wasabi-eu-central-2-v3";
     let app = spawn_app(engine).await;
     let db = &app.state.db;
@@ -529,7 +529,7 @@ async fn a_scrub_batch_read_before_a_delete_and_a_purge_queues_no_restore_for_th
         app.state.buckets.clone(),
         None,
         unlimited(0.0),
-        museum::events::FoundBy::Scrub,
+        museum::observe::events::FoundBy::Scrub,
     );
     let report = scrubber.scrub_objects(&batch, 1).await;
     let pending = |id: i64| {

@@ -174,7 +174,7 @@ async fn an_overwrite_before_the_first_copy_fails_its_copies_for_good_and_is_nev
 
     // verify finds the primary replaced as well: no tier holds the recorded bytes,
     // so the object is reported lost and nothing is queued to copy from nowhere.
-    let report = museum::ops::verify(&app.state.db, &app.state.buckets, None)
+    let report = museum::app::ops::verify(&app.state.db, &app.state.buckets, None)
         .await
         .unwrap();
     assert_eq!(
@@ -190,7 +190,7 @@ async fn an_overwrite_before_the_first_copy_fails_its_copies_for_good_and_is_nev
         app.copies(id).await.iter().all(|c| c.bucket_id != PRIMARY),
         "no restore of the primary is queued"
     );
-    let status = museum::ops::status(&app.state.db, &app.state.buckets)
+    let status = museum::app::ops::status(&app.state.db, &app.state.buckets)
         .await
         .unwrap();
     assert!(status.contains("lost objects: 1"), "{status}");
@@ -248,7 +248,7 @@ async fn verify_checks_every_tier_by_size_and_etag_and_restores_what_is_wrong(en
     let good = bytes_of(4000, 10);
     let (id, key, url) = upload_v1(&app, &token, &good).await;
     app.drain().await;
-    let clean = museum::ops::verify(&app.state.db, &app.state.buckets, None)
+    let clean = museum::app::ops::verify(&app.state.db, &app.state.buckets, None)
         .await
         .unwrap();
     assert_eq!(
@@ -264,7 +264,7 @@ async fn verify_checks_every_tier_by_size_and_etag_and_restores_what_is_wrong(en
     cold.put_object(&key, vec![bytes::Bytes::from(bytes_of(4000, 12))])
         .await
         .unwrap();
-    let report = museum::ops::verify(&app.state.db, &app.state.buckets, None)
+    let report = museum::app::ops::verify(&app.state.db, &app.state.buckets, None)
         .await
         .unwrap();
     assert_eq!((report.checked, report.requeued), (3, 2));
@@ -279,7 +279,7 @@ async fn verify_checks_every_tier_by_size_and_etag_and_restores_what_is_wrong(en
             .iter()
             .all(|c| c.state == CopyState::Done)
     );
-    let after = museum::ops::verify(&app.state.db, &app.state.buckets, None)
+    let after = museum::app::ops::verify(&app.state.db, &app.state.buckets, None)
         .await
         .unwrap();
     assert_eq!((after.checked, after.requeued), (3, 0));
@@ -383,7 +383,7 @@ async fn objects_overwritten_through_their_upload_urls_keep_their_recorded_bytes
     }
     // The restores those reads queued run first; verify then finds the two others.
     app.drain().await;
-    let report = museum::ops::verify(&app.state.db, &app.state.buckets, None)
+    let report = museum::app::ops::verify(&app.state.db, &app.state.buckets, None)
         .await
         .unwrap();
     app.drain().await;
@@ -439,10 +439,10 @@ async fn a_bigger_overwrite_found_later_is_charged_to_the_users_usage(engine: En
     downloaded_bytes(&app, &token, by_download).await;
     let after_second_download = usage_of(&app, 4).await;
     // Found by the scrub's HEAD: 2000 more.
-    let report = museum::ops::scrub(
+    let report = museum::app::ops::scrub(
         &app.state.db,
         &app.state.buckets,
-        museum::scrub::ScrubLimits::heads_only(),
+        museum::maintenance::scrub::ScrubLimits::heads_only(),
         false,
         Duration::from_secs(1),
         &tokio_util::sync::CancellationToken::new(),

@@ -530,7 +530,8 @@ async fn expired_unreported_keys_are_cleaned_up(engine: Engine) {
     assert_eq!(put(&kept_url, bytes_of(10, 15), None).await, 200);
     assert_eq!(app.report(&token, &kept_key, 10).await.status, 200);
 
-    let job = museum::cleanup::CleanupJob::new(app.state.db.clone(), app.state.buckets.clone());
+    let job =
+        museum::uploads::cleanup::CleanupJob::new(app.state.db.clone(), app.state.buckets.clone());
     let now = museum::db::now_millis();
     let report = job.run_once(now).await.unwrap();
     assert_eq!(report.removed, 0, "nothing has expired yet");
