@@ -4,7 +4,7 @@
 //! `museum openapi`.
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 use tokio_util::sync::CancellationToken;
 
 use crate::accounts::{self, QuotaRule};
@@ -145,8 +145,27 @@ enum PrimaryAction {
         /// What becomes of the old primary's copies: kept as a replica tier, or
         /// deleted (to retire the bucket).
         #[arg(long, value_enum, default_value = "replica")]
-        then: OldPrimary,
+        then: Then,
     },
+}
+
+/// `--then` of `museum primary move`: the command line's words for
+/// [`OldPrimary`], which knows nothing of clap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Then {
+    /// The old primary's copies stay, as a verified replica tier.
+    Replica,
+    /// They are deleted once each object is moved (to retire the bucket).
+    Empty,
+}
+
+impl From<Then> for OldPrimary {
+    fn from(then: Then) -> Self {
+        match then {
+            Then::Replica => Self::Replica,
+            Then::Empty => Self::Empty,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -406,7 +425,7 @@ impl Cli {
                 let buckets =
                     Buckets::from_config(&settings.s3).context("building bucket clients")?;
                 primary::follow(&db, &buckets).await?;
-                let result = run_primary_move(&settings, &db, &buckets, &to, then).await;
+                let result = run_primary_move(&settings, &db, &buckets, &to, then.into()).await;
                 db.close().await;
                 result
             }

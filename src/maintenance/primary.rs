@@ -22,7 +22,7 @@ const SETTING: &str = "primary";
 const BATCH: i64 = 200;
 
 /// What becomes of the old primary's copy of each object.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OldPrimary {
     /// It stays, as a verified replica tier.
     Replica,
