@@ -613,6 +613,36 @@ fn the_rename_reader_sees_modules_in_groups_and_skips_types_and_traits() {
     );
 }
 
+#[test]
+fn only_the_command_line_knows_clap() {
+    // Arrange
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    files.sort();
+    // Act
+    let mut found = Vec::new();
+    for file in &files {
+        let rel = file.strip_prefix(&src).unwrap();
+        if rel.starts_with("app") || rel == Path::new("main.rs") {
+            continue;
+        }
+        for line in code_of(file).lines() {
+            if line.contains("clap") {
+                found.push(format!("src/{}: {}", rel.display(), line.trim()));
+            }
+        }
+    }
+    // Assert
+    assert!(
+        found.is_empty(),
+        "clap outside src/app/ and main.rs ({}); give the command line a type of its own \
+         and convert it into the domain type:\n{}",
+        found.len(),
+        found.join("\n")
+    );
+}
+
 /// Where `text` names the number 10,000 as a literal (`10_000` or `10000`, not part of
 /// a longer number or a name such as `fits_in_10000_parts`).
 fn has_ten_thousand(text: &str) -> bool {
