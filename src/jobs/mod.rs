@@ -34,6 +34,12 @@ pub trait Job: Send + 'static {
     /// Does one unit of work. An error is counted and logged by the runner, which
     /// steps again after its backoff; the job keeps its own place across errors.
     fn step(&mut self) -> impl Future<Output = anyhow::Result<Step>> + Send;
+
+    /// Runs once when the runner stops the job, cancelled or done: gives back what
+    /// the job holds (a lease) so another instance need not wait for it to run out.
+    fn stop(&mut self) -> impl Future<Output = ()> + Send {
+        async {}
+    }
 }
 
 /// The wait after an error: doubling from [`Backoff::initial`] with each error in a
@@ -62,13 +68,25 @@ impl Backoff {
 }
 
 /// Runs `job` until it is done or `cancel` fires, which stops it between steps and
-/// during its waits. Each error counts in `metrics` (when given), is logged with the
-/// job's name and its cause chain, and waits its [`Backoff`] before the next step.
+/// during its waits, then calls [`Job::stop`]. Each error counts in `metrics` (when
+/// given), is logged with the job's name and its cause chain, and waits its
+/// [`Backoff`] before the next step.
 pub async fn run<J: Job>(
     mut job: J,
     backoff: Backoff,
     metrics: Option<Metrics>,
     cancel: CancellationToken,
+) {
+    steps(&mut job, backoff, metrics, &cancel).await;
+    job.stop().await;
+}
+
+/// The runner's loop: steps `job` until it is done or `cancel` fires.
+async fn steps<J: Job>(
+    job: &mut J,
+    backoff: Backoff,
+    metrics: Option<Metrics>,
+    cancel: &CancellationToken,
 ) {
     let mut errors = 0_u32;
     while !cancel.is_cancelled() {
@@ -123,6 +141,7 @@ mod tests {
         ran: Arc<Mutex<Vec<Duration>>>,
         start: Instant,
         cancel_at_step: Option<(usize, CancellationToken)>,
+        stopped: Arc<Mutex<usize>>,
     }
 
     impl Job for Scripted {
@@ -149,6 +168,10 @@ mod tests {
                 None => Ok(Step::Done),
             }
         }
+
+        async fn stop(&mut self) {
+            *self.stopped.lock().unwrap() += 1;
+        }
     }
 
     fn scripted(script: Vec<Result<Step, &'static str>>) -> (Scripted, Arc<Mutex<Vec<Duration>>>) {
@@ -158,6 +181,7 @@ mod tests {
             ran: Arc::clone(&ran),
             start: Instant::now(),
             cancel_at_step: None,
+            stopped: Arc::new(Mutex::new(0)),
         };
         (job, ran)
     }
@@ -184,9 +208,11 @@ mod tests {
             Ok(Step::Done),
             Ok(Step::Busy),
         ]);
+        let stopped = Arc::clone(&job.stopped);
         run(job, BACKOFF, None, CancellationToken::new()).await;
         let secs: Vec<u64> = ran.lock().unwrap().iter().map(Duration::as_secs).collect();
         assert_eq!(secs, [0, 0, 10, 10]);
+        assert_eq!(*stopped.lock().unwrap(), 1, "stopped once, when done");
     }
 
     #[tokio::test(start_paused = true)]
@@ -242,6 +268,7 @@ mod tests {
     async fn a_cancellation_ends_an_idle_wait_at_once() {
         let cancel = CancellationToken::new();
         let (job, ran) = scripted(vec![Ok(Step::Idle(Duration::from_secs(3600)))]);
+        let stopped = Arc::clone(&job.stopped);
         let task = tokio::spawn(run(job, BACKOFF, None, cancel.clone()));
         tokio::time::sleep(Duration::from_secs(1)).await;
         let started = Instant::now();
@@ -249,5 +276,6 @@ mod tests {
         task.await.unwrap();
         assert_eq!(started.elapsed(), Duration::ZERO);
         assert_eq!(ran.lock().unwrap().len(), 1);
+        assert_eq!(*stopped.lock().unwrap(), 1, "stopped once, when cancelled");
     }
 }
