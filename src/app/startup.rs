@@ -307,9 +307,15 @@ impl Application {
                 ScrubLimits::from_config(scrub),
                 FoundBy::Scrub,
             );
-            tracker.spawn(scrubber.run_background(
+            let scrub = scrubber.background(
                 format!("{}scrub", instance.owner_prefix()),
                 scrub.interval.get(),
+                cancel.clone(),
+            );
+            tracker.spawn(jobs::run(
+                scrub,
+                Backoff::DEFAULT,
+                metrics.clone(),
                 cancel.clone(),
             ));
         }

@@ -21,6 +21,7 @@ use crate::config::ScrubConfig;
 use crate::db::copies::{self, CopyState, priority};
 use crate::db::scrub::{Intact, Job, ObjectToScrub, Progress};
 use crate::db::{self, Db, DbError, now_millis};
+use crate::jobs::Step;
 use crate::observe::events::{self, FoundBy};
 use crate::observe::metrics::Metrics;
 use crate::storage::presign::looks_like_md5_etag;
@@ -545,30 +546,21 @@ impl Scrubber {
         })
     }
 
-    /// The background scrub: a pass every `interval` (from the end of the last),
-    /// by whichever instance holds the job, until `cancel` fires.
-    pub async fn run_background(
+    /// This scrubber as the background scrub: a pass every `interval` (from the end
+    /// of the last), by whichever instance holds the job as `owner`; a pass stops at
+    /// the end of a batch when `cancel` fires.
+    pub fn background(
         self,
         owner: String,
         interval: Duration,
         cancel: CancellationToken,
-    ) {
-        const LEASE: Duration = Duration::from_secs(60);
-        const IDLE: Duration = Duration::from_secs(60);
-        loop {
-            let wait = match self.background_step(&owner, LEASE, interval, &cancel).await {
-                Ok(wait) => wait,
-                Err(e) => {
-                    tracing::warn!(error.message = %e, "scrub: database unavailable; trying again later");
-                    IDLE
-                }
-            };
-            tokio::select! {
-                () = cancel.cancelled() => break,
-                () = tokio::time::sleep(wait.min(IDLE)) => {}
-            }
+    ) -> BackgroundScrub {
+        BackgroundScrub {
+            scrubber: self,
+            owner,
+            interval,
+            cancel,
         }
-        let _ = db::scrub::release_job(&self.db, JOB, &owner).await;
     }
 
     /// Runs a due or unfinished pass if this instance can take the job; returns how
@@ -608,6 +600,50 @@ impl Scrubber {
             );
         }
         Ok(Duration::ZERO)
+    }
+}
+
+/// The background scrub on the job runner. A step runs a due or unfinished pass if
+/// this instance can take the job (saving its place after every batch, so a pass cut
+/// short, kill -9 included, goes on from there), then the job is idle until the next
+/// pass is due or the job may be free, a minute at most. When stopped it gives the
+/// job's lease back.
+#[derive(Debug)]
+pub struct BackgroundScrub {
+    scrubber: Scrubber,
+    owner: String,
+    interval: Duration,
+    cancel: CancellationToken,
+}
+
+impl BackgroundScrub {
+    /// How long the job is held without a renewal.
+    const LEASE: Duration = Duration::from_secs(60);
+    /// The longest wait between looks at the job.
+    const IDLE: Duration = Duration::from_secs(60);
+}
+
+impl crate::jobs::Job for BackgroundScrub {
+    fn name(&self) -> &'static str {
+        "scrub"
+    }
+
+    async fn step(&mut self) -> anyhow::Result<Step> {
+        let wait = self
+            .scrubber
+            .background_step(&self.owner, Self::LEASE, self.interval, &self.cancel)
+            .await?;
+        Ok(if wait.is_zero() {
+            Step::Busy
+        } else {
+            Step::Idle(wait.min(Self::IDLE))
+        })
+    }
+
+    async fn stop(&mut self) {
+        if let Err(e) = db::scrub::release_job(&self.scrubber.db, JOB, &self.owner).await {
+            tracing::warn!(error.message = %e, "could not give back the scrub's lease; it runs out within a minute");
+        }
     }
 }
 

@@ -109,7 +109,7 @@ impl OpsMetrics {
         let job_errors = IntCounterVec::new(
             Opts::new(
                 JOB_ERRORS_TOTAL,
-                "Steps of a background job that failed and were retried after a backoff, by job (cleanup, purge, primary_follow, late_watch, heartbeat).",
+                "Steps of a background job that failed and were retried after a backoff, by job (cleanup, purge, primary_follow, late_watch, heartbeat, scrub).",
             ),
             &["job"],
         )?;
