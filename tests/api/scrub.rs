@@ -25,6 +25,7 @@ on_both_databases!(
     a_fresh_uploads_copies_overtake_a_backfill_of_twelve_thousand_copies,
     a_scrub_batch_read_before_a_delete_and_a_purge_queues_no_restore_for_them_and_completes,
     a_failed_copys_status_shows_its_reason_code_and_the_chain_only_to_operators,
+    the_background_scrub_heals_on_its_own_and_a_shutdown_mid_pass_gives_its_lease_back,
 );
 
 const LEASE: Duration = Duration::from_secs(1);
@@ -60,6 +61,70 @@ async fn scrub(app: &TestApp, limits: ScrubLimits) -> ScrubReport {
 
 fn file_of(app: &TestApp, bucket: &str, key: &str) -> std::path::PathBuf {
     app.server(bucket).root.join(bucket).join(key)
+}
+
+async fn the_background_scrub_heals_on_its_own_and_a_shutdown_mid_pass_gives_its_lease_back(
+    engine: Engine,
+) {
+    // Arrange: objects, one of which lost its primary's bytes.
+    let mut app = spawn_app(engine).await;
+    let token = app.token_for(1).await;
+    let mut objects = Vec::new();
+    for i in 0..45u8 {
+        objects.push(
+            app.upload(&token, &bytes_of(1000 + usize::from(i), i))
+                .await,
+        );
+    }
+    app.drain().await;
+    std::fs::remove_file(file_of(&app, "b2-eu-cen", &objects[0].1)).unwrap();
+    // Act: a museum with the background scrub on, at 10 objects a second, so a pass
+    // over the 45 (in batches of 20) takes 4.5 s; stopped after its first batch.
+    app.restart_with(|s| {
+        s.scrub.interval = museum::config::HumanDuration(Duration::from_secs(3600));
+        s.scrub.objects_per_second = 10;
+    })
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mid_pass = loop {
+        let job = find_job(&app.state.db, JOB).await.unwrap();
+        if let Some(job) = job.filter(|j| j.in_pass() && j.cursor > 0 && j.lease_owner.is_some()) {
+            break job;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the background scrub never started a pass"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    app.restart_with(|s| s.scrub.interval = museum::config::HumanDuration(Duration::ZERO))
+        .await;
+    // Assert: the lease comes back at once (not when it runs out, a minute later),
+    // the place is kept for the next pass, and the restore it found is queued.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let stopped = loop {
+        let job = find_job(&app.state.db, JOB).await.unwrap().unwrap();
+        if job.lease_owner.is_none() {
+            break job;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the stopped scrub still holds its lease: {job:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(stopped.in_pass(), "the pass was cut short: {stopped:?}");
+    assert!(
+        stopped.cursor >= mid_pass.cursor,
+        "{mid_pass:?} then {stopped:?}"
+    );
+    let restore = app.copies(objects[0].0).await;
+    assert!(
+        restore
+            .iter()
+            .any(|c| c.bucket_id == "b2-eu-cen" && c.state == CopyState::Pending),
+        "the missing primary is queued for restore: {restore:?}"
+    );
 }
 
 async fn scrub_restores_a_deleted_primary_and_bit_rot_only_a_full_read_finds(engine: Engine) {
