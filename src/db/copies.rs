@@ -208,10 +208,10 @@ pub(crate) async fn insert_copies<'a>(
 
 fn claimed_from_row(r: &AnyRow) -> Result<ClaimedCopy> {
     Ok(ClaimedCopy {
-        object_id: r.try_get(0)?,
-        bucket_id: r.try_get(1)?,
-        attempts: r.try_get(2)?,
-        upload_id: r.try_get(3)?,
+        object_id: r.try_get("object_id")?,
+        bucket_id: r.try_get("bucket_id")?,
+        attempts: r.try_get("attempts")?,
+        upload_id: r.try_get("upload_id")?,
     })
 }
 
@@ -318,13 +318,13 @@ pub async fn find_sources(
         }
         for r in query.fetch_all(&db.pool).await? {
             let source = CopySource {
-                object_id: r.try_get(0)?,
-                object_key: r.try_get(1)?,
-                bucket_id: r.try_get(2)?,
-                size: r.try_get(3)?,
-                md5: r.try_get(4)?,
-                etag: r.try_get(5)?,
-                created_at: r.try_get(6)?,
+                object_id: r.try_get("id")?,
+                object_key: r.try_get("object_key")?,
+                bucket_id: r.try_get("bucket_id")?,
+                size: r.try_get("size")?,
+                md5: r.try_get("md5")?,
+                etag: r.try_get("etag")?,
+                created_at: r.try_get("created_at")?,
             };
             sources.insert(source.object_id, source);
         }
@@ -398,11 +398,14 @@ pub async fn mark_done_many(
         }
         for r in query.fetch_all(&db.pool).await? {
             held.insert(
-                (r.try_get::<i64, _>(0)?, r.try_get::<String, _>(1)?),
+                (
+                    r.try_get::<i64, _>("object_id")?,
+                    r.try_get::<String, _>("bucket_id")?,
+                ),
                 DoneCopy {
-                    queued_at: r.try_get(2)?,
-                    priority: r.try_get(3)?,
-                    late_at: r.try_get(4)?,
+                    queued_at: r.try_get("created_at")?,
+                    priority: r.try_get("priority")?,
+                    late_at: r.try_get("late_at")?,
                 },
             );
         }
@@ -444,10 +447,10 @@ pub async fn flag_late(db: &Db, cutoff: i64, now: i64, limit: i64) -> Result<Vec
     .iter()
     .map(|r| {
         Ok(LateCopy {
-            object_id: r.try_get(0)?,
-            bucket_id: r.try_get(1)?,
-            queued_at: r.try_get(2)?,
-            attempts: r.try_get(3)?,
+            object_id: r.try_get("object_id")?,
+            bucket_id: r.try_get("bucket_id")?,
+            queued_at: r.try_get("created_at")?,
+            attempts: r.try_get("attempts")?,
         })
     })
     .collect()
@@ -573,20 +576,20 @@ pub async fn record_md5(db: &Db, object_id: i64, md5: &str) -> Result<bool> {
 
 fn copy_from_row(r: &AnyRow) -> Result<CopyRow> {
     Ok(CopyRow {
-        object_id: r.try_get(0)?,
-        bucket_id: r.try_get(1)?,
-        state: CopyState::from_stored(&r.try_get::<String, _>(2)?)?,
-        attempts: r.try_get(3)?,
-        next_attempt_at: r.try_get(4)?,
-        lease_until: r.try_get(5)?,
-        lease_owner: r.try_get(6)?,
-        copied_at: r.try_get(7)?,
-        verified_size: r.try_get(8)?,
-        verified_etag: r.try_get(9)?,
-        last_error: r.try_get(10)?,
-        verified_at: r.try_get(11)?,
+        object_id: r.try_get("object_id")?,
+        bucket_id: r.try_get("bucket_id")?,
+        state: CopyState::from_stored(&r.try_get::<String, _>("state")?)?,
+        attempts: r.try_get("attempts")?,
+        next_attempt_at: r.try_get("next_attempt_at")?,
+        lease_until: r.try_get("lease_until")?,
+        lease_owner: r.try_get("lease_owner")?,
+        copied_at: r.try_get("copied_at")?,
+        verified_size: r.try_get("verified_size")?,
+        verified_etag: r.try_get("verified_etag")?,
+        last_error: r.try_get("last_error")?,
+        verified_at: r.try_get("verified_at")?,
         error_code: r
-            .try_get::<Option<String>, _>(12)?
+            .try_get::<Option<String>, _>("error_code")?
             .map(|c| ErrorCode::from_stored(&c)),
     })
 }
@@ -641,24 +644,24 @@ pub async fn list_copies_of(
 /// Copies not yet done (pending or in progress), per target bucket.
 pub async fn pending_counts(db: &Db) -> Result<Vec<(String, i64)>> {
     sqlx::query(
-        "SELECT bucket_id, COUNT(*) FROM object_copies WHERE state IN ('pending', 'copying') GROUP BY bucket_id",
+        "SELECT bucket_id, COUNT(*) AS copies FROM object_copies WHERE state IN ('pending', 'copying') GROUP BY bucket_id",
     )
     .fetch_all(&db.pool)
     .await?
     .iter()
-    .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+    .map(|r| Ok((r.try_get("bucket_id")?, r.try_get("copies")?)))
     .collect()
 }
 
 /// Copy counts per (target bucket, state).
 pub async fn state_counts(db: &Db) -> Result<Vec<(String, CopyState, i64)>> {
-    sqlx::query("SELECT bucket_id, state, COUNT(*) FROM object_copies GROUP BY bucket_id, state ORDER BY bucket_id, state")
+    sqlx::query("SELECT bucket_id, state, COUNT(*) AS copies FROM object_copies GROUP BY bucket_id, state ORDER BY bucket_id, state")
         .fetch_all(&db.pool)
         .await?
         .iter()
         .map(|r| {
-            let state = CopyState::from_stored(&r.try_get::<String, _>(1)?)?;
-            Ok((r.try_get(0)?, state, r.try_get(2)?))
+            let state = CopyState::from_stored(&r.try_get::<String, _>("state")?)?;
+            Ok((r.try_get("bucket_id")?, state, r.try_get("copies")?))
         })
         .collect()
 }
@@ -666,11 +669,11 @@ pub async fn state_counts(db: &Db) -> Result<Vec<(String, CopyState, i64)>> {
 /// When the oldest copy still waiting was queued (milliseconds), if any waits.
 pub async fn oldest_waiting(db: &Db) -> Result<Option<i64>> {
     let row = sqlx::query(
-        "SELECT MIN(created_at) FROM object_copies WHERE state IN ('pending', 'copying')",
+        "SELECT MIN(created_at) AS oldest FROM object_copies WHERE state IN ('pending', 'copying')",
     )
     .fetch_one(&db.pool)
     .await?;
-    Ok(row.try_get::<Option<i64>, _>(0)?)
+    Ok(row.try_get::<Option<i64>, _>("oldest")?)
 }
 
 /// The `limit` most recently scheduled copies that carry an error.
@@ -690,10 +693,10 @@ pub async fn recent_errors(db: &Db, limit: i64) -> Result<Vec<CopyRow>> {
 
 /// Live (not deleted) objects, for progress totals.
 pub async fn count_live_objects(db: &Db) -> Result<i64> {
-    let row = sqlx::query("SELECT COUNT(*) FROM objects WHERE deleted_at IS NULL")
+    let row = sqlx::query("SELECT COUNT(*) AS objects FROM objects WHERE deleted_at IS NULL")
         .fetch_one(&db.pool)
         .await?;
-    Ok(row.try_get(0)?)
+    Ok(row.try_get("objects")?)
 }
 
 /// Queues the copies missing for up to `limit` live objects with IDs above
@@ -715,8 +718,8 @@ pub async fn backfill_batch(
     let mut last = None;
     let mut queued = 0;
     for row in &rows {
-        let id: i64 = row.try_get(0)?;
-        let source: String = row.try_get(1)?;
+        let id: i64 = row.try_get("id")?;
+        let source: String = row.try_get("bucket_id")?;
         queued += insert_copies(
             &mut tx,
             id,
@@ -971,12 +974,12 @@ macro_rules! verified_tiers_sql {
 
 fn tier_from_row(r: &AnyRow) -> Result<TierOfObject> {
     Ok(TierOfObject {
-        object_id: r.try_get(0)?,
-        object_key: r.try_get(1)?,
+        object_id: r.try_get("id")?,
+        object_key: r.try_get("object_key")?,
         tier: VerifiedTier {
-            bucket_id: r.try_get(2)?,
-            size: r.try_get(3)?,
-            etag: r.try_get(4)?,
+            bucket_id: r.try_get("bucket_id")?,
+            size: r.try_get("size")?,
+            etag: r.try_get("etag")?,
         },
     })
 }
@@ -1024,11 +1027,11 @@ pub async fn sample_verified_tiers(db: &Db, n: i64) -> Result<Vec<TierOfObject>>
 /// Verified tiers of live objects in total.
 pub async fn count_verified_tiers(db: &Db) -> Result<i64> {
     let row = sqlx::query(concat!(
-        "SELECT COUNT(*) FROM (",
+        "SELECT COUNT(*) AS tiers FROM (",
         verified_tiers_sql!("", ""),
         ") t"
     ))
     .fetch_one(&db.pool)
     .await?;
-    Ok(row.try_get(0)?)
+    Ok(row.try_get("tiers")?)
 }

@@ -26,10 +26,10 @@ pub async fn find(db: &Db, user: i64, path: &str) -> Result<Option<Imported>> {
     .await?
     .map(|r| {
         Ok(Imported {
-            size: r.try_get(0)?,
-            mtime: r.try_get(1)?,
-            object_key: r.try_get(2)?,
-            object_id: r.try_get(3)?,
+            size: r.try_get("size")?,
+            mtime: r.try_get("mtime")?,
+            object_key: r.try_get("object_key")?,
+            object_id: r.try_get("object_id")?,
         })
     })
     .transpose()

@@ -38,7 +38,7 @@ pub async fn silent_since(db: &Db, cutoff: i64) -> Result<Vec<String>> {
         .fetch_all(&db.pool)
         .await?
         .iter()
-        .map(|r| Ok(r.try_get(0)?))
+        .map(|r| Ok(r.try_get("name")?))
         .collect()
 }
 

@@ -35,15 +35,15 @@ const JOB_COLUMNS: &str = "name, cursor, pass_started_at, pass_finished_at, leas
 
 fn job_from_row(r: &AnyRow) -> Result<Job> {
     Ok(Job {
-        name: r.try_get(0)?,
-        cursor: r.try_get(1)?,
-        pass_started_at: r.try_get(2)?,
-        pass_finished_at: r.try_get(3)?,
-        lease_owner: r.try_get(4)?,
-        lease_until: r.try_get(5)?,
-        checked: r.try_get(6)?,
-        healed: r.try_get(7)?,
-        lost: r.try_get(8)?,
+        name: r.try_get("name")?,
+        cursor: r.try_get("cursor")?,
+        pass_started_at: r.try_get("pass_started_at")?,
+        pass_finished_at: r.try_get("pass_finished_at")?,
+        lease_owner: r.try_get("lease_owner")?,
+        lease_until: r.try_get("lease_until")?,
+        checked: r.try_get("checked")?,
+        healed: r.try_get("healed")?,
+        lost: r.try_get("lost")?,
     })
 }
 
@@ -115,11 +115,13 @@ pub async fn renew_job(db: &Db, name: &str, owner: &str, lease_until: i64) -> Re
 /// Live objects with IDs up to `cursor`: how far a pass that stands there has come.
 pub async fn count_objects_upto(db: &Db, cursor: i64) -> Result<i64> {
     Ok(
-        sqlx::query("SELECT COUNT(*) FROM objects WHERE id <= $1 AND deleted_at IS NULL")
-            .bind(cursor)
-            .fetch_one(&db.pool)
-            .await?
-            .try_get(0)?,
+        sqlx::query(
+            "SELECT COUNT(*) AS objects FROM objects WHERE id <= $1 AND deleted_at IS NULL",
+        )
+        .bind(cursor)
+        .fetch_one(&db.pool)
+        .await?
+        .try_get("objects")?,
     )
 }
 
@@ -195,20 +197,20 @@ pub struct ObjectToScrub {
 async fn with_copies(db: &Db, rows: Vec<AnyRow>) -> Result<Vec<ObjectToScrub>> {
     let ids: Vec<i64> = rows
         .iter()
-        .map(|r| r.try_get(0))
+        .map(|r| r.try_get("id"))
         .collect::<std::result::Result<_, _>>()?;
     let mut copies: HashMap<i64, Vec<CopyRow>> = list_copies_of(db, &ids).await?;
     rows.iter()
         .map(|r| {
-            let id: i64 = r.try_get(0)?;
+            let id: i64 = r.try_get("id")?;
             Ok(ObjectToScrub {
                 id,
-                key: r.try_get(1)?,
-                bucket_id: r.try_get(2)?,
-                size: r.try_get(3)?,
-                md5: r.try_get(4)?,
-                etag: r.try_get(5)?,
-                lost_at: r.try_get(6)?,
+                key: r.try_get("object_key")?,
+                bucket_id: r.try_get("bucket_id")?,
+                size: r.try_get("size")?,
+                md5: r.try_get("md5")?,
+                etag: r.try_get("etag")?,
+                lost_at: r.try_get("lost_at")?,
                 copies: copies.remove(&id).unwrap_or_default(),
             })
         })
@@ -317,14 +319,12 @@ pub async fn mark_lost(db: &Db, object_id: i64, now: i64) -> Result<bool> {
 
 /// Live objects known lost.
 pub async fn count_lost(db: &Db) -> Result<i64> {
-    Ok(
-        sqlx::query(
-            "SELECT COUNT(*) FROM objects WHERE lost_at IS NOT NULL AND deleted_at IS NULL",
-        )
-        .fetch_one(&db.pool)
-        .await?
-        .try_get(0)?,
+    Ok(sqlx::query(
+        "SELECT COUNT(*) AS objects FROM objects WHERE lost_at IS NOT NULL AND deleted_at IS NULL",
     )
+    .fetch_one(&db.pool)
+    .await?
+    .try_get("objects")?)
 }
 
 /// Live objects known lost: how many, and the IDs of the first `limit`.
@@ -337,7 +337,7 @@ pub async fn lost_objects(db: &Db, limit: i64) -> Result<(i64, Vec<i64>)> {
     .fetch_all(&db.pool)
     .await?
     .iter()
-    .map(|r| r.try_get(0))
+    .map(|r| r.try_get("id"))
     .collect::<std::result::Result<_, _>>()?;
     Ok((count, ids))
 }

@@ -128,29 +128,29 @@ macro_rules! object_columns {
 
 fn temp_from_row(r: &AnyRow) -> Result<TempObject> {
     Ok(TempObject {
-        object_key: r.try_get(0)?,
-        user_id: r.try_get(1)?,
-        bucket_id: r.try_get(2)?,
-        declared_size: r.try_get(3)?,
-        declared_md5: r.try_get(4)?,
-        expected_etag: r.try_get(5)?,
-        upload_id: r.try_get(6)?,
-        created_at: r.try_get(7)?,
-        expires_at: r.try_get(8)?,
+        object_key: r.try_get("object_key")?,
+        user_id: r.try_get("user_id")?,
+        bucket_id: r.try_get("bucket_id")?,
+        declared_size: r.try_get("declared_size")?,
+        declared_md5: r.try_get("declared_md5")?,
+        expected_etag: r.try_get("expected_etag")?,
+        upload_id: r.try_get("upload_id")?,
+        created_at: r.try_get("created_at")?,
+        expires_at: r.try_get("expires_at")?,
     })
 }
 
 fn object_from_row(r: &AnyRow) -> Result<StoredObject> {
     Ok(StoredObject {
-        id: r.try_get(0)?,
-        object_key: r.try_get(1)?,
-        user_id: r.try_get(2)?,
-        bucket_id: r.try_get(3)?,
-        size: r.try_get(4)?,
-        md5: r.try_get(5)?,
-        etag: r.try_get(6)?,
-        created_at: r.try_get(7)?,
-        deleted_at: r.try_get(8)?,
+        id: r.try_get("id")?,
+        object_key: r.try_get("object_key")?,
+        user_id: r.try_get("user_id")?,
+        bucket_id: r.try_get("bucket_id")?,
+        size: r.try_get("size")?,
+        md5: r.try_get("md5")?,
+        etag: r.try_get("etag")?,
+        created_at: r.try_get("created_at")?,
+        deleted_at: r.try_get("deleted_at")?,
     })
 }
 
@@ -288,13 +288,13 @@ impl OwnConnection {
 /// the soonest of their expiries (ms since the epoch).
 pub async fn count_unreported(db: &Db, user: i64, now: i64) -> Result<(i64, Option<i64>)> {
     let row = sqlx::query(
-        "SELECT COUNT(*), MIN(expires_at) FROM temp_objects WHERE user_id = $1 AND expires_at >= $2",
+        "SELECT COUNT(*) AS keys, MIN(expires_at) AS soonest FROM temp_objects WHERE user_id = $1 AND expires_at >= $2",
     )
     .bind(user)
     .bind(now)
     .fetch_one(&db.pool)
     .await?;
-    Ok((row.try_get(0)?, row.try_get(1)?))
+    Ok((row.try_get("keys")?, row.try_get("soonest")?))
 }
 
 /// The issued, unreported key `object_key`, if any.
