@@ -643,6 +643,63 @@ fn only_the_command_line_knows_clap() {
     );
 }
 
+/// Where `line` reads a column by its position (`try_get(0)`, `try_get::<T, _>(3)`).
+fn positional_read(line: &str) -> bool {
+    let mut rest = line;
+    while let Some(at) = rest.find("try_get") {
+        rest = &rest[at + "try_get".len()..];
+        let args = match rest.strip_prefix("::<") {
+            // Past the type arguments, which hold no parenthesis.
+            Some(types) => types.find('(').map_or("", |open| &types[open..]),
+            None => rest,
+        };
+        if args
+            .strip_prefix('(')
+            .is_some_and(|a| a.trim_start().starts_with(|c: char| c.is_ascii_digit()))
+        {
+            return true;
+        }
+    }
+    false
+}
+
+#[test]
+fn rows_are_read_by_column_name() {
+    // Arrange
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    files.sort();
+    // Act
+    let mut found = Vec::new();
+    for file in &files {
+        let rel = file.strip_prefix(&src).unwrap().display().to_string();
+        for line in code_of(file).lines().filter(|l| positional_read(l)) {
+            found.push(format!("src/{rel}: {}", line.trim()));
+        }
+    }
+    // Assert
+    assert!(
+        found.is_empty(),
+        "columns read by position ({}); read them by name (alias a computed column with \
+         AS), so a column added to a SELECT cannot shift them:\n{}",
+        found.len(),
+        found.join("\n")
+    );
+}
+
+#[test]
+fn the_positional_read_check_sees_indices_with_and_without_types() {
+    assert!(positional_read("object_id: r.try_get(0)?,"));
+    assert!(positional_read(
+        "state: r.try_get::<Option<String>, _>( 12)?,"
+    ));
+    assert!(!positional_read("object_id: r.try_get(\"object_id\")?,"));
+    assert!(!positional_read(
+        "let n: i64 = r.try_get::<i64, _>(\"copies\")?;"
+    ));
+}
+
 /// Where `text` names the number 10,000 as a literal (`10_000` or `10000`, not part of
 /// a longer number or a name such as `fits_in_10000_parts`).
 fn has_ten_thousand(text: &str) -> bool {
