@@ -267,8 +267,9 @@ impl Museum {
 }
 
 /// Writes `configurations/bench.yaml` for a museum in the folder `name` of the work
-/// folder: SQLite there, the three servers, `extra` appended to `rate-limit:` and
-/// `sections` (top-level YAML) after it. Returns the API's port.
+/// folder: SQLite there, the three servers, no cap on a user's unreported keys (the
+/// workloads ask for thousands of URLs before reporting), `extra` appended to
+/// `rate-limit:` and `sections` (top-level YAML) after it. Returns the API's port.
 pub fn configure(env: &Env, name: &str, extra: &str, sections: &str) -> u16 {
     let dir = env.dir.join(name);
     std::fs::create_dir_all(dir.join("configurations")).unwrap();
@@ -277,6 +278,7 @@ pub fn configure(env: &Env, name: &str, extra: &str, sections: &str) -> u16 {
         "http:\n  host: 127.0.0.1\n  port: {api}\n  metrics-port: {metrics}\nlog:\n  format: json\n\
          db:\n  url: sqlite://{}/museum.db\nreplication:\n  worker-count: {WORKERS}\n  poll-interval: 50ms\n\
          auth:\n  jwt:\n    secret: {JWT_SECRET}\n\
+         quota:\n  max-unreported-keys: 0\n\
          rate-limit:\n  upload-urls-per-minute: 1000000000\n{extra}{sections}\
          s3:\n  are_local_buckets: true\n",
         dir.display()
