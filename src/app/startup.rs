@@ -24,7 +24,7 @@ use crate::cors::CorsPolicy;
 use crate::db::copies::pending_counts;
 use crate::db::uploads::TempObjectWriter;
 use crate::db::{Db, Open, PoolConfig};
-use crate::jobs::{self, Backoff};
+use crate::jobs::Runner;
 use crate::maintenance::primary::FollowPrimary;
 use crate::maintenance::scrub::{ScrubLimits, Scrubber};
 use crate::observe::events::FoundBy;
@@ -260,16 +260,15 @@ impl Application {
     /// hand go back to the queue, and the embedded S3 server stops.
     pub async fn run(self, cancel: CancellationToken) -> anyhow::Result<()> {
         let tracker = TaskTracker::new();
-        let instance = self.start_instance(&tracker, &cancel).await;
-        let metrics = Some(self.state.metrics.clone());
+        let jobs = Runner::new(
+            tracker.clone(),
+            Some(self.state.metrics.clone()),
+            cancel.clone(),
+        );
+        let instance = self.start_instance(&jobs).await;
         let cleanup = CleanupJob::new(self.state.db.clone(), self.state.buckets.clone())
             .every(self.settings.jobs.cleanup_interval.get());
-        tracker.spawn(jobs::run(
-            cleanup,
-            Backoff::DEFAULT,
-            metrics.clone(),
-            cancel.clone(),
-        ));
+        jobs.spawn(cleanup);
         let r = &self.settings.replication;
         let purge = Purger::new(
             self.state.db.clone(),
@@ -277,23 +276,13 @@ impl Application {
             r.delete_delay.get(),
         )
         .every(PURGE_INTERVAL.min(r.delete_delay.get().max(r.poll_interval.get())));
-        tracker.spawn(jobs::run(
-            purge,
-            Backoff::DEFAULT,
-            metrics.clone(),
-            cancel.clone(),
-        ));
+        jobs.spawn(purge);
         let follow = FollowPrimary::new(
             self.state.db.clone(),
             self.state.buckets.clone(),
             PRIMARY_POLL,
         );
-        tracker.spawn(jobs::run(
-            follow,
-            Backoff::DEFAULT,
-            metrics.clone(),
-            cancel.clone(),
-        ));
+        jobs.spawn(follow);
         let scrub = &self.settings.scrub;
         if scrub.interval.get().is_zero() {
             tracing::info!(
@@ -312,12 +301,7 @@ impl Application {
                 scrub.interval.get(),
                 cancel.clone(),
             );
-            tracker.spawn(jobs::run(
-                scrub,
-                Backoff::DEFAULT,
-                metrics.clone(),
-                cancel.clone(),
-            ));
+            jobs.spawn(scrub);
         }
         if r.enabled {
             let late = LateWatch::new(
@@ -325,12 +309,7 @@ impl Application {
                 self.state.metrics.clone(),
                 r.late_after.get(),
             );
-            tracker.spawn(jobs::run(
-                late,
-                Backoff::DEFAULT,
-                metrics.clone(),
-                cancel.clone(),
-            ));
+            jobs.spawn(late);
             for worker in self.replication_workers(&instance.owner_prefix()) {
                 tracker
                     .spawn(worker.run(Arc::clone(&self.state.replication_wakeup), cancel.clone()));
@@ -441,7 +420,7 @@ impl Application {
     /// Takes this process's instance name, takes back the copies its previous run
     /// left in hand, and keeps its heartbeat (which also takes over the copies of
     /// instances that died) until `cancel` fires.
-    async fn start_instance(&self, tracker: &TaskTracker, cancel: &CancellationToken) -> Instance {
+    async fn start_instance(&self, jobs: &Runner) -> Instance {
         let instance = Instance::acquire();
         match instance.register(&self.state.db).await {
             Ok(0) => {}
@@ -462,16 +441,7 @@ impl Application {
             self.settings.replication.instance_timeout.get(),
             Arc::clone(&self.state.replication_wakeup),
         );
-        let backoff = Backoff {
-            initial: Backoff::DEFAULT.initial.min(heartbeat.period()),
-            max: heartbeat.period(),
-        };
-        tracker.spawn(jobs::run(
-            heartbeat,
-            backoff,
-            Some(self.state.metrics.clone()),
-            cancel.clone(),
-        ));
+        jobs.spawn(heartbeat);
         instance
     }
 }

@@ -11,6 +11,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::observe::metrics::Metrics;
 
@@ -34,6 +35,12 @@ pub trait Job: Send + 'static {
     /// Does one unit of work. An error is counted and logged by the runner, which
     /// steps again after its backoff; the job keeps its own place across errors.
     fn step(&mut self) -> impl Future<Output = anyhow::Result<Step>> + Send;
+
+    /// The wait after failed steps; a job whose work must recur within a bound (a
+    /// heartbeat) caps it there.
+    fn backoff(&self) -> Backoff {
+        Backoff::DEFAULT
+    }
 
     /// Runs once when the runner stops the job, cancelled or done: gives back what
     /// the job holds (a lease) so another instance need not wait for it to run out.
@@ -67,27 +74,44 @@ impl Backoff {
     }
 }
 
-/// Runs `job` until it is done or `cancel` fires, which stops it between steps and
-/// during its waits, then calls [`Job::stop`]. Each error counts in `metrics` (when
-/// given), is logged with the job's name and its cause chain, and waits its
-/// [`Backoff`] before the next step.
-pub async fn run<J: Job>(
-    mut job: J,
-    backoff: Backoff,
+/// Starts jobs on one task tracker, counting their errors in one set of metrics and
+/// stopping them all with one cancellation; the caller waits for the tracker, up to
+/// its shutdown deadline.
+#[derive(Debug, Clone)]
+pub struct Runner {
+    tracker: TaskTracker,
     metrics: Option<Metrics>,
     cancel: CancellationToken,
-) {
-    steps(&mut job, backoff, metrics, &cancel).await;
+}
+
+impl Runner {
+    pub fn new(tracker: TaskTracker, metrics: Option<Metrics>, cancel: CancellationToken) -> Self {
+        Self {
+            tracker,
+            metrics,
+            cancel,
+        }
+    }
+
+    /// Runs `job` (see [`run`]) on a task of the tracker.
+    pub fn spawn<J: Job>(&self, job: J) {
+        self.tracker
+            .spawn(run(job, self.metrics.clone(), self.cancel.clone()));
+    }
+}
+
+/// Runs `job` until it is done or `cancel` fires, which stops it between steps and
+/// during its waits, then calls [`Job::stop`]. Each error counts in `metrics` (when
+/// given), is logged with the job's name and its cause chain, and waits the job's
+/// [`Backoff`] before the next step.
+pub async fn run<J: Job>(mut job: J, metrics: Option<Metrics>, cancel: CancellationToken) {
+    steps(&mut job, metrics, &cancel).await;
     job.stop().await;
 }
 
 /// The runner's loop: steps `job` until it is done or `cancel` fires.
-async fn steps<J: Job>(
-    job: &mut J,
-    backoff: Backoff,
-    metrics: Option<Metrics>,
-    cancel: &CancellationToken,
-) {
+async fn steps<J: Job>(job: &mut J, metrics: Option<Metrics>, cancel: &CancellationToken) {
+    let backoff = job.backoff();
     let mut errors = 0_u32;
     while !cancel.is_cancelled() {
         let wait = match job.step().await {
@@ -172,6 +196,10 @@ mod tests {
         async fn stop(&mut self) {
             *self.stopped.lock().unwrap() += 1;
         }
+
+        fn backoff(&self) -> Backoff {
+            BACKOFF
+        }
     }
 
     fn scripted(script: Vec<Result<Step, &'static str>>) -> (Scripted, Arc<Mutex<Vec<Duration>>>) {
@@ -209,7 +237,7 @@ mod tests {
             Ok(Step::Busy),
         ]);
         let stopped = Arc::clone(&job.stopped);
-        run(job, BACKOFF, None, CancellationToken::new()).await;
+        run(job, None, CancellationToken::new()).await;
         let secs: Vec<u64> = ran.lock().unwrap().iter().map(Duration::as_secs).collect();
         assert_eq!(secs, [0, 0, 10, 10]);
         assert_eq!(*stopped.lock().unwrap(), 1, "stopped once, when done");
@@ -226,13 +254,7 @@ mod tests {
             Err("again"),
             Ok(Step::Done),
         ]);
-        run(
-            job,
-            BACKOFF,
-            Some(metrics.clone()),
-            CancellationToken::new(),
-        )
-        .await;
+        run(job, Some(metrics.clone()), CancellationToken::new()).await;
         let secs: Vec<u64> = ran.lock().unwrap().iter().map(Duration::as_secs).collect();
         // Errors wait 1, 2 and 4 s; after the success the next error waits 1 s again.
         assert_eq!(secs, [0, 1, 3, 7, 7, 8]);
@@ -251,7 +273,7 @@ mod tests {
         let (mut job, ran) = scripted(vec![Ok(Step::Busy), Ok(Step::Busy), Ok(Step::Busy)]);
         job.cancel_at_step = Some((2, cancel.clone()));
         let started = Instant::now();
-        run(job, BACKOFF, None, cancel).await;
+        run(job, None, cancel).await;
         assert_eq!(
             ran.lock().unwrap().len(),
             2,
@@ -269,7 +291,7 @@ mod tests {
         let cancel = CancellationToken::new();
         let (job, ran) = scripted(vec![Ok(Step::Idle(Duration::from_secs(3600)))]);
         let stopped = Arc::clone(&job.stopped);
-        let task = tokio::spawn(run(job, BACKOFF, None, cancel.clone()));
+        let task = tokio::spawn(run(job, None, cancel.clone()));
         tokio::time::sleep(Duration::from_secs(1)).await;
         let started = Instant::now();
         cancel.cancel();

@@ -20,7 +20,7 @@ use tokio::sync::Notify;
 
 use crate::db::copies::{reclaim_leases, release_leases};
 use crate::db::{Db, DbError, instances, now_millis};
-use crate::jobs::{Job, Step};
+use crate::jobs::{Backoff, Job, Step};
 use crate::time::millis;
 
 /// Slots tried before giving up on a name that survives restarts.
@@ -123,10 +123,8 @@ impl Heartbeat {
         }
     }
 
-    /// The time between beats. The runner's backoff after a failed beat must not
-    /// exceed it, or the other instances would count this one dead while the
-    /// database is back.
-    pub fn period(&self) -> Duration {
+    /// The time between beats.
+    fn period(&self) -> Duration {
         self.timeout / 4
     }
 }
@@ -134,6 +132,15 @@ impl Heartbeat {
 impl Job for Heartbeat {
     fn name(&self) -> &'static str {
         "heartbeat"
+    }
+
+    /// Never longer than a period: a longer wait after a failed beat would have the
+    /// other instances count this one dead while the database is back.
+    fn backoff(&self) -> Backoff {
+        Backoff {
+            initial: Backoff::DEFAULT.initial.min(self.period()),
+            max: self.period(),
+        }
     }
 
     async fn step(&mut self) -> anyhow::Result<Step> {
