@@ -25,6 +25,23 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
+/// The crate's `src/`, and every `.rs` file under it in order, each with its path
+/// from `src/` (`db/copies.rs`).
+fn source_files() -> (PathBuf, Vec<(PathBuf, String)>) {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    files.sort();
+    let named = files
+        .into_iter()
+        .map(|f| {
+            let rel = f.strip_prefix(&src).unwrap().display().to_string();
+            (f, rel)
+        })
+        .collect();
+    (src, named)
+}
+
 /// Where `line` holds SQL: a SQL call, or a string literal opening with a statement.
 fn sql_in(line: &str) -> Option<&'static str> {
     if let Some(call) = SQL_CALLS.iter().find(|c| line.contains(*c)) {
@@ -42,19 +59,15 @@ fn sql_in(line: &str) -> Option<&'static str> {
 #[test]
 fn sql_lives_only_in_db() {
     // Arrange
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let (src, files) = source_files();
     let db = src.join("db");
-    let mut files = Vec::new();
-    rust_files(&src, &mut files);
-    files.sort();
     // Act
     let mut found = Vec::new();
-    for file in files.iter().filter(|f| !f.starts_with(&db)) {
+    for (file, rel) in files.iter().filter(|(f, _)| !f.starts_with(&db)) {
         let text = std::fs::read_to_string(file).unwrap();
         for (n, line) in text.lines().enumerate() {
             if let Some(what) = sql_in(line) {
-                let shown = file.strip_prefix(&src).unwrap().display();
-                found.push(format!("src/{shown}:{}: {what}: {}", n + 1, line.trim()));
+                found.push(format!("src/{rel}:{}: {what}: {}", n + 1, line.trim()));
             }
         }
     }
@@ -577,14 +590,10 @@ fn renamed_imports(code: &str) -> Vec<String> {
 #[test]
 fn no_module_is_renamed_on_import() {
     // Arrange
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let mut files = Vec::new();
-    rust_files(&src, &mut files);
-    files.sort();
+    let (_, files) = source_files();
     // Act
     let mut found = Vec::new();
-    for file in &files {
-        let rel = file.strip_prefix(&src).unwrap().display().to_string();
+    for (file, rel) in &files {
         for renamed in renamed_imports(&code_of(file)) {
             found.push(format!("src/{rel}: {renamed}"));
         }
@@ -616,20 +625,16 @@ fn the_rename_reader_sees_modules_in_groups_and_skips_types_and_traits() {
 #[test]
 fn only_the_command_line_knows_clap() {
     // Arrange
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let mut files = Vec::new();
-    rust_files(&src, &mut files);
-    files.sort();
+    let (_, files) = source_files();
     // Act
     let mut found = Vec::new();
-    for file in &files {
-        let rel = file.strip_prefix(&src).unwrap();
-        if rel.starts_with("app") || rel == Path::new("main.rs") {
+    for (file, rel) in &files {
+        if rel.starts_with("app/") || rel == "main.rs" {
             continue;
         }
         for line in code_of(file).lines() {
             if line.contains("clap") {
-                found.push(format!("src/{}: {}", rel.display(), line.trim()));
+                found.push(format!("src/{rel}: {}", line.trim()));
             }
         }
     }
@@ -666,14 +671,10 @@ fn positional_read(line: &str) -> bool {
 #[test]
 fn rows_are_read_by_column_name() {
     // Arrange
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let mut files = Vec::new();
-    rust_files(&src, &mut files);
-    files.sort();
+    let (_, files) = source_files();
     // Act
     let mut found = Vec::new();
-    for file in &files {
-        let rel = file.strip_prefix(&src).unwrap().display().to_string();
+    for (file, rel) in &files {
         for line in code_of(file).lines().filter(|l| positional_read(l)) {
             found.push(format!("src/{rel}: {}", line.trim()));
         }
@@ -717,18 +718,14 @@ fn has_ten_thousand(text: &str) -> bool {
 fn shared_limits_are_defined_once() {
     // Arrange: S3's part limit lives in storage/limits.rs, and the one conversion of
     // a duration into the milliseconds of the timestamp columns in time.rs.
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let (src, files) = source_files();
     let parts_home = src.join("storage").join("limits.rs");
     let millis_home = src.join("time.rs");
-    let mut files = Vec::new();
-    rust_files(&src, &mut files);
-    files.sort();
     // Act
     let mut found = Vec::new();
-    for file in &files {
+    for (file, shown) in &files {
         let text = std::fs::read_to_string(file).unwrap();
         let lines: Vec<&str> = text.lines().collect();
-        let shown = file.strip_prefix(&src).unwrap().display();
         for (n, line) in lines.iter().enumerate() {
             // A part limit: 10,000 within two lines of the word "part". utoipa's
             // `max_items` takes only a literal; a unit test of api::uploads holds it to
